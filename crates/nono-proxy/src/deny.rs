@@ -1,0 +1,256 @@
+//! The always-denied list: cloud metadata endpoints, link-local and unspecified addresses,
+//! loopback unless allowed explicitly, and the proxy's own listening address.
+//!
+//! No allowlist entry can override these. IPv4 addresses carried inside IPv6 (mapped,
+//! compatible, NAT64, 6to4, Teredo) are checked as the IPv4 address they carry.
+
+use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use crate::filter::Host;
+
+/// Why a request was refused by policy; `as_str` is what 403 bodies and audit events carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DenyReason {
+    /// A cloud metadata endpoint, by name or address.
+    Metadata,
+    /// An address in an always-denied range (link-local, unspecified).
+    Cidr,
+    /// Loopback, which needs an explicit allowlist entry.
+    Loopback,
+    /// The proxy's own listening address.
+    SelfLoop,
+    /// Not on the allowlist.
+    NotAllowlisted,
+    /// CONNECT to a host that has a credential route: it must use the route.
+    ConnectBypassesL7,
+    /// The request did not match any endpoint rule of its route.
+    EndpointRule,
+}
+
+impl DenyReason {
+    /// Stable machine-readable name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DenyReason::Metadata => "denied_metadata",
+            DenyReason::Cidr => "denied_cidr",
+            DenyReason::Loopback => "denied_loopback",
+            DenyReason::SelfLoop => "denied_self",
+            DenyReason::NotAllowlisted => "not_allowlisted",
+            DenyReason::ConnectBypassesL7 => "connect_bypasses_l7",
+            DenyReason::EndpointRule => "endpoint_rule",
+        }
+    }
+}
+
+impl fmt::Display for DenyReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Metadata service host names, lower-case, without trailing dot.
+const METADATA_NAMES: &[&str] = &[
+    "metadata.google.internal",
+    "metadata.azure.internal",
+    "metadata.goog",
+    "metadata",
+    "instance-data",
+    "instance-data.ec2.internal",
+];
+
+/// Metadata addresses outside the always-denied ranges.
+const METADATA_V4: &[Ipv4Addr] = &[
+    Ipv4Addr::new(169, 254, 169, 254),
+    Ipv4Addr::new(169, 254, 170, 2),
+    Ipv4Addr::new(100, 100, 100, 200),
+    Ipv4Addr::new(192, 0, 0, 192),
+];
+
+const METADATA_V6: &[Ipv6Addr] = &[Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254)];
+
+/// Checks a target by name before anything is resolved.
+pub fn check_host(host: &Host) -> Option<DenyReason> {
+    match host {
+        Host::Name(n) => METADATA_NAMES.contains(&n.as_str()).then_some(DenyReason::Metadata),
+        Host::Ip(ip) => check_ip(*ip),
+    }
+}
+
+/// Checks one address against the fixed deny list (metadata, link-local, unspecified).
+/// Loopback and the proxy's own address are checked by [`check_addr`].
+pub fn check_ip(ip: IpAddr) -> Option<DenyReason> {
+    if let IpAddr::V6(v6) = ip {
+        if METADATA_V6.contains(&v6) {
+            return Some(DenyReason::Metadata);
+        }
+        if v6.is_unspecified() || (v6.segments()[0] & 0xffc0) == 0xfe80 {
+            return Some(DenyReason::Cidr);
+        }
+        // Deprecated site-local fec0::/10 is link-scoped in practice too.
+        if (v6.segments()[0] & 0xffc0) == 0xfec0 {
+            return Some(DenyReason::Cidr);
+        }
+    }
+    for v4 in ipv4_views(ip) {
+        if METADATA_V4.contains(&v4) {
+            return Some(DenyReason::Metadata);
+        }
+        let o = v4.octets();
+        if v4.is_link_local() || o[0] == 0 || v4.is_broadcast() || v4.is_multicast() {
+            return Some(DenyReason::Cidr);
+        }
+    }
+    if let IpAddr::V6(v6) = ip {
+        if v6.segments()[0] & 0xff00 == 0xff00 {
+            return Some(DenyReason::Cidr);
+        }
+    }
+    None
+}
+
+/// Is this address (or the IPv4 it carries) loopback?
+pub fn is_loopback(ip: IpAddr) -> bool {
+    ip.is_loopback() || ipv4_views(ip).iter().any(|v| v.is_loopback())
+}
+
+/// Full check of one address the proxy is about to connect to.
+///
+/// `loopback_ok` is true only when the user allowed this target explicitly; `own` is the
+/// proxy's listening address, never a valid destination.
+pub fn check_addr(addr: SocketAddr, loopback_ok: bool, own: Option<SocketAddr>) -> Option<DenyReason> {
+    if let Some(r) = check_ip(addr.ip()) {
+        return Some(r);
+    }
+    let ip = addr.ip();
+    if let Some(own) = own {
+        let own_ip = canonical_ip(own.ip());
+        let same_host = canonical_ip(ip) == own_ip || (own_ip.is_unspecified() && is_local_candidate(ip)) || (is_loopback(ip) && is_loopback(own_ip));
+        if addr.port() == own.port() && same_host {
+            return Some(DenyReason::SelfLoop);
+        }
+    }
+    if is_loopback(ip) && !loopback_ok {
+        return Some(DenyReason::Loopback);
+    }
+    None
+}
+
+/// When the proxy listens on all interfaces we cannot cheaply list them; any private or
+/// loopback address on the proxy's port is treated as the proxy itself.
+fn is_local_candidate(ip: IpAddr) -> bool {
+    is_loopback(ip)
+        || ipv4_views(ip).iter().any(|v| v.is_private())
+        || matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xfe00) == 0xfc00)
+}
+
+/// Maps an IPv4-mapped IPv6 address to IPv4 so that both spellings compare equal.
+pub fn canonical_ip(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => ip,
+        },
+        v4 => v4,
+    }
+}
+
+/// Every IPv4 address an address stands for: itself, or the IPv4 embedded in an IPv6 address
+/// by mapping, compatibility form, NAT64 (well-known and local-use prefix), 6to4 or Teredo
+/// (server and de-obfuscated client).
+pub fn ipv4_views(ip: IpAddr) -> Vec<Ipv4Addr> {
+    let v6 = match ip {
+        IpAddr::V4(v4) => return vec![v4],
+        IpAddr::V6(v6) => v6,
+    };
+    let s = v6.segments();
+    let low = Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
+    let mut out = Vec::new();
+    if let Some(v4) = v6.to_ipv4_mapped() {
+        out.push(v4);
+    }
+    // IPv4-compatible ::a.b.c.d (excluding :: and ::1 themselves).
+    if s[..6].iter().all(|&x| x == 0) && !(s[6] == 0 && s[7] <= 1) {
+        out.push(low);
+    }
+    // NAT64 64:ff9b::/96 and local-use 64:ff9b:1::/48.
+    if (s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|&x| x == 0)) || (s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) {
+        out.push(low);
+    }
+    // 6to4 2002:AABB:CCDD::/48.
+    if s[0] == 0x2002 {
+        out.push(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8));
+    }
+    // Teredo 2001:0::/32: server in bits 32-63, client obfuscated in the last 32 bits.
+    if s[0] == 0x2001 && s[1] == 0 {
+        out.push(Ipv4Addr::new((s[2] >> 8) as u8, s[2] as u8, (s[3] >> 8) as u8, s[3] as u8));
+        out.push(Ipv4Addr::from(!u32::from(low)));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn metadata_names_any_case_and_trailing_dot() {
+        for n in ["metadata.google.internal", "METADATA.Google.Internal.", "metadata.azure.internal", "metadata.goog"] {
+            assert_eq!(check_host(&Host::parse(n).unwrap()), Some(DenyReason::Metadata), "{n}");
+        }
+        assert_eq!(check_host(&Host::parse("api.openai.com").unwrap()), None);
+    }
+
+    #[test]
+    fn metadata_and_link_local_addresses() {
+        for a in ["169.254.169.254", "fd00:ec2::254", "100.100.100.200", "192.0.0.192"] {
+            assert_eq!(check_ip(ip(a)), Some(DenyReason::Metadata), "{a}");
+        }
+        for a in ["169.254.1.1", "fe80::1", "febf::1", "0.0.0.0", "::", "0.1.2.3"] {
+            assert_eq!(check_ip(ip(a)), Some(DenyReason::Cidr), "{a}");
+        }
+        for a in ["10.0.0.1", "192.168.1.1", "172.16.0.1", "8.8.8.8", "2606:4700::1"] {
+            assert_eq!(check_ip(ip(a)), None, "{a}");
+        }
+    }
+
+    #[test]
+    fn embedded_ipv4_is_checked_as_ipv4() {
+        for a in [
+            "::ffff:169.254.169.254",
+            "::169.254.169.254",
+            "64:ff9b::169.254.169.254",
+            "64:ff9b:1::a9fe:a9fe",
+            "2002:a9fe:a9fe::1",
+            "2001:0:a9fe:a9fe::1",
+            // Teredo client 169.254.169.254 obfuscated (bitwise not).
+            "2001:0:102:304::5601:5601",
+        ] {
+            assert_eq!(check_ip(ip(a)), Some(DenyReason::Metadata), "{a}");
+        }
+        assert_eq!(check_ip(ip("::ffff:169.254.1.1")), Some(DenyReason::Cidr));
+        assert!(is_loopback(ip("::ffff:127.0.0.1")));
+        assert!(is_loopback(ip("64:ff9b::127.0.0.1")));
+    }
+
+    #[test]
+    fn loopback_needs_explicit_allow_and_self_is_never_ok() {
+        let own: SocketAddr = "127.0.0.1:3128".parse().unwrap();
+        let lo: SocketAddr = "127.0.0.1:8080".parse().unwrap();
+        assert_eq!(check_addr(lo, false, Some(own)), Some(DenyReason::Loopback));
+        assert_eq!(check_addr(lo, true, Some(own)), None);
+        assert_eq!(check_addr(own, true, Some(own)), Some(DenyReason::SelfLoop));
+        let mapped: SocketAddr = "[::ffff:127.0.0.1]:3128".parse().unwrap();
+        assert_eq!(check_addr(mapped, true, Some(own)), Some(DenyReason::SelfLoop));
+        let v6lo: SocketAddr = "[::1]:3128".parse().unwrap();
+        assert_eq!(check_addr(v6lo, true, Some(own)), Some(DenyReason::SelfLoop));
+        let any: SocketAddr = "0.0.0.0:3128".parse().unwrap();
+        let lan: SocketAddr = "192.168.1.5:3128".parse().unwrap();
+        assert_eq!(check_addr(lan, true, Some(any)), Some(DenyReason::SelfLoop));
+    }
+}

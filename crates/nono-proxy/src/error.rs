@@ -1,0 +1,56 @@
+//! Error types at the crate boundary.
+
+use std::io;
+use std::net::SocketAddr;
+
+/// A host pattern or request host that does not parse.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FilterError {
+    /// An allowlist pattern is malformed.
+    #[error("invalid host pattern `{pattern}`: {reason}")]
+    InvalidPattern {
+        /// The pattern as written.
+        pattern: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A request's target host is malformed.
+    #[error("invalid host `{host}`: {reason}")]
+    InvalidHost {
+        /// The host as received.
+        host: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+/// The proxy could not be configured or started.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// A host pattern in the configuration is malformed.
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    /// The configuration is inconsistent.
+    #[error("invalid proxy configuration: {0}")]
+    Config(String),
+    /// Binding the listening socket failed.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// Address we tried.
+        addr: SocketAddr,
+        /// OS error.
+        #[source]
+        source: io::Error,
+    },
+    /// Another I/O failure during start-up.
+    #[error("{context}: {source}")]
+    Io {
+        /// What we were doing.
+        context: String,
+        /// OS error.
+        #[source]
+        source: io::Error,
+    },
+}
