@@ -1,8 +1,39 @@
 //! nono-proxy: the network filtering proxy of the nono sandbox.
+//!
+//! It runs unsandboxed in the supervisor (or standalone as `nono proxy`); confined clients
+//! reach the network only through it. Modules:
+//!
+//! - [`filter`]: host allowlist patterns (`host`, `*.suffix`, `host:port`, IP literals).
+//! - [`deny`]: the always-denied list (cloud metadata, link-local, loopback unless explicit,
+//!   the proxy itself), with IPv4-in-IPv6 and non-dotted IPv4 handling.
+//! - [`dns`]: injectable name resolution.
+//! - [`gate`]: admission of one target: deny list, allowlist, resolve, check every address.
+//! - [`token`]: the session token and its constant-time check.
+//! - [`audit`]: decision events, a bounded buffer and log lines.
+//! - [`config`]: configuration and its defaults.
+//! - [`env`]: the variables a client needs (`HTTP_PROXY`, smart `NO_PROXY`, ...).
+//! - [`server`]: listener, connection cap, dispatch, graceful shutdown.
+//! - `connect`: CONNECT tunnels; `forward`: plain HTTP forwarding; `relay`: the byte relay
+//!   (`splice(2)` on Linux); `upstream_conn`: connecting to checked addresses.
 #![forbid(unsafe_code)]
 
+pub mod audit;
+pub mod config;
+mod connect;
 pub mod deny;
+pub mod dns;
+pub mod env;
 pub mod error;
 pub mod filter;
+mod forward;
+pub mod gate;
+pub mod relay;
+mod respond;
+pub mod server;
+pub mod token;
+mod upstream_conn;
 
+pub use config::{AuthConfig, ProxyConfig, Timeouts};
 pub use error::{FilterError, ProxyError};
+pub use server::{start, start_with_listener, ProxyHandle};
+pub use token::SessionToken;

@@ -1,0 +1,196 @@
+//! `nono proxy`: the filtering proxy as a standalone, long-lived server.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use nono_proxy::dns::{Resolver, StaticResolver, SystemResolver};
+use nono_proxy::{AuthConfig, ProxyConfig, SessionToken};
+use zeroize::Zeroizing;
+
+use crate::exit::Failure;
+
+/// Flags of `nono proxy`.
+#[derive(Debug, Args)]
+pub struct ProxyArgs {
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1", value_name = "ADDR")]
+    pub listen: IpAddr,
+    /// Port to listen on (0 = chosen by the OS).
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub port: u16,
+    /// Serve without authentication (refused unless listening on loopback).
+    #[arg(long)]
+    pub no_auth: bool,
+    /// Use this secret instead of a random session token (also read from NONO_PROXY_PASS).
+    #[arg(long, value_name = "SECRET", env = "NONO_PROXY_PASS", hide_env_values = true)]
+    pub pass: Option<String>,
+    /// Allow this host pattern (repeatable): `host`, `*.suffix`, `host:port`, IP, `[v6]:port`.
+    #[arg(long = "allow-domain", value_name = "HOST")]
+    pub allow_domain: Vec<String>,
+    /// Maximum simultaneous client connections (0 = unlimited).
+    #[arg(long, default_value_t = nono_proxy::config::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    pub max_connections: usize,
+    /// Upstream connect timeout in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub connect_timeout: f64,
+    /// Time a client has to send a full request head, in seconds.
+    #[arg(long, value_name = "SECS", default_value_t = 10.0)]
+    pub header_timeout: f64,
+    /// Pin a name to addresses instead of asking DNS (repeatable): `NAME=IP[,IP...]`.
+    /// The pinned addresses are checked like resolved ones.
+    #[arg(long, value_name = "NAME=IP")]
+    pub resolve: Vec<String>,
+    /// Print the connection details as one JSON object on the first line of stdout.
+    #[arg(long)]
+    pub json: bool,
+    /// More logging (-v: debug, -vv: trace). Decisions are logged at the default level.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+/// Runs `nono proxy` until Ctrl-C or SIGTERM.
+pub fn run(args: ProxyArgs) -> Result<(), Failure> {
+    let config = build_config(&args)?;
+    crate::logging::init(args.verbose, false, "info");
+    crate::limits::raise_fd_limit();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(Failure::runtime)?;
+    rt.block_on(serve(args.json, config)).map_err(Failure::runtime)
+}
+
+/// Validates the flags and builds the proxy configuration. Every refusal happens here,
+/// before anything listens.
+fn build_config(args: &ProxyArgs) -> Result<ProxyConfig, Failure> {
+    if args.no_auth && args.pass.is_some() {
+        return Err(Failure::usage("--no-auth and --pass contradict each other: choose one (NONO_PROXY_PASS counts as --pass)"));
+    }
+    let auth = if args.no_auth {
+        if !args.listen.is_loopback() {
+            return Err(Failure::usage(format!(
+                "--no-auth is refused on the non-loopback address {}: anyone who can reach it could use the proxy; drop --no-auth or listen on 127.0.0.1",
+                args.listen
+            )));
+        }
+        AuthConfig::Disabled
+    } else if let Some(p) = &args.pass {
+        if p.is_empty() {
+            return Err(Failure::usage("--pass is empty: give a non-empty secret or omit it for a random session token"));
+        }
+        AuthConfig::Token(SessionToken::from_secret(Zeroizing::new(p.clone())))
+    } else {
+        AuthConfig::Token(SessionToken::generate())
+    };
+    let mut config = ProxyConfig {
+        allowed_hosts: args.allow_domain.clone(),
+        bind_addr: args.listen,
+        bind_port: args.port,
+        max_connections: args.max_connections,
+        auth,
+        resolver: resolver_from_pins(&args.resolve).map_err(|e| Failure::usage(e.to_string()))?,
+        ..ProxyConfig::default()
+    };
+    config.timeouts.connect = secs("--connect-timeout", args.connect_timeout)?;
+    config.timeouts.header_read = secs("--header-timeout", args.header_timeout)?;
+    // Parse now so a bad pattern is a usage error, not a start-up failure.
+    nono_proxy::filter::HostFilter::new(&config.allowed_hosts).map_err(|e| Failure::usage(e.to_string()))?;
+    Ok(config)
+}
+
+fn secs(flag: &str, v: f64) -> Result<Duration, Failure> {
+    if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
+        return Err(Failure::usage(format!("{flag} must be between 0 and 86400 seconds, got {v}")));
+    }
+    Ok(Duration::from_secs_f64(v))
+}
+
+/// Parses `--resolve NAME=IP[,IP]` pins into a resolver.
+pub fn resolver_from_pins(pins: &[String]) -> anyhow::Result<Arc<dyn Resolver>> {
+    if pins.is_empty() {
+        return Ok(Arc::new(SystemResolver));
+    }
+    let mut map: HashMap<String, Vec<IpAddr>> = HashMap::new();
+    for p in pins {
+        let Some((name, ips)) = p.split_once('=') else {
+            bail!("--resolve `{p}`: expected NAME=IP[,IP...]");
+        };
+        let mut addrs = Vec::new();
+        for ip in ips.split(',') {
+            let ip = ip.trim().trim_start_matches('[').trim_end_matches(']');
+            addrs.push(ip.parse::<IpAddr>().with_context(|| format!("--resolve `{p}`: `{ip}` is not an IP address"))?);
+        }
+        map.entry(name.to_string()).or_default().extend(addrs);
+    }
+    Ok(Arc::new(StaticResolver::new(map, Arc::new(SystemResolver))))
+}
+
+async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
+    let allowed = config.allowed_hosts.clone();
+    let handle = nono_proxy::start(config).await?;
+    let env = handle.env_vars();
+    let mut out = std::io::stdout().lock();
+    if json {
+        let env_map: serde_json::Map<String, serde_json::Value> =
+            env.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        let obj = serde_json::json!({
+            "url": handle.url(),
+            "listen": handle.addr().to_string(),
+            "port": handle.port(),
+            "token": handle.token().map(|t| t.expose().to_string()),
+            "allowed_hosts": allowed,
+            "env": env_map,
+        });
+        writeln!(out, "{obj}")?;
+    } else {
+        writeln!(out, "nono proxy listening on {}", handle.addr())?;
+        writeln!(out, "  proxy URL:     {}", handle.url())?;
+        match handle.token() {
+            Some(t) => writeln!(out, "  token:         {}", t.expose())?,
+            None => writeln!(out, "  token:         none (authentication disabled)")?,
+        }
+        if allowed.is_empty() {
+            writeln!(out, "  allowed hosts: any (except the always-denied list)")?;
+        } else {
+            writeln!(out, "  allowed hosts: {}", allowed.join(", "))?;
+        }
+        writeln!(out, "\nPoint clients at it with:")?;
+        for (k, v) in &env {
+            writeln!(out, "export {k}='{v}'")?;
+        }
+    }
+    out.flush()?;
+    drop(out);
+    wait_for_signal().await?;
+    tracing::info!("shutting down");
+    handle.shutdown().await;
+    Ok(())
+}
+
+async fn wait_for_signal() -> anyhow::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pins_parse_and_reject_garbage() {
+        assert!(resolver_from_pins(&["a.test=127.0.0.1,[::1]".into()]).is_ok());
+        assert!(resolver_from_pins(&["a.test".into()]).is_err());
+        assert!(resolver_from_pins(&["a.test=nope".into()]).is_err());
+    }
+}

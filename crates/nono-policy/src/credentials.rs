@@ -1,0 +1,359 @@
+//! Credential services (the built-ins in `network-policy.json` and a profile's
+//! `custom_credentials`) and endpoint rules, with the validation of every field.
+
+use std::path::PathBuf;
+
+use nono_proxy::filter::{HostMatch, HostPattern};
+use serde::{Deserialize, Serialize};
+
+/// How the proxy puts the credential into a request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InjectMode {
+    /// A header, `inject_header: credential_format`.
+    #[default]
+    Header,
+    /// Rewritten into the URL path with `path_pattern` → `path_replacement`.
+    UrlPath,
+    /// A query parameter named `query_param_name`.
+    QueryParam,
+    /// HTTP basic authentication (the credential is `user:password`).
+    BasicAuth,
+}
+
+/// A method + path pattern a credential service may be used for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EndpointMatch {
+    /// `*` or an HTTP method.
+    pub method: String,
+    /// A glob over the request path, starting with `/`.
+    pub path: String,
+}
+
+/// A service whose credential the proxy injects so the sandboxed command never sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialService {
+    /// The service's name (the key it is defined under); filled in on resolution.
+    #[serde(skip_deserializing)]
+    pub name: String,
+    /// What the service is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// Base URL requests are forwarded to: `https://...`, or `http://` to a loopback host.
+    pub upstream: String,
+    /// Keyring account name, or `env://VAR`, `file:///abs/path`, `cmd://command`.
+    pub credential_key: String,
+    /// How the credential is injected.
+    #[serde(default)]
+    pub inject_mode: InjectMode,
+    /// Header that carries the credential (header mode).
+    #[serde(default = "default_header")]
+    pub inject_header: String,
+    /// Header value with `{}` where the credential goes.
+    #[serde(default = "default_format")]
+    pub credential_format: String,
+    /// Path pattern with `{}` for the credential (url_path mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_pattern: Option<String>,
+    /// Replacement path with `{}` for the credential (url_path mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_replacement: Option<String>,
+    /// Query parameter name (query_param mode).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query_param_name: Option<String>,
+    /// Variable the tool reads its key from (set to a placeholder in the child).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub env_var: Option<String>,
+    /// Variable the tool reads its base URL from (pointed at the proxy); defaults to
+    /// `<NAME>_BASE_URL`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url_env: Option<String>,
+    /// When non-empty, only these method + path patterns are forwarded.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub endpoint_rules: Vec<EndpointMatch>,
+    /// Extra CA certificate (PEM) trusted for the upstream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_ca: Option<PathBuf>,
+    /// When true, a credential that cannot be loaded is skipped instead of failing.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+fn default_header() -> String {
+    "Authorization".to_string()
+}
+
+fn default_format() -> String {
+    "Bearer {}".to_string()
+}
+
+/// A resolved endpoint rule: `service` may be used only for `method` on `path`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct EndpointRule {
+    /// The credential service.
+    pub service: String,
+    /// `*` or an upper-cased HTTP method.
+    pub method: String,
+    /// Path glob, starting with `/`.
+    pub path: String,
+}
+
+impl EndpointRule {
+    /// Parses `SERVICE:METHOD:/path/glob` (the path may contain `:`).
+    pub fn parse(spec: &str) -> Result<EndpointRule, String> {
+        let mut parts = spec.splitn(3, ':');
+        let (Some(service), Some(method), Some(path)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(format!("`{spec}` is not SERVICE:METHOD:/path (e.g. openai:POST:/v1/chat/completions)"));
+        };
+        check_name(service).map_err(|e| format!("`{spec}`: service {e}"))?;
+        EndpointRule::new(service, method, path).map_err(|e| format!("`{spec}`: {e}"))
+    }
+
+    /// Validates the method and path of a rule for `service`.
+    pub fn new(service: &str, method: &str, path: &str) -> Result<EndpointRule, String> {
+        if method != "*" && !is_http_token(method) {
+            return Err(format!("method `{method}` is not `*` or an HTTP method"));
+        }
+        if !path.starts_with('/') {
+            return Err(format!("path `{path}` must start with `/`"));
+        }
+        if path.chars().any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#') {
+            return Err(format!("path `{path}` may not contain spaces, control characters, `?` or `#`"));
+        }
+        Ok(EndpointRule {
+            service: service.to_string(),
+            method: method.to_ascii_uppercase(),
+            path: path.to_string(),
+        })
+    }
+}
+
+impl CredentialService {
+    /// Checks every field; errors are `(key, message)` with the key relative to the service.
+    pub fn validate(&self) -> Result<(), (String, String)> {
+        let err = |k: &str, m: String| Err((k.to_string(), m));
+        if let Err(m) = check_upstream(&self.upstream) {
+            return err("upstream", m);
+        }
+        if let Err(m) = check_credential_key(&self.credential_key) {
+            return err("credential_key", m);
+        }
+        if !is_http_token(&self.inject_header) {
+            return err("inject_header", format!("`{}` is not a valid HTTP header name", self.inject_header));
+        }
+        if let Err(m) = check_template(&self.credential_format) {
+            return err("credential_format", m);
+        }
+        match self.inject_mode {
+            InjectMode::UrlPath => {
+                for (key, v) in [("path_pattern", &self.path_pattern), ("path_replacement", &self.path_replacement)] {
+                    match v {
+                        None => return err(key, "required when inject_mode is \"url_path\"".into()),
+                        Some(p) if !p.starts_with('/') => return err(key, format!("`{p}` must start with `/`")),
+                        Some(p) => check_template(p).or_else(|m| err(key, m))?,
+                    }
+                }
+            }
+            InjectMode::QueryParam => match &self.query_param_name {
+                None => return err("query_param_name", "required when inject_mode is \"query_param\"".into()),
+                Some(q) if q.is_empty() || !q.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) => {
+                    return err("query_param_name", format!("`{q}` must be letters, digits, `-`, `_`, `.` or `~`"))
+                }
+                Some(_) => {}
+            },
+            InjectMode::Header | InjectMode::BasicAuth => {}
+        }
+        for (key, v) in [("env_var", &self.env_var), ("base_url_env", &self.base_url_env)] {
+            if let Some(v) = v.as_deref().filter(|v| !is_env_name(v)) {
+                return err(key, format!("`{v}` is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)"));
+            }
+        }
+        for (i, r) in self.endpoint_rules.iter().enumerate() {
+            if let Err(m) = EndpointRule::new(&self.name, &r.method, &r.path) {
+                return err(&format!("endpoint_rules[{i}]"), m);
+            }
+        }
+        Ok(())
+    }
+
+    /// The variable the tool reads its base URL from: `base_url_env`, or `<NAME>_BASE_URL`.
+    pub fn base_url_env_or_default(&self) -> String {
+        self.base_url_env.clone().unwrap_or_else(|| {
+            let upper: String = self
+                .name
+                .chars()
+                .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+                .collect();
+            format!("{upper}_BASE_URL")
+        })
+    }
+}
+
+/// Checks a service name: letters, digits, `-`, `_`, `.` (no `:`, which separates endpoint rules).
+pub fn check_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+        return Err(format!("name `{name}` must be letters, digits, `-`, `_` or `.`"));
+    }
+    Ok(())
+}
+
+/// `https://host[:port][/path]`, or `http://` to a loopback host.
+fn check_upstream(url: &str) -> Result<(), String> {
+    let (https, rest) = if let Some(r) = url.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = url.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(format!("`{url}` must start with https:// (or http:// to a loopback host)"));
+    };
+    let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
+    let host = HostPattern::parse(authority).map_err(|e| format!("`{url}`: {e}"))?;
+    if matches!(host.host, HostMatch::Wildcard(_)) {
+        return Err(format!("`{url}`: the upstream must name one host, not a wildcard"));
+    }
+    if path.chars().any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#') {
+        return Err(format!("`{url}`: the path may not contain spaces, `?` or `#`"));
+    }
+    let loopback = match &host.host {
+        HostMatch::Exact(n) => n == "localhost",
+        HostMatch::Ip(ip) => ip.is_loopback(),
+        HostMatch::Wildcard(_) => false,
+    };
+    if !https && !loopback {
+        return Err(format!("`{url}`: plain http:// is allowed only to localhost, 127.0.0.1 or ::1; use https://"));
+    }
+    Ok(())
+}
+
+/// A keyring account name or `env://VAR`, `file:///abs/path`, `cmd://command`.
+fn check_credential_key(key: &str) -> Result<(), String> {
+    if let Some(var) = key.strip_prefix("env://") {
+        return if is_env_name(var) {
+            Ok(())
+        } else {
+            Err(format!("`{key}`: `{var}` is not a valid environment variable name"))
+        };
+    }
+    if let Some(path) = key.strip_prefix("file://") {
+        return if path.starts_with('/') {
+            Ok(())
+        } else {
+            Err(format!("`{key}`: a file source needs an absolute path, file:///abs/path"))
+        };
+    }
+    if let Some(cmd) = key.strip_prefix("cmd://") {
+        return if cmd.trim().is_empty() {
+            Err(format!("`{key}`: the command is empty"))
+        } else {
+            Ok(())
+        };
+    }
+    if key.contains("://") {
+        return Err(format!("`{key}`: unknown source; use a keyring account name, env://VAR, file:///abs/path or cmd://command"));
+    }
+    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b)) {
+        return Err(format!("`{key}`: a keyring account name is letters, digits, `-`, `_`, `.` or `@`"));
+    }
+    Ok(())
+}
+
+/// A template must hold `{}` exactly once and no CR or LF (header injection).
+fn check_template(t: &str) -> Result<(), String> {
+    if t.matches("{}").count() != 1 {
+        return Err(format!("`{t}` must contain `{{}}` exactly once"));
+    }
+    if t.contains(['\r', '\n']) {
+        return Err("must not contain CR or LF".to_string());
+    }
+    Ok(())
+}
+
+/// RFC 9110 token: header names and methods.
+pub fn is_http_token(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
+/// `[A-Za-z_][A-Za-z0-9_]*`.
+pub fn is_env_name(s: &str) -> bool {
+    let mut b = s.bytes();
+    b.next().is_some_and(|c| c.is_ascii_alphabetic() || c == b'_') && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn svc(json: &str) -> CredentialService {
+        let mut s: CredentialService = serde_json::from_str(json).unwrap();
+        s.name = "my-svc".into();
+        s
+    }
+
+    fn bad(json: &str) -> (String, String) {
+        svc(json).validate().unwrap_err()
+    }
+
+    #[test]
+    fn defaults_are_bearer_authorization_header() {
+        let s = svc(r#"{"upstream": "https://api.example.com/v1", "credential_key": "k"}"#);
+        assert_eq!(s.inject_mode, InjectMode::Header);
+        assert_eq!(s.inject_header, "Authorization");
+        assert_eq!(s.credential_format, "Bearer {}");
+        assert_eq!(s.base_url_env_or_default(), "MY_SVC_BASE_URL");
+        s.validate().unwrap();
+    }
+
+    #[test]
+    fn upstream_must_be_https_or_loopback_http() {
+        for ok in ["https://a.example.com", "http://127.0.0.1:8080/x", "http://localhost:1234", "http://[::1]:9/"] {
+            svc(&format!(r#"{{"upstream": "{ok}", "credential_key": "k"}}"#)).validate().unwrap();
+        }
+        for no in ["http://a.example.com", "ftp://x.com", "a.example.com", "https://*.x.com", "https://u@x.com", "https://x.com/a b"] {
+            let (k, m) = bad(&format!(r#"{{"upstream": "{no}", "credential_key": "k"}}"#));
+            assert_eq!(k, "upstream", "{no}: {m}");
+        }
+    }
+
+    #[test]
+    fn credential_key_sources() {
+        for ok in ["openai_api_key", "env://OPENAI_API_KEY", "file:///run/secrets/k", "cmd://pass show x"] {
+            svc(&format!(r#"{{"upstream": "https://a.b", "credential_key": "{ok}"}}"#)).validate().unwrap();
+        }
+        for no in ["", "env://1X", "file://rel/path", "cmd://", "vault://x", "a b"] {
+            let (k, _) = bad(&format!(r#"{{"upstream": "https://a.b", "credential_key": "{no}"}}"#));
+            assert_eq!(k, "credential_key", "{no}");
+        }
+    }
+
+    #[test]
+    fn templates_headers_and_modes_are_checked() {
+        let base = r#""upstream": "https://a.b", "credential_key": "k""#;
+        assert_eq!(bad(&format!(r#"{{{base}, "credential_format": "Bearer"}}"#)).0, "credential_format");
+        assert_eq!(bad(&format!(r#"{{{base}, "credential_format": "{{}} {{}}"}}"#)).0, "credential_format");
+        assert_eq!(bad(&format!(r#"{{{base}, "credential_format": "x {{}}\r\nX: y"}}"#)).0, "credential_format");
+        assert_eq!(bad(&format!(r#"{{{base}, "inject_header": "X Key"}}"#)).0, "inject_header");
+        assert_eq!(bad(&format!(r#"{{{base}, "inject_mode": "url_path"}}"#)).0, "path_pattern");
+        assert_eq!(
+            bad(&format!(r#"{{{base}, "inject_mode": "url_path", "path_pattern": "/bot{{}}/", "path_replacement": "/x/"}}"#)).0,
+            "path_replacement"
+        );
+        assert_eq!(bad(&format!(r#"{{{base}, "inject_mode": "query_param"}}"#)).0, "query_param_name");
+        assert_eq!(bad(&format!(r#"{{{base}, "env_var": "MY-KEY"}}"#)).0, "env_var");
+        assert_eq!(bad(&format!(r#"{{{base}, "base_url_env": ""}}"#)).0, "base_url_env");
+        assert_eq!(bad(&format!(r#"{{{base}, "endpoint_rules": [{{"method": "GET", "path": "v1"}}]}}"#)).0, "endpoint_rules[0]");
+        svc(&format!(r#"{{{base}, "inject_mode": "query_param", "query_param_name": "key"}}"#)).validate().unwrap();
+    }
+
+    #[test]
+    fn endpoint_rule_specs() {
+        let r = EndpointRule::parse("github:get:/repos/*/issues/**").unwrap();
+        assert_eq!((r.service.as_str(), r.method.as_str(), r.path.as_str()), ("github", "GET", "/repos/*/issues/**"));
+        assert_eq!(EndpointRule::parse("x:*:/a:b").unwrap().path, "/a:b");
+        for no in ["openai", "openai:POST", "openai:POST:v1", "openai:PO ST:/v1", ":GET:/", "openai:GET:/a?b"] {
+            assert!(EndpointRule::parse(no).is_err(), "{no}");
+        }
+    }
+}

@@ -1,0 +1,166 @@
+//! Audit events: every decision the proxy makes, kept in a bounded buffer and logged.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+/// How many events are kept before the oldest are dropped.
+pub const AUDIT_CAPACITY: usize = 4096;
+
+/// Which proxy path handled a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// CONNECT tunnel.
+    Connect,
+    /// Plain HTTP forwarding (absolute-form request).
+    Forward,
+    /// Credential-injecting reverse proxy route.
+    Reverse,
+}
+
+impl Mode {
+    fn label(self) -> &'static str {
+        match self {
+            Mode::Connect => "CONNECT",
+            Mode::Forward => "FORWARD",
+            Mode::Reverse => "REVERSE",
+        }
+    }
+}
+
+/// Allowed or denied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// Let through.
+    Allow,
+    /// Refused.
+    Deny,
+}
+
+/// One decision. Never contains a token or credential.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AuditEvent {
+    /// Milliseconds since the Unix epoch.
+    pub timestamp_unix_ms: u64,
+    /// Proxy path.
+    pub mode: Mode,
+    /// Allow or deny.
+    pub decision: Decision,
+    /// Target host (or service name for routes).
+    pub target: String,
+    /// Target port (0 when not applicable).
+    pub port: u16,
+    /// HTTP method, when known.
+    pub method: Option<String>,
+    /// Request path, when known (never for CONNECT).
+    pub path: Option<String>,
+    /// Status code sent to the client.
+    pub status: u16,
+    /// Why (for denials: `denied_cidr`, `not_allowlisted`, ...).
+    pub reason: Option<String>,
+}
+
+impl AuditEvent {
+    /// A new event stamped now.
+    pub fn new(mode: Mode, decision: Decision, target: &str, port: u16, status: u16) -> Self {
+        let timestamp_unix_ms = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        AuditEvent {
+            timestamp_unix_ms,
+            mode,
+            decision,
+            target: target.to_string(),
+            port,
+            method: None,
+            path: None,
+            status,
+            reason: None,
+        }
+    }
+
+    /// Adds the method and path.
+    pub fn with_request(mut self, method: &str, path: Option<&str>) -> Self {
+        self.method = Some(method.to_string());
+        self.path = path.map(str::to_string);
+        self
+    }
+
+    /// Adds the reason.
+    pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
+        self.reason = Some(reason.into());
+        self
+    }
+}
+
+/// Bounded in-memory audit buffer.
+#[derive(Debug, Default)]
+pub struct AuditLog {
+    events: Mutex<VecDeque<AuditEvent>>,
+}
+
+impl AuditLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records and logs an event.
+    pub fn record(&self, ev: AuditEvent) {
+        let what = match (&ev.method, ev.mode) {
+            (Some(m), Mode::Forward | Mode::Reverse) => format!("{} {m}", ev.mode.label()),
+            _ => ev.mode.label().to_string(),
+        };
+        let path = ev.path.as_deref().unwrap_or("");
+        match (ev.decision, &ev.reason) {
+            (Decision::Allow, _) => {
+                tracing::info!(target: "nono::audit", "ALLOW {what} {}:{}{path}", ev.target, ev.port)
+            }
+            (Decision::Deny, r) => tracing::warn!(
+                target: "nono::audit",
+                "DENY {what} {}:{}{path} reason={} status={}",
+                ev.target,
+                ev.port,
+                r.as_deref().unwrap_or("-"),
+                ev.status
+            ),
+        }
+        let Ok(mut q) = self.events.lock() else {
+            return;
+        };
+        if q.len() == AUDIT_CAPACITY {
+            q.pop_front();
+        }
+        q.push_back(ev);
+    }
+
+    /// Takes every buffered event.
+    pub fn drain(&self) -> Vec<AuditEvent> {
+        match self.events.lock() {
+            Ok(mut q) => q.drain(..).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffer_is_bounded_and_drains() {
+        let log = AuditLog::new();
+        for i in 0..(AUDIT_CAPACITY + 10) {
+            log.record(AuditEvent::new(Mode::Connect, Decision::Allow, "h", (i % 60000) as u16, 200));
+        }
+        let ev = log.drain();
+        assert_eq!(ev.len(), AUDIT_CAPACITY);
+        assert_eq!(ev[0].port, 10);
+        assert!(log.drain().is_empty());
+    }
+}

@@ -1,0 +1,104 @@
+//! Proxy configuration. `nono run` and `nono proxy` both build this value through the same
+//! function in `nono-policy`; the defaults here are the library's defaults.
+
+use std::net::{IpAddr, Ipv4Addr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::dns::{Resolver, SystemResolver};
+use crate::token::SessionToken;
+
+/// Default cap on simultaneous client connections.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
+/// How long a client may take to send a complete request head (slowloris guard).
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long connecting to an upstream may take, over all its addresses, before a 504.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Largest request head accepted; bigger heads get 431.
+pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
+/// How long a kept-alive client connection may sit idle between requests.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How clients authenticate to the proxy.
+#[derive(Debug, Clone)]
+pub enum AuthConfig {
+    /// Require this token (a fresh random one by default).
+    Token(SessionToken),
+    /// No authentication: only for loopback listeners (enforced by the CLI and by `start`).
+    Disabled,
+}
+
+/// Timeouts, each a named field.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Client request head read timeout.
+    pub header_read: Duration,
+    /// Upstream connect timeout (all addresses together).
+    pub connect: Duration,
+    /// Idle keep-alive client connection timeout.
+    pub idle: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header_read: DEFAULT_HEADER_READ_TIMEOUT,
+            connect: DEFAULT_CONNECT_TIMEOUT,
+            idle: DEFAULT_IDLE_TIMEOUT,
+        }
+    }
+}
+
+/// Everything the proxy needs to run.
+#[derive(Clone)]
+pub struct ProxyConfig {
+    /// Host allowlist patterns; empty allows every host not on the deny list.
+    pub allowed_hosts: Vec<String>,
+    /// Listening address.
+    pub bind_addr: IpAddr,
+    /// Listening port; 0 lets the OS choose.
+    pub bind_port: u16,
+    /// Simultaneous client connections; 0 = unlimited.
+    pub max_connections: usize,
+    /// Client authentication.
+    pub auth: AuthConfig,
+    /// Timeouts.
+    pub timeouts: Timeouts,
+    /// Largest request head in bytes.
+    pub max_header_bytes: usize,
+    /// Name resolution (injectable for tests and `--resolve`).
+    pub resolver: Arc<dyn Resolver>,
+    /// Extra `NO_PROXY` entries for clients (hosts reached directly, ports stripped).
+    pub no_proxy: Vec<String>,
+}
+
+impl Default for ProxyConfig {
+    fn default() -> Self {
+        ProxyConfig {
+            allowed_hosts: Vec::new(),
+            bind_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            bind_port: 0,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            auth: AuthConfig::Token(SessionToken::generate()),
+            timeouts: Timeouts::default(),
+            max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
+            resolver: Arc::new(SystemResolver),
+            no_proxy: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for ProxyConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyConfig")
+            .field("allowed_hosts", &self.allowed_hosts)
+            .field("bind_addr", &self.bind_addr)
+            .field("bind_port", &self.bind_port)
+            .field("max_connections", &self.max_connections)
+            .field("auth", &self.auth)
+            .field("timeouts", &self.timeouts)
+            .field("max_header_bytes", &self.max_header_bytes)
+            .field("no_proxy", &self.no_proxy)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,122 @@
+//! CONNECT tunnels: filter, resolve, connect to a checked address, answer 200, then relay
+//! bytes both ways. TLS stays end-to-end; the proxy never sees plaintext.
+
+use std::sync::Arc;
+
+use http::{Request, Response, StatusCode};
+use hyper::body::Incoming;
+use hyper::upgrade::Upgraded;
+use hyper_util::rt::TokioIo;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use crate::audit::{AuditEvent, Decision, Mode};
+use crate::filter::Host;
+use crate::respond::{self, Body};
+use crate::server::{ConnState, Shared};
+
+/// Port used when a CONNECT target has none.
+const DEFAULT_CONNECT_PORT: u16 = 443;
+
+/// Handles one CONNECT request.
+pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnState>) -> Response<Body> {
+    let raw_target = req.uri().authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+    let Some((host_raw, port)) = split_target(req.uri()) else {
+        return shared.refuse(Mode::Connect, &raw_target, 0, None, StatusCode::BAD_REQUEST, "malformed_target");
+    };
+    if !shared.authorized(req.headers()) {
+        return shared.refuse(Mode::Connect, &host_raw, port, None, StatusCode::PROXY_AUTHENTICATION_REQUIRED, "auth_required");
+    }
+    let host = match Host::parse(&host_raw) {
+        Ok(h) => h,
+        Err(_) => return shared.refuse(Mode::Connect, &host_raw, port, None, StatusCode::BAD_REQUEST, "malformed_target"),
+    };
+    if shared.is_route_host(&host) {
+        return shared.refuse(Mode::Connect, &host.to_string(), port, None, StatusCode::FORBIDDEN, crate::deny::DenyReason::ConnectBypassesL7.as_str());
+    }
+    let upstream = match shared.open_upstream(&host, port, Mode::Connect, None).await {
+        Ok(s) => s,
+        Err(resp) => return resp,
+    };
+    shared.audit.record(AuditEvent::new(Mode::Connect, Decision::Allow, &host.to_string(), port, 200));
+    let permit = conn.take_permit();
+    let tracker = shared.tracker();
+    let mut stop = shared.shutdown_signal();
+    tokio::spawn(async move {
+        let _permit = permit;
+        let _tracker = tracker;
+        let upgraded = match hyper::upgrade::on(req).await {
+            Ok(u) => u,
+            Err(e) => {
+                tracing::debug!("CONNECT upgrade failed: {e}");
+                return;
+            }
+        };
+        tokio::select! {
+            r = tunnel(upgraded, upstream) => {
+                if let Err(e) = r {
+                    tracing::debug!("tunnel ended: {e}");
+                }
+            }
+            _ = stop.changed() => {}
+        }
+    });
+    respond::text_empty(StatusCode::OK)
+}
+
+/// Takes the client socket back from hyper so bytes can be spliced without copies.
+async fn tunnel(upgraded: Upgraded, mut upstream: TcpStream) -> std::io::Result<()> {
+    match upgraded.downcast::<TokioIo<TcpStream>>() {
+        Ok(parts) => {
+            if !parts.read_buf.is_empty() {
+                upstream.write_all(&parts.read_buf).await?;
+            }
+            crate::relay::relay(parts.io.into_inner(), upstream).await?;
+        }
+        Err(upgraded) => {
+            let mut client = TokioIo::new(upgraded);
+            tokio::io::copy_bidirectional(&mut client, &mut upstream).await?;
+        }
+    }
+    Ok(())
+}
+
+/// `host:port` from a CONNECT request target; a missing port means 443.
+fn split_target(uri: &http::Uri) -> Option<(String, u16)> {
+    let auth = uri.authority()?;
+    if uri.scheme().is_some() || uri.path_and_query().is_some_and(|p| !p.as_str().is_empty() && p.as_str() != "/") {
+        return None;
+    }
+    if auth.as_str().contains('@') {
+        return None;
+    }
+    let host = auth.host();
+    if host.is_empty() {
+        return None;
+    }
+    let port = match auth.port_u16() {
+        Some(0) => return None,
+        Some(p) => p,
+        None if auth.as_str().ends_with(':') => return None,
+        None => DEFAULT_CONNECT_PORT,
+    };
+    Some((host.to_string(), port))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(s: &str) -> Option<(String, u16)> {
+        split_target(&s.parse::<http::Uri>().ok()?)
+    }
+
+    #[test]
+    fn connect_targets() {
+        assert_eq!(t("example.com:8443"), Some(("example.com".into(), 8443)));
+        assert_eq!(t("example.com"), Some(("example.com".into(), 443)));
+        assert_eq!(t("[::1]:443"), Some(("[::1]".into(), 443)));
+        assert_eq!(t("example.com:0"), None);
+        assert_eq!(t("http://example.com/x"), None);
+    }
+}

@@ -1,0 +1,73 @@
+//! The environment a client needs to use the proxy.
+
+/// Hosts that always bypass the proxy.
+const LOCAL_NO_PROXY: [&str; 3] = ["localhost", "127.0.0.1", "::1"];
+
+/// `NO_PROXY` value: local hosts plus `direct` hosts (ports stripped, IPv6 unbracketed,
+/// duplicates removed, order kept).
+pub fn no_proxy_value(direct: &[String]) -> String {
+    let mut out: Vec<String> = LOCAL_NO_PROXY.iter().map(|s| s.to_string()).collect();
+    for d in direct {
+        let h = strip_port(d);
+        if !h.is_empty() && !out.iter().any(|o| o.eq_ignore_ascii_case(&h)) {
+            out.push(h);
+        }
+    }
+    out.join(",")
+}
+
+/// `host:port` → `host`, `[v6]:port` → `v6`, bare IPv6 stays.
+fn strip_port(entry: &str) -> String {
+    let e = entry.trim();
+    if let Some(rest) = e.strip_prefix('[') {
+        return rest.split(']').next().unwrap_or("").to_string();
+    }
+    if e.matches(':').count() == 1 {
+        return e.split(':').next().unwrap_or("").to_string();
+    }
+    e.to_string()
+}
+
+/// Variables for a client: `HTTP_PROXY`, `HTTPS_PROXY`, `ALL_PROXY`, `NO_PROXY`, their
+/// lower-case twins, `NONO_PROXY_TOKEN` (when auth is on) and `NODE_USE_ENV_PROXY`.
+pub fn client_env(proxy_url: &str, token: Option<&str>, no_proxy: &str) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    for name in ["HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY"] {
+        v.push((name.to_string(), proxy_url.to_string()));
+        v.push((name.to_ascii_lowercase(), proxy_url.to_string()));
+    }
+    v.push(("NO_PROXY".into(), no_proxy.to_string()));
+    v.push(("no_proxy".into(), no_proxy.to_string()));
+    if let Some(t) = token {
+        v.push(("NONO_PROXY_TOKEN".into(), t.to_string()));
+    }
+    v.push(("NODE_USE_ENV_PROXY".into(), "1".into()));
+    v
+}
+
+/// The proxy URL clients use, with credentials when auth is on.
+pub fn proxy_url(host: &str, port: u16, token: Option<&str>) -> String {
+    match token {
+        Some(t) => format!("http://nono:{t}@{host}:{port}"),
+        None => format!("http://{host}:{port}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn no_proxy_strips_ports_and_handles_ipv6() {
+        let v = no_proxy_value(&["nats.internal:4222".into(), "[fd00::5]:8080".into(), "NATS.internal:1".into(), "10.0.0.1".into()]);
+        assert_eq!(v, "localhost,127.0.0.1,::1,nats.internal,fd00::5,10.0.0.1");
+    }
+
+    #[test]
+    fn env_has_twins_and_token() {
+        let env = client_env("http://nono:t@127.0.0.1:1", Some("t"), "localhost");
+        for k in ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "NO_PROXY", "no_proxy", "NONO_PROXY_TOKEN"] {
+            assert!(env.iter().any(|(n, _)| n == k), "{k}");
+        }
+    }
+}

@@ -1,0 +1,136 @@
+//! Plain HTTP forwarding of absolute-form requests (`GET http://host/path`), as clients send
+//! them through `HTTP_PROXY`. The filtered target is the URI's authority; the `Host` header is
+//! rewritten to it. Redirects go back to the client untouched.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
+use hyper_util::rt::TokioIo;
+
+use crate::audit::{AuditEvent, Decision, Mode};
+use crate::filter::Host;
+use crate::respond::{self, Body};
+use crate::server::{ConnState, Shared};
+
+/// How long to wait for a cached upstream connection to become ready before opening a new one.
+const REUSE_READY_WAIT: Duration = Duration::from_millis(50);
+
+/// The upstream connection a client connection keeps alive, keyed by `host:port`.
+pub(crate) struct CachedUpstream {
+    key: String,
+    sender: SendRequest<Incoming>,
+}
+
+/// Forwards one absolute-form request.
+pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnState>) -> Response<Body> {
+    let method = req.method().as_str().to_string();
+    let path = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    let info = Some((method.as_str(), path.as_str()));
+    let authority = req.uri().authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+    if !shared.authorized(req.headers()) {
+        return shared.refuse(Mode::Forward, &authority, 0, info, StatusCode::PROXY_AUTHENTICATION_REQUIRED, "auth_required");
+    }
+    if req.uri().scheme_str() != Some("http") {
+        return shared.refuse(Mode::Forward, &authority, 0, info, StatusCode::BAD_REQUEST, "only_http_forwarding_use_connect_for_https");
+    }
+    let Some(auth) = req.uri().authority().cloned() else {
+        return shared.refuse(Mode::Forward, "", 0, info, StatusCode::BAD_REQUEST, "malformed_target");
+    };
+    if auth.as_str().contains('@') {
+        return shared.refuse(Mode::Forward, &authority, 0, info, StatusCode::BAD_REQUEST, "userinfo_in_target");
+    }
+    let port = auth.port_u16().unwrap_or(80);
+    let host = match Host::parse(auth.host()) {
+        Ok(h) => h,
+        Err(_) => return shared.refuse(Mode::Forward, &authority, port, info, StatusCode::BAD_REQUEST, "malformed_target"),
+    };
+    if shared.is_route_host(&host) {
+        return shared.refuse(Mode::Forward, &host.to_string(), port, info, StatusCode::FORBIDDEN, crate::deny::DenyReason::ConnectBypassesL7.as_str());
+    }
+    let key = format!("{host}:{port}");
+    let mut sender = match reuse(&conn, &key).await {
+        Some(s) => {
+            // Policy is re-checked even on reuse: the allowlist decision is per request.
+            if let Err(resp) = shared.admit_only(&host, port, Mode::Forward, info).await {
+                return resp;
+            }
+            s
+        }
+        None => {
+            let stream = match shared.open_upstream(&host, port, Mode::Forward, info).await {
+                Ok(s) => s,
+                Err(resp) => return resp,
+            };
+            match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+                Ok((sender, connection)) => {
+                    tokio::spawn(async move {
+                        if let Err(e) = connection.await {
+                            tracing::debug!("upstream connection ended: {e}");
+                        }
+                    });
+                    sender
+                }
+                Err(e) => {
+                    tracing::debug!("upstream handshake failed: {e}");
+                    return shared.refuse(Mode::Forward, &host.to_string(), port, info, StatusCode::BAD_GATEWAY, "upstream_unreachable");
+                }
+            }
+        }
+    };
+
+    let (mut parts, body) = req.into_parts();
+    respond::strip_hop_by_hop(&mut parts.headers);
+    let host_value = match auth.port_u16() {
+        Some(p) if p != 80 => format!("{}:{p}", auth.host()),
+        _ => auth.host().to_string(),
+    };
+    match HeaderValue::from_str(&host_value) {
+        Ok(v) => {
+            parts.headers.insert(header::HOST, v);
+        }
+        Err(_) => return shared.refuse(Mode::Forward, &authority, port, info, StatusCode::BAD_REQUEST, "malformed_target"),
+    }
+    parts.uri = match path.parse::<Uri>() {
+        Ok(u) => u,
+        Err(_) => return shared.refuse(Mode::Forward, &authority, port, info, StatusCode::BAD_REQUEST, "malformed_target"),
+    };
+    parts.version = Version::HTTP_11;
+    let upstream_req = Request::from_parts(parts, body);
+
+    let resp = match sender.send_request(upstream_req).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::debug!("forwarding to {key} failed: {e}");
+            return shared.refuse(Mode::Forward, &host.to_string(), port, info, StatusCode::BAD_GATEWAY, "upstream_failed");
+        }
+    };
+    let status = resp.status();
+    store(&conn, key, sender).await;
+    shared.audit.record(
+        AuditEvent::new(Mode::Forward, Decision::Allow, &host.to_string(), port, status.as_u16()).with_request(&method, Some(&path)),
+    );
+    let (mut parts, body) = resp.into_parts();
+    respond::strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, body.boxed())
+}
+
+async fn reuse(conn: &ConnState, key: &str) -> Option<SendRequest<Incoming>> {
+    let cached = conn.upstream.lock().await.take()?;
+    if cached.key != key {
+        return None;
+    }
+    let mut sender = cached.sender;
+    match tokio::time::timeout(REUSE_READY_WAIT, sender.ready()).await {
+        Ok(Ok(())) => Some(sender),
+        _ => None,
+    }
+}
+
+async fn store(conn: &ConnState, key: String, sender: SendRequest<Incoming>) {
+    *conn.upstream.lock().await = Some(CachedUpstream { key, sender });
+}

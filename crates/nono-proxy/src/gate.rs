@@ -1,0 +1,134 @@
+//! The admission decision for one target: deny list, allowlist, resolution, and a check of
+//! every resolved address. Returns the checked addresses, which are the only ones the caller
+//! may connect to (no re-resolution, so DNS rebinding cannot swap them).
+
+use std::io;
+use std::net::{SocketAddr};
+use std::sync::Arc;
+
+use crate::deny::{self, DenyReason};
+use crate::dns::Resolver;
+use crate::filter::{AllowMatch, Host, HostFilter};
+
+/// Why a target was not admitted.
+#[derive(Debug)]
+pub enum Refusal {
+    /// Policy says no (403).
+    Denied(DenyReason),
+    /// The name does not resolve (502).
+    Unresolvable(io::Error),
+}
+
+/// Admission policy shared by every proxy path.
+pub struct Gate {
+    filter: HostFilter,
+    own_addr: Option<SocketAddr>,
+    resolver: Arc<dyn Resolver>,
+}
+
+impl Gate {
+    /// Builds the gate; `own_addr` is the proxy's listening address.
+    pub fn new(filter: HostFilter, own_addr: Option<SocketAddr>, resolver: Arc<dyn Resolver>) -> Self {
+        Gate { filter, own_addr, resolver }
+    }
+
+    /// The allowlist.
+    pub fn filter(&self) -> &HostFilter {
+        &self.filter
+    }
+
+    /// Checks name and allowlist without resolving.
+    pub fn precheck(&self, host: &Host, port: u16) -> Result<AllowMatch, DenyReason> {
+        if let Some(r) = deny::check_host(host) {
+            return Err(r);
+        }
+        match self.filter.check(host, port) {
+            AllowMatch::NotListed => Err(DenyReason::NotAllowlisted),
+            m => Ok(m),
+        }
+    }
+
+    /// Full admission: precheck, resolve, check every address.
+    pub async fn admit(&self, host: &Host, port: u16) -> Result<Vec<SocketAddr>, Refusal> {
+        let how = self.precheck(host, port).map_err(Refusal::Denied)?;
+        let ips = match host {
+            Host::Ip(ip) => vec![*ip],
+            Host::Name(name) => self.resolver.resolve(name).await.map_err(Refusal::Unresolvable)?,
+        };
+        if ips.is_empty() {
+            return Err(Refusal::Unresolvable(io::Error::new(
+                io::ErrorKind::NotFound,
+                "name resolved to no address",
+            )));
+        }
+        self.check_addrs(ips.into_iter().map(|ip| SocketAddr::new(ip, port)), how == AllowMatch::Explicit)
+    }
+
+    /// Checks addresses obtained elsewhere (e.g. from an upstream proxy bypass); any denied
+    /// address denies the whole set.
+    pub fn check_addrs(
+        &self,
+        addrs: impl IntoIterator<Item = SocketAddr>,
+        loopback_ok: bool,
+    ) -> Result<Vec<SocketAddr>, Refusal> {
+        let mut out = Vec::new();
+        for a in addrs {
+            if let Some(r) = deny::check_addr(a, loopback_ok, self.own_addr) {
+                return Err(Refusal::Denied(r));
+            }
+            out.push(a);
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dns::StaticResolver;
+    use std::collections::HashMap;
+    use std::net::IpAddr;
+
+    fn gate(allow: &[&str], pins: &[(&str, &[&str])]) -> Gate {
+        let pinned: HashMap<String, Vec<IpAddr>> = pins
+            .iter()
+            .map(|(n, a)| (n.to_string(), a.iter().map(|s| s.parse().unwrap()).collect()))
+            .collect();
+        let resolver = Arc::new(StaticResolver::new(pinned, Arc::new(crate::dns::SystemResolver)));
+        Gate::new(HostFilter::new(allow).unwrap(), Some("127.0.0.1:3128".parse().unwrap()), resolver)
+    }
+
+    fn reason(r: Result<Vec<SocketAddr>, Refusal>) -> &'static str {
+        match r {
+            Err(Refusal::Denied(d)) => d.as_str(),
+            Err(Refusal::Unresolvable(_)) => "unresolvable",
+            Ok(_) => "ok",
+        }
+    }
+
+    #[tokio::test]
+    async fn rebinding_to_link_local_is_denied_even_if_one_address_is_fine() {
+        let g = gate(&["*.example.com"], &[("evil.example.com", &["93.184.216.34", "169.254.169.254"])]);
+        let h = Host::parse("evil.example.com").unwrap();
+        assert_eq!(reason(g.admit(&h, 443).await), "denied_metadata");
+    }
+
+    #[tokio::test]
+    async fn loopback_only_when_named_exactly() {
+        let g = gate(&["*.example.com", "dev.internal"], &[("a.example.com", &["127.0.0.1"]), ("dev.internal", &["127.0.0.1"])]);
+        assert_eq!(reason(g.admit(&Host::parse("a.example.com").unwrap(), 80).await), "denied_loopback");
+        assert_eq!(reason(g.admit(&Host::parse("dev.internal").unwrap(), 80).await), "ok");
+        assert_eq!(reason(g.admit(&Host::parse("dev.internal").unwrap(), 3128).await), "denied_self");
+        let open = gate(&[], &[]);
+        assert_eq!(reason(open.admit(&Host::parse("127.0.0.1").unwrap(), 80).await), "denied_loopback");
+    }
+
+    #[tokio::test]
+    async fn metadata_denied_even_when_allowlisted() {
+        let g = gate(&["169.254.169.254", "metadata.google.internal", "2852039166"], &[]);
+        for h in ["169.254.169.254", "2852039166", "[::ffff:169.254.169.254]", "metadata.google.internal."] {
+            assert_eq!(reason(g.admit(&Host::parse(h).unwrap(), 80).await), "denied_metadata", "{h}");
+        }
+        assert_eq!(reason(g.admit(&Host::parse("other.com").unwrap(), 80).await), "not_allowlisted");
+    }
+}

@@ -1,0 +1,383 @@
+//! Forking the confined child and following it through exec to its exit.
+//!
+//! Everything the child needs is built before `fork`; between `fork` and `execve` the child
+//! makes only raw, async-signal-safe system calls and never allocates, locks or unwinds.
+
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::PathBuf;
+
+use nix::fcntl::OFlag;
+
+use crate::error::{ChildStage, SandboxError};
+use crate::exec::{ChildExit, ExecSpec};
+use crate::PreparedSandbox;
+
+/// Status the child exits with when it fails before exec (like `env` and `nice`).
+const SETUP_FAILED: libc::c_int = 125;
+/// Stage code the child writes when `execve` itself fails.
+const STAGE_EXEC: u32 = 100;
+/// A child report: stage code then errno, native endian.
+const REPORT_LEN: usize = 8;
+
+/// A child that has been forked into the sandbox.
+///
+/// It waits for [`release`](SandboxedChild::release) before confining itself and executing
+/// the program, so the supervisor can finish its own setup (for example loading secrets)
+/// after the fork, keeping those out of the child's memory. Dropping an unreleased child makes
+/// it exit with status 125 (and reaps it); dropping a released one leaves it running.
+#[derive(Debug)]
+pub struct SandboxedChild {
+    pid: libc::pid_t,
+    program: PathBuf,
+    go: Option<OwnedFd>,
+    exec_errors: Option<OwnedFd>,
+    exit: Option<ChildExit>,
+}
+
+/// Raw values the child uses; plain data so nothing is dropped or allocated after fork.
+struct ChildContext<'a> {
+    parent: libc::pid_t,
+    go_read: RawFd,
+    go_write: RawFd,
+    err_read: RawFd,
+    err_write: RawFd,
+    ruleset: RawFd,
+    filters: &'a [libc::sock_fprog],
+    program: &'a CString,
+    argv: &'a [*const libc::c_char],
+    envp: &'a [*const libc::c_char],
+}
+
+fn c_string(what: &'static str, bytes: &[u8]) -> Result<CString, SandboxError> {
+    CString::new(bytes).map_err(|_| SandboxError::InvalidExecSpec {
+        what,
+        detail: format!("{:?} contains a NUL byte", String::from_utf8_lossy(bytes)),
+    })
+}
+
+fn os_err(operation: &'static str) -> impl FnOnce(nix::Error) -> SandboxError {
+    move |e| SandboxError::Os {
+        operation,
+        source: std::io::Error::from(e),
+    }
+}
+
+fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
+    strings
+        .iter()
+        .map(|s| s.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect()
+}
+
+pub(crate) fn spawn(
+    prepared: &PreparedSandbox,
+    spec: &ExecSpec,
+) -> Result<SandboxedChild, SandboxError> {
+    let program = c_string("program path", spec.program.as_os_str().as_bytes())?;
+    let argv = spec
+        .argv
+        .iter()
+        .map(|a| c_string("argument", a.as_bytes()))
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut env = Vec::with_capacity(spec.env.len());
+    for (key, value) in &spec.env {
+        let key = key.as_bytes();
+        if key.is_empty() || key.contains(&b'=') {
+            return Err(SandboxError::InvalidExecSpec {
+                what: "environment variable name",
+                detail: format!("{:?} is empty or contains '='", String::from_utf8_lossy(key)),
+            });
+        }
+        let mut entry = key.to_vec();
+        entry.push(b'=');
+        entry.extend_from_slice(value.as_bytes());
+        env.push(c_string("environment entry", &entry)?);
+    }
+    let argv_ptrs = null_terminated(&argv);
+    let envp_ptrs = null_terminated(&env);
+
+    let inner = &prepared.inner;
+    let mut fprogs = Vec::with_capacity(inner.filters.len());
+    for filter in &inner.filters {
+        fprogs.push(libc::sock_fprog {
+            len: u16::try_from(filter.len()).map_err(|_| SandboxError::InvalidExecSpec {
+                what: "seccomp filter",
+                detail: "longer than BPF_MAXINSNS".into(),
+            })?,
+            // The kernel only reads the program; the pointer type is just the C declaration.
+            filter: filter.as_ptr().cast_mut(),
+        });
+    }
+
+    let (go_read, go_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(os_err("pipe2"))?;
+    let (err_read, err_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(os_err("pipe2"))?;
+
+    let ctx = ChildContext {
+        parent: std::process::id() as libc::pid_t,
+        go_read: go_read.as_raw_fd(),
+        go_write: go_write.as_raw_fd(),
+        err_read: err_read.as_raw_fd(),
+        err_write: err_write.as_raw_fd(),
+        ruleset: inner.ruleset.as_raw_fd(),
+        filters: &fprogs,
+        program: &program,
+        argv: &argv_ptrs,
+        envp: &envp_ptrs,
+    };
+
+    // SAFETY: the caller is documented to be single-threaded, and the child branch below
+    // only runs `child_main`, which uses async-signal-safe system calls on data built above
+    // and ends in `execve` or `_exit` without returning or unwinding.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(SandboxError::Os {
+            operation: "fork",
+            source: std::io::Error::last_os_error(),
+        });
+    }
+    if pid == 0 {
+        // SAFETY: we are the freshly forked child; see `child_main`.
+        unsafe { child_main(&ctx) }
+    }
+    drop(go_read);
+    drop(err_write);
+    Ok(SandboxedChild {
+        pid,
+        program: spec.program.clone(),
+        go: Some(go_write),
+        exec_errors: Some(err_read),
+        exit: None,
+    })
+}
+
+fn errno() -> libc::c_int {
+    // SAFETY: __errno_location always returns a valid pointer to this thread's errno.
+    unsafe { *libc::__errno_location() }
+}
+
+/// Tells the parent which stage failed and with which errno, then exits with 125.
+///
+/// # Safety
+/// Only for the forked child; `fd` is the write end of the error pipe.
+unsafe fn fail(fd: RawFd, stage: u32) -> ! {
+    let err = errno();
+    let mut report = [0u8; REPORT_LEN];
+    report[..4].copy_from_slice(&stage.to_ne_bytes());
+    report[4..].copy_from_slice(&err.to_ne_bytes());
+    // SAFETY: `report` is a live local buffer of REPORT_LEN bytes; a write of at most
+    // PIPE_BUF bytes to a pipe is atomic, so there is nothing to retry but EINTR, and we
+    // exit regardless of the result.
+    unsafe {
+        let _ = libc::write(fd, report.as_ptr().cast(), REPORT_LEN);
+        libc::_exit(SETUP_FAILED)
+    }
+}
+
+/// The child side: confine, then exec. Never returns.
+///
+/// # Safety
+/// Must only be called in the child right after `fork` from a single-threaded parent, with
+/// every descriptor and pointer in `ctx` valid (they are copies of the parent's).
+unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
+    let fd = ctx.err_write;
+    // SAFETY: each call below is a plain system call (or glibc's thin async-signal-safe
+    // wrapper) on descriptors and buffers owned by this process, as POSIX allows after fork.
+    unsafe {
+        libc::close(ctx.go_write);
+        libc::close(ctx.err_read);
+
+        // Die with the supervisor; if it already died, the death signal came too late.
+        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+            fail(fd, ChildStage::DeathSignal.code());
+        }
+        if libc::getppid() != ctx.parent {
+            libc::_exit(SETUP_FAILED);
+        }
+
+        // Handlers do not survive exec but ignored signals and the mask do.
+        for sig in 1..32 {
+            if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+        }
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+            fail(fd, ChildStage::Signals.code());
+        }
+
+        // Wait for the go byte; EOF means the supervisor gave up on us.
+        let mut byte = 0u8;
+        loop {
+            let n = libc::read(ctx.go_read, (&mut byte as *mut u8).cast(), 1);
+            if n == 1 {
+                break;
+            }
+            if n == 0 || errno() != libc::EINTR {
+                libc::_exit(SETUP_FAILED);
+            }
+        }
+        libc::close(ctx.go_read);
+
+        // Everything from 3 up closes at exec; the error pipe already does, and must stay
+        // open until then.
+        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
+            let mut limit: libc::rlimit = std::mem::zeroed();
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+                fail(fd, ChildStage::CloseFds.code());
+            }
+            // Bounded, since RLIM_INFINITY would make this loop forever.
+            let max = RawFd::try_from(limit.rlim_cur.min(1 << 20)).unwrap_or(1 << 20);
+            for other in 3..max {
+                libc::fcntl(other, libc::F_SETFD, libc::FD_CLOEXEC);
+            }
+        }
+
+        if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+            fail(fd, ChildStage::NoNewPrivs.code());
+        }
+        if libc::syscall(libc::SYS_landlock_restrict_self, ctx.ruleset, 0u32) != 0 {
+            fail(fd, ChildStage::Landlock.code());
+        }
+        for prog in ctx.filters {
+            let prog: *const libc::sock_fprog = prog;
+            if libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0u32, prog) != 0 {
+                fail(fd, ChildStage::Seccomp.code());
+            }
+        }
+
+        libc::execve(ctx.program.as_ptr(), ctx.argv.as_ptr(), ctx.envp.as_ptr());
+        fail(fd, STAGE_EXEC)
+    }
+}
+
+impl SandboxedChild {
+    /// The child's process id.
+    pub fn pid(&self) -> i32 {
+        self.pid
+    }
+
+    /// Lets the child go on to confine itself and exec.
+    ///
+    /// Until this is called the child blocks on a pipe, so the supervisor can finish setting
+    /// up after the fork (secrets loaded now never exist in the child's memory).
+    pub fn release(&mut self) -> Result<(), SandboxError> {
+        let go = self
+            .go
+            .take()
+            .ok_or(SandboxError::Usage("release called twice"))?;
+        match nix::unistd::write(&go, &[1u8]) {
+            // EPIPE: the child is already gone; `wait` reports how it ended.
+            Ok(_) | Err(nix::Error::EPIPE) => Ok(()),
+            Err(e) => Err(os_err("writing the release byte")(e)),
+        }
+    }
+
+    /// Blocks until the child has executed the program, or reports why it could not.
+    ///
+    /// Calls [`release`](Self::release) first if needed. On failure the child has exited with
+    /// status 125 and is reaped; the error is [`SandboxError::Exec`] for `execve` and
+    /// [`SandboxError::ChildSetup`] for the confinement steps before it.
+    pub fn wait_for_exec(&mut self) -> Result<(), SandboxError> {
+        if self.go.is_some() {
+            self.release()?;
+        }
+        let Some(pipe) = self.exec_errors.take() else {
+            return Ok(());
+        };
+        let mut report = [0u8; REPORT_LEN];
+        let mut got = 0;
+        while got < REPORT_LEN {
+            match nix::unistd::read(pipe.as_raw_fd(), &mut report[got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(nix::Error::EINTR) => continue,
+                Err(e) => return Err(os_err("reading the exec status pipe")(e)),
+            }
+        }
+        if got < REPORT_LEN {
+            // EOF: close-on-exec closed the pipe, so exec succeeded (or the child died, which
+            // `wait` reports).
+            return Ok(());
+        }
+        let [s0, s1, s2, s3, e0, e1, e2, e3] = report;
+        let stage = u32::from_ne_bytes([s0, s1, s2, s3]);
+        let source = std::io::Error::from_raw_os_error(i32::from_ne_bytes([e0, e1, e2, e3]));
+        self.reap()?;
+        Err(if stage == STAGE_EXEC {
+            SandboxError::Exec {
+                program: self.program.clone(),
+                source,
+            }
+        } else {
+            SandboxError::ChildSetup {
+                stage: ChildStage::from_code(stage),
+                source,
+            }
+        })
+    }
+
+    /// Waits for the program to start (see [`wait_for_exec`](Self::wait_for_exec)) and then
+    /// for it to end, returning its exit code or the signal that killed it.
+    pub fn wait(&mut self) -> Result<ChildExit, SandboxError> {
+        self.wait_for_exec()?;
+        self.reap()
+    }
+
+    /// Sends `signal` to the child (for forwarding signals the supervisor receives).
+    pub fn signal(&self, signal: i32) -> Result<(), SandboxError> {
+        if self.exit.is_some() {
+            return Ok(());
+        }
+        // SAFETY: kill has no memory effects; the pid is our unreaped child, so it cannot
+        // have been recycled for another process.
+        if unsafe { libc::kill(self.pid, signal) } != 0 {
+            return Err(SandboxError::Os {
+                operation: "kill",
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        Ok(())
+    }
+
+    fn reap(&mut self) -> Result<ChildExit, SandboxError> {
+        if let Some(exit) = self.exit {
+            return Ok(exit);
+        }
+        let mut status = 0;
+        loop {
+            // SAFETY: `status` is a live local the kernel writes the wait status into.
+            let rc = unsafe { libc::waitpid(self.pid, &mut status, 0) };
+            if rc == self.pid {
+                break;
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EINTR) {
+                return Err(SandboxError::Os {
+                    operation: "waitpid",
+                    source: err,
+                });
+            }
+        }
+        let exit = if libc::WIFSIGNALED(status) {
+            ChildExit::Signal(libc::WTERMSIG(status))
+        } else {
+            ChildExit::Code(libc::WEXITSTATUS(status))
+        };
+        self.exit = Some(exit);
+        Ok(exit)
+    }
+}
+
+impl Drop for SandboxedChild {
+    fn drop(&mut self) {
+        let unreleased = self.go.take().is_some();
+        if unreleased && self.exit.is_none() {
+            // The go pipe is closed now, so the unreleased child exits at once; reap it.
+            let _ = self.reap();
+        }
+    }
+}

@@ -1,0 +1,81 @@
+//! Linux enforcement: Landlock ruleset, seccomp BPF, and the fork/exec of the confined child.
+
+mod child;
+mod landlock;
+mod seccomp;
+
+use std::os::fd::OwnedFd;
+
+pub use child::SandboxedChild;
+pub(crate) use child::spawn;
+
+use crate::error::SandboxError;
+use crate::plan::Plan;
+use crate::support::{is_wsl_release, KernelSupport};
+
+/// `LANDLOCK_CREATE_RULESET_VERSION`: ask for the ABI version instead of creating a ruleset.
+const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
+
+/// Kernel objects built before fork, so the child only issues raw system calls.
+pub(crate) struct Prepared {
+    /// The populated Landlock ruleset.
+    pub(crate) ruleset: OwnedFd,
+    /// seccomp programs, loaded in order.
+    pub(crate) filters: Vec<Vec<libc::sock_filter>>,
+}
+
+impl std::fmt::Debug for Prepared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prepared")
+            .field("ruleset", &self.ruleset)
+            .field(
+                "filters",
+                &self.filters.iter().map(Vec::len).collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+pub(crate) fn prepare(plan: &Plan) -> Result<Prepared, SandboxError> {
+    Ok(Prepared {
+        ruleset: landlock::build_ruleset(plan)?,
+        filters: seccomp::compile(plan.sockets)?,
+    })
+}
+
+pub(crate) fn detect_real() -> KernelSupport {
+    // SAFETY: with a NULL attribute pointer, size 0 and the VERSION flag the call only returns
+    // the ABI number (or an error); it reads no memory and creates no descriptor.
+    let abi = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<libc::c_void>(),
+            0usize,
+            LANDLOCK_CREATE_RULESET_VERSION,
+        )
+    };
+    let landlock_abi = u8::try_from(abi).ok().filter(|&v| v >= 1);
+
+    let action: u32 = libc::SECCOMP_RET_ERRNO;
+    // SAFETY: SECCOMP_GET_ACTION_AVAIL reads one u32 from the pointer, which points to a live
+    // local; it changes nothing.
+    let seccomp = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_GET_ACTION_AVAIL,
+            0u32,
+            &action as *const u32,
+        )
+    } == 0;
+
+    let wsl2 = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .map(|r| is_wsl_release(&r))
+        .unwrap_or(false);
+
+    KernelSupport {
+        landlock_abi,
+        simulated: false,
+        wsl2,
+        seccomp,
+    }
+}

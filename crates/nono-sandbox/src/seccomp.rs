@@ -1,0 +1,415 @@
+//! The seccomp rule table: which system calls the child is denied, and with which arguments.
+//!
+//! This is pure data so it can be unit-tested anywhere; `linux::seccomp` compiles it to BPF.
+//! Everything not matched here is allowed: Landlock does the access control, seccomp removes
+//! kernel attack surface and escape hatches that Landlock does not cover.
+
+// Linux ABI values, identical on x86_64 and aarch64. Spelled out here because the table is
+// built (and tested) on every platform.
+/// `AF_UNIX`.
+pub const AF_UNIX: u64 = 1;
+/// `AF_INET`.
+pub const AF_INET: u64 = 2;
+/// `AF_INET6`.
+pub const AF_INET6: u64 = 10;
+/// `AF_NETLINK`.
+pub const AF_NETLINK: u64 = 16;
+/// `SOCK_STREAM`.
+pub const SOCK_STREAM: u64 = 1;
+/// `SOCK_DGRAM`.
+pub const SOCK_DGRAM: u64 = 2;
+/// Mask of the socket type, without `SOCK_NONBLOCK`/`SOCK_CLOEXEC`.
+pub const SOCK_TYPE_MASK: u64 = 0xf;
+/// `IPPROTO_TCP`.
+pub const IPPROTO_TCP: u64 = 6;
+/// `IPPROTO_UDP`.
+pub const IPPROTO_UDP: u64 = 17;
+/// `NETLINK_ROUTE`.
+pub const NETLINK_ROUTE: u64 = 0;
+/// `TIOCSTI`: push a byte into the terminal's input queue (typing into the parent shell).
+pub const TIOCSTI: u64 = 0x5412;
+/// `TIOCLINUX`: virtual-console multiplexer, which can also paste into the console's input.
+pub const TIOCLINUX: u64 = 0x541c;
+/// The `clone` flags that create a namespace (`CLONE_NEWTIME` overlaps the exit-signal bits of
+/// `clone`, so it is only meaningful for `clone3` and `unshare`, both denied outright).
+pub const CLONE_NEW_FLAGS: &[(&str, u64)] = &[
+    ("CLONE_NEWNS", 0x0002_0000),
+    ("CLONE_NEWCGROUP", 0x0200_0000),
+    ("CLONE_NEWUTS", 0x0400_0000),
+    ("CLONE_NEWIPC", 0x0800_0000),
+    ("CLONE_NEWUSER", 0x1000_0000),
+    ("CLONE_NEWPID", 0x2000_0000),
+    ("CLONE_NEWNET", 0x4000_0000),
+];
+
+/// A system call the table can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[allow(missing_docs)]
+pub enum Syscall {
+    IoUringSetup,
+    IoUringEnter,
+    IoUringRegister,
+    Ptrace,
+    ProcessVmReadv,
+    ProcessVmWritev,
+    Bpf,
+    PerfEventOpen,
+    Keyctl,
+    AddKey,
+    RequestKey,
+    KexecLoad,
+    KexecFileLoad,
+    InitModule,
+    FinitModule,
+    DeleteModule,
+    Mount,
+    Umount2,
+    PivotRoot,
+    MoveMount,
+    OpenTree,
+    Fsopen,
+    Fsmount,
+    Fspick,
+    Unshare,
+    Setns,
+    OpenByHandleAt,
+    NameToHandleAt,
+    Userfaultfd,
+    Clone3,
+    Clone,
+    Ioctl,
+    Personality,
+    Socket,
+    Socketpair,
+}
+
+/// The errno a denied call returns.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DenyErrno {
+    /// `EPERM`: the call exists but is not permitted.
+    Eperm,
+    /// `ENOSYS`: pretend the call does not exist, so runtimes fall back (io_uring, clone3).
+    Enosys,
+}
+
+/// How one argument is compared. Arguments are compared as 32-bit values, which is what the
+/// kernel reads for every `int`-typed argument in this table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArgCmp {
+    /// Equal to the value.
+    Eq(u64),
+    /// Not equal to the value.
+    Ne(u64),
+    /// `arg & mask == value`.
+    MaskedEq {
+        /// Bits to keep.
+        mask: u64,
+        /// Expected result.
+        value: u64,
+    },
+}
+
+/// A condition on argument `index` (0-based).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ArgCond {
+    /// Argument position.
+    pub index: u8,
+    /// The comparison.
+    pub cmp: ArgCmp,
+}
+
+/// Deny `syscall` with `errno` when any of `when_any` matches (each an AND of conditions), or
+/// always when `when_any` is empty.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SyscallRule {
+    /// The system call.
+    pub syscall: Syscall,
+    /// Returned instead of running it.
+    pub errno: DenyErrno,
+    /// Alternatives; empty means unconditional.
+    pub when_any: Vec<Vec<ArgCond>>,
+}
+
+impl SyscallRule {
+    /// Whether this rule denies a call with these arguments (as the BPF filter would).
+    pub fn denies(&self, args: &[u64; 6]) -> bool {
+        self.when_any.is_empty()
+            || self
+                .when_any
+                .iter()
+                .any(|all| all.iter().all(|c| c.matches(args)))
+    }
+}
+
+impl ArgCond {
+    fn matches(&self, args: &[u64; 6]) -> bool {
+        let arg = args[usize::from(self.index)] & 0xffff_ffff;
+        match self.cmp {
+            ArgCmp::Eq(v) => arg == v,
+            ArgCmp::Ne(v) => arg != v,
+            ArgCmp::MaskedEq { mask, value } => arg & mask == value,
+        }
+    }
+}
+
+/// Which sockets the child may create.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SocketFilter {
+    /// No socket filtering (unrestricted network).
+    Unfiltered,
+    /// `AF_UNIX`, `AF_NETLINK`/`NETLINK_ROUTE`, TCP over IPv4/IPv6, and UDP when `allow_udp`;
+    /// Landlock then limits TCP ports.
+    TcpOnly {
+        /// Keep `SOCK_DGRAM` over IPv4/IPv6.
+        allow_udp: bool,
+    },
+    /// No IPv4/IPv6 sockets at all (network blocked without Landlock TCP rules).
+    NoInet,
+}
+
+const ALWAYS_EPERM: &[Syscall] = &[
+    Syscall::Ptrace,
+    Syscall::ProcessVmReadv,
+    Syscall::ProcessVmWritev,
+    Syscall::Bpf,
+    Syscall::PerfEventOpen,
+    // The supervisor's credentials may live in the kernel keyring.
+    Syscall::Keyctl,
+    Syscall::AddKey,
+    Syscall::RequestKey,
+    Syscall::KexecLoad,
+    Syscall::KexecFileLoad,
+    Syscall::InitModule,
+    Syscall::FinitModule,
+    Syscall::DeleteModule,
+    Syscall::Mount,
+    Syscall::Umount2,
+    Syscall::PivotRoot,
+    Syscall::MoveMount,
+    Syscall::OpenTree,
+    Syscall::Fsopen,
+    Syscall::Fsmount,
+    Syscall::Fspick,
+    Syscall::Unshare,
+    Syscall::Setns,
+    Syscall::OpenByHandleAt,
+    Syscall::NameToHandleAt,
+    Syscall::Userfaultfd,
+];
+
+const ALWAYS_ENOSYS: &[Syscall] = &[
+    Syscall::IoUringSetup,
+    Syscall::IoUringEnter,
+    Syscall::IoUringRegister,
+    // glibc and musl fall back to clone(2), whose flags the filter can inspect.
+    Syscall::Clone3,
+];
+
+fn arg(index: u8, cmp: ArgCmp) -> ArgCond {
+    ArgCond { index, cmp }
+}
+
+fn deny(syscall: Syscall, errno: DenyErrno, when_any: Vec<Vec<ArgCond>>) -> SyscallRule {
+    SyscallRule {
+        syscall,
+        errno,
+        when_any,
+    }
+}
+
+/// The full deny table for a socket filter mode.
+pub fn seccomp_rules(sockets: SocketFilter) -> Vec<SyscallRule> {
+    let mut rules: Vec<SyscallRule> = ALWAYS_ENOSYS
+        .iter()
+        .map(|&s| deny(s, DenyErrno::Enosys, vec![]))
+        .chain(ALWAYS_EPERM.iter().map(|&s| deny(s, DenyErrno::Eperm, vec![])))
+        .collect();
+
+    let namespace_clones = CLONE_NEW_FLAGS
+        .iter()
+        .map(|&(_, flag)| vec![arg(0, ArgCmp::MaskedEq { mask: flag, value: flag })])
+        .collect();
+    rules.push(deny(Syscall::Clone, DenyErrno::Eperm, namespace_clones));
+
+    let tty_injection = [TIOCSTI, TIOCLINUX]
+        .iter()
+        .map(|&req| vec![arg(1, ArgCmp::Eq(req))])
+        .collect();
+    rules.push(deny(Syscall::Ioctl, DenyErrno::Eperm, tty_injection));
+
+    // 0 is PER_LINUX and 0xffffffff only queries the current persona.
+    rules.push(deny(
+        Syscall::Personality,
+        DenyErrno::Eperm,
+        vec![vec![arg(0, ArgCmp::Ne(0)), arg(0, ArgCmp::Ne(0xffff_ffff))]],
+    ));
+
+    if let Some(socket_rules) = socket_rules(sockets) {
+        rules.push(deny(Syscall::Socket, DenyErrno::Eperm, socket_rules));
+        rules.push(deny(
+            Syscall::Socketpair,
+            DenyErrno::Eperm,
+            vec![vec![arg(0, ArgCmp::Ne(AF_UNIX))]],
+        ));
+    }
+    rules
+}
+
+/// The `socket(domain, type, protocol)` alternatives to deny, `None` when unfiltered.
+fn socket_rules(sockets: SocketFilter) -> Option<Vec<Vec<ArgCond>>> {
+    let allow_udp = match sockets {
+        SocketFilter::Unfiltered => return None,
+        SocketFilter::TcpOnly { allow_udp } => allow_udp,
+        SocketFilter::NoInet => false,
+    };
+    let mut alts = vec![
+        // Any family other than the four known ones (packet, raw-capable, vsock, ...).
+        vec![
+            arg(0, ArgCmp::Ne(AF_UNIX)),
+            arg(0, ArgCmp::Ne(AF_INET)),
+            arg(0, ArgCmp::Ne(AF_INET6)),
+            arg(0, ArgCmp::Ne(AF_NETLINK)),
+        ],
+        vec![arg(0, ArgCmp::Eq(AF_NETLINK)), arg(2, ArgCmp::Ne(NETLINK_ROUTE))],
+    ];
+    for family in [AF_INET, AF_INET6] {
+        if sockets == SocketFilter::NoInet {
+            alts.push(vec![arg(0, ArgCmp::Eq(family))]);
+            continue;
+        }
+        // The masked type has no "not equal" form, so deny each disallowed type value.
+        for ty in 0..=SOCK_TYPE_MASK {
+            if ty == SOCK_STREAM || (allow_udp && ty == SOCK_DGRAM) {
+                continue;
+            }
+            alts.push(vec![
+                arg(0, ArgCmp::Eq(family)),
+                arg(1, ArgCmp::MaskedEq { mask: SOCK_TYPE_MASK, value: ty }),
+            ]);
+        }
+        // TCP only as protocol 0 or IPPROTO_TCP: no MPTCP (262), SCTP or others.
+        alts.push(vec![
+            arg(0, ArgCmp::Eq(family)),
+            arg(1, ArgCmp::MaskedEq { mask: SOCK_TYPE_MASK, value: SOCK_STREAM }),
+            arg(2, ArgCmp::Ne(0)),
+            arg(2, ArgCmp::Ne(IPPROTO_TCP)),
+        ]);
+        if allow_udp {
+            alts.push(vec![
+                arg(0, ArgCmp::Eq(family)),
+                arg(1, ArgCmp::MaskedEq { mask: SOCK_TYPE_MASK, value: SOCK_DGRAM }),
+                arg(2, ArgCmp::Ne(0)),
+                arg(2, ArgCmp::Ne(IPPROTO_UDP)),
+            ]);
+        }
+    }
+    Some(alts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SOCK_NONBLOCK_CLOEXEC: u64 = 0o4000 | 0o2000000;
+    const SOCK_RAW: u64 = 3;
+    const AF_PACKET: u64 = 17;
+    const IPPROTO_MPTCP: u64 = 262;
+
+    fn denied(rules: &[SyscallRule], syscall: Syscall, args: [u64; 6]) -> Option<DenyErrno> {
+        rules
+            .iter()
+            .find(|r| r.syscall == syscall && r.denies(&args))
+            .map(|r| r.errno)
+    }
+
+    fn socket(rules: &[SyscallRule], family: u64, ty: u64, proto: u64) -> bool {
+        denied(rules, Syscall::Socket, [family, ty, proto, 0, 0, 0]).is_some()
+    }
+
+    #[test]
+    fn udp_is_denied_when_blocked() {
+        let rules = seccomp_rules(SocketFilter::TcpOnly { allow_udp: false });
+        assert!(socket(&rules, AF_INET, SOCK_DGRAM, 0));
+        assert!(socket(&rules, AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK_CLOEXEC, IPPROTO_UDP));
+        assert!(!socket(&rules, AF_INET, SOCK_STREAM | SOCK_NONBLOCK_CLOEXEC, 0));
+        assert!(!socket(&rules, AF_INET6, SOCK_STREAM, IPPROTO_TCP));
+    }
+
+    #[test]
+    fn udp_allowed_only_with_udp_protocols() {
+        let rules = seccomp_rules(SocketFilter::TcpOnly { allow_udp: true });
+        assert!(!socket(&rules, AF_INET, SOCK_DGRAM, 0));
+        assert!(!socket(&rules, AF_INET6, SOCK_DGRAM, IPPROTO_UDP));
+        // ICMP datagram sockets are not UDP.
+        assert!(socket(&rules, AF_INET, SOCK_DGRAM, 1));
+    }
+
+    #[test]
+    fn raw_packet_and_mptcp_are_denied() {
+        let rules = seccomp_rules(SocketFilter::TcpOnly { allow_udp: true });
+        assert!(socket(&rules, AF_INET, SOCK_RAW, 0));
+        assert!(socket(&rules, AF_PACKET, SOCK_RAW, 0));
+        assert!(socket(&rules, AF_INET, SOCK_STREAM, IPPROTO_MPTCP));
+        assert!(socket(&rules, AF_NETLINK, SOCK_DGRAM, 9));
+        assert!(!socket(&rules, AF_NETLINK, SOCK_DGRAM, NETLINK_ROUTE));
+        assert!(!socket(&rules, AF_UNIX, SOCK_DGRAM, 0));
+        assert!(denied(&rules, Syscall::Socketpair, [AF_INET, SOCK_STREAM, 0, 0, 0, 0]).is_some());
+        assert!(denied(&rules, Syscall::Socketpair, [AF_UNIX, SOCK_STREAM, 0, 0, 0, 0]).is_none());
+    }
+
+    #[test]
+    fn no_inet_denies_tcp_too() {
+        let rules = seccomp_rules(SocketFilter::NoInet);
+        assert!(socket(&rules, AF_INET, SOCK_STREAM, 0));
+        assert!(socket(&rules, AF_INET6, SOCK_STREAM, 0));
+        assert!(!socket(&rules, AF_UNIX, SOCK_STREAM, 0));
+    }
+
+    #[test]
+    fn unrestricted_has_only_the_always_list() {
+        let rules = seccomp_rules(SocketFilter::Unfiltered);
+        assert!(rules.iter().all(|r| r.syscall != Syscall::Socket));
+        assert!(!socket(&rules, AF_PACKET, SOCK_RAW, 0));
+        assert_eq!(
+            denied(&rules, Syscall::IoUringSetup, [0; 6]),
+            Some(DenyErrno::Enosys)
+        );
+        assert_eq!(denied(&rules, Syscall::Clone3, [0; 6]), Some(DenyErrno::Enosys));
+        assert_eq!(denied(&rules, Syscall::Keyctl, [0; 6]), Some(DenyErrno::Eperm));
+    }
+
+    #[test]
+    fn clone_denied_only_with_namespace_flags() {
+        let rules = seccomp_rules(SocketFilter::Unfiltered);
+        // What fork() and pthread_create() pass.
+        let fork_flags = 0x0120_0011;
+        let thread_flags = 0x003d_0f00;
+        assert!(denied(&rules, Syscall::Clone, [fork_flags, 0, 0, 0, 0, 0]).is_none());
+        assert!(denied(&rules, Syscall::Clone, [thread_flags, 0, 0, 0, 0, 0]).is_none());
+        for &(name, flag) in CLONE_NEW_FLAGS {
+            assert!(
+                denied(&rules, Syscall::Clone, [fork_flags | flag, 0, 0, 0, 0, 0]).is_some(),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn terminal_injection_and_personality() {
+        let rules = seccomp_rules(SocketFilter::Unfiltered);
+        assert!(denied(&rules, Syscall::Ioctl, [0, TIOCSTI, 0, 0, 0, 0]).is_some());
+        assert!(denied(&rules, Syscall::Ioctl, [0, TIOCLINUX, 0, 0, 0, 0]).is_some());
+        // TCGETS stays allowed.
+        assert!(denied(&rules, Syscall::Ioctl, [0, 0x5401, 0, 0, 0, 0]).is_none());
+        assert!(denied(&rules, Syscall::Personality, [0, 0, 0, 0, 0, 0]).is_none());
+        assert!(denied(&rules, Syscall::Personality, [0xffff_ffff, 0, 0, 0, 0, 0]).is_none());
+        // ADDR_NO_RANDOMIZE.
+        assert!(denied(&rules, Syscall::Personality, [0x0004_0000, 0, 0, 0, 0, 0]).is_some());
+    }
+
+    #[test]
+    fn upper_argument_bits_are_ignored() {
+        let rules = seccomp_rules(SocketFilter::NoInet);
+        assert!(socket(&rules, AF_INET | (1 << 32), SOCK_STREAM, 0));
+    }
+}
