@@ -16,7 +16,6 @@ use tokio::sync::{mpsc, watch, Mutex, OwnedSemaphorePermit, Semaphore};
 
 use crate::audit::{AuditEvent, AuditLog, Decision, Mode};
 use crate::config::{AuthConfig, ProxyConfig, Timeouts};
-use crate::deny::DenyReason;
 use crate::env;
 use crate::error::ProxyError;
 use crate::filter::{Host, HostFilter};
@@ -37,6 +36,7 @@ pub(crate) struct Shared {
     auth: AuthConfig,
     pub(crate) audit: Arc<AuditLog>,
     timeouts: Timeouts,
+    max_header_bytes: usize,
     shutdown: watch::Receiver<bool>,
     tracker: mpsc::Sender<()>,
 }
@@ -234,11 +234,13 @@ pub fn start_with_listener(listener: TcpListener, config: ProxyConfig) -> Result
         auth: config.auth.clone(),
         audit: audit.clone(),
         timeouts: config.timeouts,
+        max_header_bytes: config.max_header_bytes,
         shutdown: shutdown_rx.clone(),
         tracker,
     });
     let limit = (config.max_connections > 0).then(|| Arc::new(Semaphore::new(config.max_connections)));
-    let max_header_bytes = config.max_header_bytes.max(8192);
+    // Slack so the exact check in `dispatch` decides, not hyper's buffer growth.
+    let max_header_bytes = config.max_header_bytes.max(8192) + 16 * 1024;
     let accept_task = tokio::spawn(accept_loop(listener, shared, limit, max_header_bytes, shutdown_rx));
     Ok(ProxyHandle {
         addr,
@@ -345,6 +347,10 @@ async fn serve_connection(
 }
 
 async fn dispatch(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnState>) -> Response<Body> {
+    // hyper's buffer limit is approximate; the documented limit is enforced exactly here.
+    if head_size(&req) > shared.max_header_bytes {
+        return shared.refuse(Mode::Forward, "-", 0, None, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header_too_large");
+    }
     if req.method() == Method::CONNECT {
         return crate::connect::handle(req, shared, conn).await;
     }
@@ -362,5 +368,8 @@ async fn dispatch(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnSta
     )
 }
 
-#[allow(dead_code)]
-fn _assert_reason_used(_: DenyReason) {}
+/// Approximate wire size of a request head.
+fn head_size(req: &Request<Incoming>) -> usize {
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    req.headers().iter().fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+}

@@ -1,1 +1,106 @@
-//! placeholder
+//! Kernel confinement for nono: the sandbox a supervised AI coding agent runs in.
+//!
+//! The CLI resolves a [`SandboxPolicy`] (filesystem grants plus a [`NetPolicy`]), calls
+//! [`prepare`] to build every kernel object up front, then [`spawn`] to fork a child that
+//! waits until [`SandboxedChild::release`], confines itself and executes the program.
+//! [`PreparedSandbox::report`] says honestly, per mechanism, what is enforced; the sandbox
+//! fails closed when the kernel cannot enforce what the policy asks.
+//!
+//! Modules, one per concern:
+//! - `policy`: the resolved policy types ([`FsRule`], [`NetPolicy`], [`SandboxPolicy`]).
+//! - `paths`: [`system_paths`], the read-only system locations programs need.
+//! - `support`: [`detect`] of the Landlock ABI, seccomp and WSL2 ([`KernelSupport`]).
+//! - `plan`: pure decisions: the Landlock rule list, fail-closed network logic, the report.
+//! - `seccomp`: the pure seccomp deny table ([`seccomp_rules`]).
+//! - `seatbelt`: the pure macOS Seatbelt profile text ([`seatbelt_profile`]).
+//! - `exec`: [`ExecSpec`], [`ChildExit`] and `execvp`-style [`resolve_program`].
+//! - `report`: [`EnforcementReport`] and [`Enforcement`].
+//! - `error`: [`SandboxError`].
+//! - `linux` (Linux only): Landlock ruleset and seccomp BPF construction, fork/exec of the
+//!   child. `macos` (macOS only): applying a profile with `sandbox_init`. `fallback`: the
+//!   clear error elsewhere.
+
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+mod error;
+mod exec;
+mod paths;
+mod plan;
+mod policy;
+mod report;
+mod seatbelt;
+mod seccomp;
+mod support;
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+use linux as imp;
+
+#[cfg(target_os = "macos")]
+mod macos;
+
+#[cfg(not(target_os = "linux"))]
+mod fallback;
+#[cfg(not(target_os = "linux"))]
+use fallback as imp;
+
+pub use error::{ChildStage, SandboxError};
+pub use exec::{ChildExit, ExecSpec, DEFAULT_PATH};
+#[cfg(unix)]
+pub use exec::resolve_program;
+pub use imp::SandboxedChild;
+pub use paths::{linux_system_paths, macos_system_paths, system_paths};
+pub use plan::{plan, Plan, PlannedFsRule, PlannedNet, LANDLOCK_ABI_NET, LANDLOCK_ABI_SCOPE};
+pub use policy::{FsAccess, FsRule, NetPolicy, SandboxPolicy};
+pub use report::{Enforcement, EnforcementReport};
+pub use seatbelt::{scheme_string, seatbelt_profile};
+pub use seccomp::{
+    seccomp_rules, ArgCmp, ArgCond, DenyErrno, SocketFilter, Syscall, SyscallRule,
+};
+pub use support::{detect, KernelSupport, TEST_LANDLOCK_ABI_ENV};
+
+/// Everything built before fork: the Landlock ruleset descriptor and seccomp programs on
+/// Linux, plus the report of what they enforce. Reusable for several children.
+#[derive(Debug)]
+pub struct PreparedSandbox {
+    report: EnforcementReport,
+    inner: imp::Prepared,
+}
+
+impl PreparedSandbox {
+    /// What this sandbox enforces, per mechanism, with warnings the user must see.
+    pub fn report(&self) -> &EnforcementReport {
+        &self.report
+    }
+}
+
+/// Builds the sandbox for `policy` against the running kernel ([`detect`]).
+///
+/// Fails closed: no Landlock, proxy mode without Landlock ABI 4 (unless
+/// [`SandboxPolicy::allow_insecure_proxy`]), allowed ports under `Blocked` without ABI 4, a
+/// granted path that does not exist: each is an error saying what to change.
+pub fn prepare(policy: &SandboxPolicy) -> Result<PreparedSandbox, SandboxError> {
+    prepare_with(policy, &detect())
+}
+
+/// Like [`prepare`], with kernel support given by the caller (for example to log [`detect`]'s
+/// result first). Claiming more than the kernel has makes ruleset creation fail.
+pub fn prepare_with(
+    policy: &SandboxPolicy,
+    support: &KernelSupport,
+) -> Result<PreparedSandbox, SandboxError> {
+    let (report, inner) = imp::prepare(policy, support)?;
+    Ok(PreparedSandbox { report, inner })
+}
+
+/// Forks a child that will run `spec` inside `prepared` once released.
+///
+/// The caller must be single-threaded (fork before starting an async runtime). The child
+/// stays in the caller's process group so interactive programs keep the terminal; it dies
+/// with the caller (`PR_SET_PDEATHSIG`), gets default signal handling, inherits only
+/// descriptors 0-2, and runs with exactly `spec.env`.
+pub fn spawn(prepared: &PreparedSandbox, spec: &ExecSpec) -> Result<SandboxedChild, SandboxError> {
+    imp::spawn(prepared, spec)
+}

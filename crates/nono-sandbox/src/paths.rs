@@ -1,6 +1,6 @@
 //! The read-only system locations an ordinary program needs in order to start and run.
 
-use crate::policy::{FsAccess, FsRule};
+use crate::policy::FsRule;
 
 /// Directories and files every Linux program may need: executables, libraries, `/etc`
 /// (configuration, name service, certificates), a few device nodes and `/proc`.
@@ -94,6 +94,7 @@ pub(crate) fn is_system_path(rule: &FsRule) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::FsAccess;
     use std::path::Path;
 
     fn access_of(rules: &[FsRule], path: &str) -> Option<FsAccess> {

@@ -36,7 +36,7 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
-pub(crate) fn prepare(plan: &Plan) -> Result<Prepared, SandboxError> {
+fn build(plan: &Plan) -> Result<Prepared, SandboxError> {
     Ok(Prepared {
         ruleset: landlock::build_ruleset(plan)?,
         filters: seccomp::compile(plan.sockets)?,
@@ -78,4 +78,14 @@ pub(crate) fn detect_real() -> KernelSupport {
         wsl2,
         seccomp,
     }
+}
+
+/// Plans and builds the kernel objects for `policy`.
+pub(crate) fn prepare(
+    policy: &crate::SandboxPolicy,
+    support: &KernelSupport,
+) -> Result<(crate::EnforcementReport, Prepared), SandboxError> {
+    let plan = crate::plan::plan(policy, support)?;
+    let prepared = build(&plan)?;
+    Ok((plan.report, prepared))
 }

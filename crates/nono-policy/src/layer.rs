@@ -1,0 +1,219 @@
+//! One profile file (or the command line) checked and expanded: the unit that `merge` stacks.
+//!
+//! Everything that can be checked in one file is checked here, so the error names that file
+//! and key. What needs the merged result (credential names, endpoint services) is checked in
+//! `resolve`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use nono_proxy::filter::{HostMatch, HostPattern};
+
+use crate::credentials::{check_name, CredentialService, EndpointRule};
+use crate::error::PolicyError;
+use crate::network_policy::NetworkPolicy;
+use crate::raw::RawProfile;
+use crate::resolve::Wsl2ProxyPolicy;
+use crate::vars::{expand, Env};
+
+/// A checked profile layer; see `merge` for how layers combine.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Layer {
+    /// Description from `meta`.
+    pub description: Option<String>,
+    /// Writable paths, expanded.
+    pub allow: Vec<PathBuf>,
+    /// Read-only paths, expanded.
+    pub read: Vec<PathBuf>,
+    /// `network.block`.
+    pub block: bool,
+    /// Absent / cleared / set.
+    pub network_profile: Option<Option<String>>,
+    /// Host patterns, normalised.
+    pub allow_domain: Vec<String>,
+    /// Absent / cleared / names.
+    pub credentials: Option<Vec<String>>,
+    /// Custom services by name.
+    pub custom_credentials: BTreeMap<String, CredentialService>,
+    /// Endpoint rules.
+    pub allow_endpoint: Vec<EndpointRule>,
+    /// `host:port`, normalised.
+    pub upstream_proxy: Option<String>,
+    /// Bypass patterns, normalised.
+    pub upstream_bypass: Vec<String>,
+    /// Ports open for connect and listen.
+    pub open_port: Vec<u16>,
+    /// Ports open for listen.
+    pub listen_port: Vec<u16>,
+    /// WSL2 policy when set.
+    pub wsl2_proxy_policy: Option<Wsl2ProxyPolicy>,
+}
+
+impl Layer {
+    /// Checks and expands one parsed profile file.
+    pub fn from_raw(raw: &RawProfile, file: &str, env: &Env, policy: &NetworkPolicy) -> Result<Layer, PolicyError> {
+        let bad = |key: String, m: String| PolicyError::invalid(file, key, m);
+        let paths = |list: &[String], key: &str| -> Result<Vec<PathBuf>, PolicyError> {
+            list.iter()
+                .enumerate()
+                .map(|(i, p)| expand(p, env).map_err(|m| bad(format!("filesystem.{key}[{i}]"), m)))
+                .collect()
+        };
+        let net = &raw.network;
+        if let Some(Some(np)) = &net.network_profile {
+            policy.hosts(np).map_err(|m| bad("network.network_profile".into(), m))?;
+        }
+        let allow_domain = net
+            .allow_domain
+            .iter()
+            .enumerate()
+            .map(|(i, d)| host_pattern(d).map_err(|m| bad(format!("network.allow_domain[{i}]"), m)))
+            .collect::<Result<_, _>>()?;
+        if let Some(names) = &net.credentials {
+            for (i, n) in names.iter().enumerate() {
+                check_name(n).map_err(|m| bad(format!("network.credentials[{i}]"), m))?;
+            }
+        }
+        let mut custom_credentials = BTreeMap::new();
+        for (name, svc) in &net.custom_credentials {
+            let key = format!("network.custom_credentials.{name}");
+            check_name(name).map_err(|m| bad(key.clone(), m))?;
+            let mut svc = svc.clone();
+            svc.name.clone_from(name);
+            svc.validate().map_err(|(k, m)| bad(format!("{key}.{k}"), m))?;
+            if let Some(ca) = &svc.tls_ca {
+                let raw_ca = ca.to_string_lossy().into_owned();
+                svc.tls_ca = Some(expand(&raw_ca, env).map_err(|m| bad(format!("{key}.tls_ca"), m))?);
+            }
+            custom_credentials.insert(name.clone(), svc);
+        }
+        let allow_endpoint = net
+            .allow_endpoint
+            .iter()
+            .enumerate()
+            .map(|(i, s)| EndpointRule::parse(s).map_err(|m| bad(format!("network.allow_endpoint[{i}]"), m)))
+            .collect::<Result<_, _>>()?;
+        let upstream_proxy = net
+            .upstream_proxy
+            .as_deref()
+            .map(|p| upstream_proxy(p).map_err(|m| bad("network.upstream_proxy".into(), m)))
+            .transpose()?;
+        let upstream_bypass = net
+            .upstream_bypass
+            .iter()
+            .enumerate()
+            .map(|(i, b)| bypass_pattern(b).map_err(|m| bad(format!("network.upstream_bypass[{i}]"), m)))
+            .collect::<Result<_, _>>()?;
+        for (key, ports) in [("open_port", &net.open_port), ("listen_port", &net.listen_port)] {
+            if let Some(i) = ports.iter().position(|p| *p == 0) {
+                return Err(bad(format!("network.{key}[{i}]"), "`0` is not a port (1-65535)".into()));
+            }
+        }
+        Ok(Layer {
+            description: raw.meta.description.clone(),
+            allow: paths(&raw.filesystem.allow, "allow")?,
+            read: paths(&raw.filesystem.read, "read")?,
+            block: net.block,
+            network_profile: net.network_profile.clone(),
+            allow_domain,
+            credentials: net.credentials.clone(),
+            custom_credentials,
+            allow_endpoint,
+            upstream_proxy,
+            upstream_bypass,
+            open_port: net.open_port.clone(),
+            listen_port: net.listen_port.clone(),
+            wsl2_proxy_policy: raw.security.wsl2_proxy_policy,
+        })
+    }
+}
+
+/// An allowed-domain entry, normalised as `HostPattern` displays it.
+pub fn host_pattern(s: &str) -> Result<String, String> {
+    HostPattern::parse(s).map(|p| p.to_string()).map_err(|e| e.to_string())
+}
+
+/// An upstream proxy, `host:port` (an `http://` prefix is accepted and dropped).
+pub fn upstream_proxy(s: &str) -> Result<String, String> {
+    let hint = "write the upstream proxy as host:port, e.g. squid.corp:3128";
+    if s.starts_with("https://") {
+        return Err(format!("`{s}`: a TLS upstream proxy is not supported; {hint}"));
+    }
+    let bare = s.strip_prefix("http://").unwrap_or(s);
+    let bare = bare.strip_suffix('/').unwrap_or(bare);
+    let p = HostPattern::parse(bare).map_err(|e| format!("{e}; {hint}"))?;
+    if matches!(p.host, HostMatch::Wildcard(_)) {
+        return Err(format!("`{s}`: a wildcard cannot be a proxy; {hint}"));
+    }
+    if p.port.is_none() {
+        return Err(format!("`{s}`: the port is missing; {hint}"));
+    }
+    Ok(p.to_string())
+}
+
+/// An upstream-bypass pattern: an exact host or `*.suffix`, without a port.
+pub fn bypass_pattern(s: &str) -> Result<String, String> {
+    let p = HostPattern::parse(s).map_err(|e| e.to_string())?;
+    if p.port.is_some() {
+        return Err(format!("`{s}`: a bypass pattern is a host or *.suffix, without a port"));
+    }
+    Ok(p.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raw::parse_profile;
+
+    fn env() -> Env {
+        Env {
+            workdir: "/w".into(),
+            home: "/h".into(),
+            tmpdir: "/t".into(),
+            xdg_config_home: None,
+        }
+    }
+
+    fn layer(text: &str) -> Result<Layer, String> {
+        let raw = parse_profile("p.json", text).map_err(|e| e.to_string())?;
+        Layer::from_raw(&raw, "p.json", &env(), &NetworkPolicy::builtin().unwrap()).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn expands_and_normalises() {
+        let l = layer(
+            r#"{"filesystem": {"allow": ["$WORKDIR", "~/.x"]},
+                "network": {"allow_domain": ["API.Example.com", "nats.internal:4222", "[::1]:80"],
+                            "upstream_proxy": "http://squid.corp:3128/", "upstream_bypass": ["*.Dev.Local"],
+                            "custom_credentials": {"svc": {"upstream": "https://a.b", "credential_key": "k", "tls_ca": "~/ca.pem"}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(l.allow, [PathBuf::from("/w"), PathBuf::from("/h/.x")]);
+        assert_eq!(l.allow_domain, ["api.example.com", "nats.internal:4222", "[::1]:80"]);
+        assert_eq!(l.upstream_proxy.as_deref(), Some("squid.corp:3128"));
+        assert_eq!(l.upstream_bypass, ["*.dev.local"]);
+        let svc = &l.custom_credentials["svc"];
+        assert_eq!((svc.name.as_str(), svc.tls_ca.clone()), ("svc", Some(PathBuf::from("/h/ca.pem"))));
+    }
+
+    #[test]
+    fn each_error_names_file_and_key() {
+        let cases = [
+            (r#"{"filesystem": {"read": ["/a", "$NOPE/x"]}}"#, "p.json: filesystem.read[1]: `$NOPE/x`: unknown variable $NOPE"),
+            (r#"{"network": {"network_profile": "devloper"}}"#, "p.json: network.network_profile: unknown network profile \"devloper\"; available: claude-code, codex, developer,"),
+            (r#"{"network": {"allow_domain": ["ok.com", "https://x.com"]}}"#, "p.json: network.allow_domain[1]: invalid host pattern `https://x.com`"),
+            (r#"{"network": {"allow_domain": ["x.com:0"]}}"#, "p.json: network.allow_domain[0]: invalid host pattern `x.com:0`"),
+            (r#"{"network": {"open_port": [3000, 0]}}"#, "p.json: network.open_port[1]: `0` is not a port"),
+            (r#"{"network": {"upstream_proxy": "squid.corp"}}"#, "p.json: network.upstream_proxy: `squid.corp`: the port is missing"),
+            (r#"{"network": {"upstream_bypass": ["x.corp:443"]}}"#, "p.json: network.upstream_bypass[0]: `x.corp:443`: a bypass pattern"),
+            (r#"{"network": {"credentials": ["a:b"]}}"#, "p.json: network.credentials[0]: name `a:b`"),
+            (r#"{"network": {"allow_endpoint": ["openai:GET"]}}"#, "p.json: network.allow_endpoint[0]: `openai:GET` is not SERVICE:METHOD:/path"),
+            (r#"{"network": {"custom_credentials": {"s": {"upstream": "http://x.com", "credential_key": "k"}}}}"#, "p.json: network.custom_credentials.s.upstream: `http://x.com`: plain http://"),
+            (r#"{"network": {"custom_credentials": {"s": {"upstream": "https://x.com", "credential_key": "k", "tls_ca": "ca.pem"}}}}"#, "p.json: network.custom_credentials.s.tls_ca: `ca.pem` is not absolute"),
+        ];
+        for (text, want) in cases {
+            let got = layer(text).unwrap_err();
+            assert!(got.starts_with(want), "got: {got}\nwant: {want}");
+        }
+    }
+}
