@@ -3,11 +3,17 @@
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+/// Resolver config inside the namespace: only its own loopback, which refuses at once.
+const RESOLV_CONF: &str = "nameserver 127.0.0.1\noptions timeout:1 attempts:1\n";
+
 /// A network namespace joined to this one by a veth pair; deleted on drop.
 ///
-/// The host end gets `host_addr_cidr` here, the namespace end gets `ns_addr_cidr` there, both
-/// links and the namespace's `lo` are up, and the namespace routes by default via the host
-/// end. Needs `ip` (iproute2) and `CAP_NET_ADMIN`.
+/// The host end gets `host_addr_cidr` here, the namespace end gets `ns_addr_cidr` there, and
+/// both links and the namespace's `lo` are up. The namespace has no default route, so its
+/// programs reach only the veth subnet, and its resolver (`/etc/netns/NAME/resolv.conf`, which
+/// `ip netns exec` mounts) points at the namespace's own loopback, so lookups fail at once
+/// instead of timing out (Python's `http.server` does a reverse lookup when it binds).
+/// Needs `ip` (iproute2) and `CAP_NET_ADMIN`.
 pub struct NetNs {
     /// The namespace name (`ip netns` list).
     pub name: String,
@@ -56,8 +62,16 @@ impl NetNs {
         ip(&["-n", &name, "addr", "add", ns_addr_cidr, "dev", &ns_if])?;
         ip(&["-n", &name, "link", "set", &ns_if, "up"])?;
         ip(&["-n", &name, "link", "set", "lo", "up"])?;
-        ip(&["-n", &name, "route", "add", "default", "via", &ns.host_addr])?;
+        let etc = ns.etc_dir();
+        std::fs::create_dir_all(&etc).map_err(|e| format!("create {}: {e}", etc.display()))?;
+        std::fs::write(etc.join("resolv.conf"), RESOLV_CONF)
+            .map_err(|e| format!("write {}/resolv.conf: {e}", etc.display()))?;
         Ok(ns)
+    }
+
+    /// `/etc/netns/NAME`, whose files `ip netns exec` mounts over their `/etc` namesakes.
+    fn etc_dir(&self) -> std::path::PathBuf {
+        std::path::Path::new("/etc/netns").join(&self.name)
     }
 
     /// Starts `cmd` (program and arguments) inside the namespace.
@@ -82,6 +96,9 @@ impl Drop for NetNs {
         // Deleting the namespace destroys its veth end, which removes the pair.
         let _ = ip(&["netns", "del", &self.name]);
         let _ = ip(&["link", "del", &self.host_if]);
+        let _ = std::fs::remove_dir_all(self.etc_dir());
+        // Only succeeds once no other namespace's files remain.
+        let _ = std::fs::remove_dir("/etc/netns");
     }
 }
 

@@ -1,1 +1,362 @@
-fn main() {}
+//! `nono-bench`: measures `nono proxy` against direct connections, in one run, on this machine.
+//!
+//! Usage: `nono-bench --nono target/release/nono [--bytes 1GiB] [--json]` (`--help` for all).
+//!
+//! # Methodology
+//! - The proxy runs as `taskset -c 0 NONO proxy --json --allow-domain 127.0.0.1 --port 0`; the
+//!   bench pins itself to CPU 1 with `sched_setaffinity` before starting any thread, and runs
+//!   every client and server on one current-thread tokio runtime there. Direct and proxied
+//!   runs therefore use the same client/server CPU; the proxy adds CPU 0. (`--proxy-cpu`,
+//!   `--bench-cpu`; with fewer than two CPUs nothing is pinned.)
+//! - Every server is local (`127.0.0.1`), started by the bench, and never speaks first.
+//! - Each metric runs directly first, then through the proxy; the table shows proxy/direct.
+//!   1. Bulk: the client sends `--bytes` to a sink (u64 length, payload, 1-byte ack), over plain
+//!      TCP and over TLS (CA and leaf made with rcgen; the client does TLS through the tunnel).
+//!      Time runs from connect to ack, so the CONNECT and handshake are included.
+//!   2. New-tunnel latency: TCP connect, CONNECT + `Proxy-Authorization`, the `200` head read,
+//!      then a 1-byte echo round trip; directly, connect + 1-byte echo. Sequential, 100 warm-up
+//!      cycles, then `--iterations` samples; p50, p99 and the added p50.
+//!   3. New tunnels per second: the same cycle, `--tunnels` in total, 8 in flight at once.
+//!   4. Plain HTTP: `--requests` GETs over 4 kept-alive connections, one request in flight
+//!      per connection, absolute-form with `Proxy-Authorization` via the proxy, origin-form
+//!      directly; the origin answers a 2-byte `Content-Length` body.
+//!   5. Memory: a second, fresh proxy started with `--max-connections` above `--idle-tunnels`
+//!      (the default cap is 256); VmRSS from `/proc/PID/status` after start, then with
+//!      `--idle-tunnels` tunnels open (each proven by a 1-byte echo); per tunnel = delta / count.
+//!      The main proxy's RSS after the whole workload is shown too.
+//! - `--proxy-arg ARG` (repeatable) appends ARG to both proxies' command lines.
+//! - RLIMIT_NOFILE is raised to its hard limit first; the proxy inherits it.
+
+mod bulk;
+mod http;
+mod latency;
+mod net;
+mod proxy;
+mod report;
+mod rss;
+mod sys;
+mod tls;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use serde_json::json;
+
+use crate::net::Route;
+use crate::report::Row;
+
+/// Tunnels in flight during the tunnels-per-second run.
+const RATE_CONCURRENCY: usize = 8;
+/// Kept-alive connections during the HTTP run.
+const HTTP_CONNECTIONS: usize = 4;
+/// Connections the memory proxy allows beyond the idle tunnels.
+const RSS_CONNECTION_HEADROOM: usize = 64;
+
+const USAGE: &str = "\
+usage: nono-bench --nono PATH [options]
+  --nono PATH          the nono binary to benchmark (required unless --direct-only)
+  --bytes SIZE         bulk transfer size, e.g. 1GiB, 256MiB, 100MB (default 1GiB)
+  --iterations N       latency samples per route (default 2000)
+  --tunnels N          cycles for the tunnels-per-second run (default 5000)
+  --requests N         HTTP requests per route (default 20000)
+  --idle-tunnels N     idle tunnels held for the memory reading (default 1000)
+  --proxy-cpu N        CPU for the proxy (default 0)
+  --bench-cpu N        CPU for the bench's clients and servers (default 1)
+  --proxy-arg ARG      extra argument for `nono proxy` (repeatable)
+  --direct-only        measure only the direct paths (checks the harness without a proxy)
+  --json               print JSON instead of the table";
+
+/// Parsed command line.
+#[derive(Debug)]
+struct Args {
+    nono: Option<PathBuf>,
+    bytes: u64,
+    iterations: usize,
+    tunnels: usize,
+    requests: usize,
+    idle_tunnels: usize,
+    proxy_cpu: usize,
+    bench_cpu: usize,
+    proxy_args: Vec<String>,
+    direct_only: bool,
+    json: bool,
+}
+
+fn main() -> Result<()> {
+    let args = parse_args(std::env::args().skip(1))?;
+    let pinned = sys::available_cpus() >= 2;
+    if pinned {
+        sys::pin_current_thread(args.bench_cpu)?;
+    } else {
+        eprintln!("nono-bench: fewer than two CPUs; not pinning");
+    }
+    let nofile = sys::raise_nofile_limit()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("build tokio runtime")?;
+    let rows = runtime.block_on(run(&args, pinned))?;
+    let config = json!({
+        "nono": args.nono.as_ref().map(|p| p.display().to_string()),
+        "bytes": args.bytes,
+        "iterations": args.iterations,
+        "tunnels": args.tunnels,
+        "rate_concurrency": RATE_CONCURRENCY,
+        "requests": args.requests,
+        "http_connections": HTTP_CONNECTIONS,
+        "idle_tunnels": args.idle_tunnels,
+        "proxy_args": args.proxy_args,
+        "proxy_cpu": pinned.then_some(args.proxy_cpu),
+        "bench_cpu": pinned.then_some(args.bench_cpu),
+        "nofile_limit": nofile,
+    });
+    if args.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report::to_json(config, &rows))?
+        );
+    } else {
+        print!("{}", report::table(&rows));
+    }
+    Ok(())
+}
+
+/// Runs every measurement and returns the rows in display order.
+async fn run(args: &Args, pinned: bool) -> Result<Vec<Row>> {
+    let tls = tls::make_pair()?;
+    let plain_sink = bulk::spawn_sink(None).await?;
+    let tls_sink = bulk::spawn_sink(Some(tls.server.clone())).await?;
+    let echo = latency::spawn_echo().await?;
+    let origin = http::spawn_origin().await?;
+    let proxy_cpu = pinned.then_some(args.proxy_cpu);
+    let mut rows = Vec::new();
+
+    // Memory first, on a fresh proxy that has served nothing else.
+    if let Some(nono) = args.nono.as_ref().filter(|_| !args.direct_only) {
+        progress("memory (fresh proxy)");
+        let mut extra = vec![
+            "--max-connections".to_string(),
+            (args.idle_tunnels + RSS_CONNECTION_HEADROOM).to_string(),
+        ];
+        extra.extend(args.proxy_args.iter().cloned());
+        let proxy = proxy::Proxy::start(nono, proxy_cpu, "rss", &extra)?;
+        let memory = rss::measure(proxy.pid(), &route_via(&proxy), echo, args.idle_tunnels)
+            .await
+            .with_context(|| format!("memory run; proxy log: {}", proxy.log_path.display()))?;
+        rows.push(Row::proxy_only("RSS idle", "KiB", memory.idle_kib as f64));
+        rows.push(Row::proxy_only(
+            format!("RSS with {} idle tunnels", memory.tunnels),
+            "KiB",
+            memory.loaded_kib as f64,
+        ));
+        rows.push(Row::proxy_only(
+            "RSS per idle tunnel",
+            "KiB",
+            memory.per_tunnel_kib(),
+        ));
+    }
+
+    let proxy = match (&args.nono, args.direct_only) {
+        (Some(nono), false) => Some(proxy::Proxy::start(
+            nono,
+            proxy_cpu,
+            "main",
+            &args.proxy_args,
+        )?),
+        _ => None,
+    };
+    let via = proxy.as_ref().map(route_via);
+    let direct = Route::Direct;
+
+    progress("bulk, plain TCP");
+    let d = bulk::measure(&direct, plain_sink, None, args.bytes).await?;
+    let p = optional(&via, |r| bulk::measure(r, plain_sink, None, args.bytes)).await?;
+    rows.push(Row::pair("bulk CONNECT, plain", "MiB/s", d, p));
+
+    progress("bulk, TLS");
+    let d = bulk::measure(&direct, tls_sink, Some(&tls), args.bytes).await?;
+    let p = optional(&via, |r| bulk::measure(r, tls_sink, Some(&tls), args.bytes)).await?;
+    rows.push(Row::pair("bulk CONNECT, TLS", "MiB/s", d, p));
+
+    progress("new-tunnel latency");
+    let d = latency::measure_latency(&direct, echo, args.iterations).await?;
+    let p = optional(&via, |r| latency::measure_latency(r, echo, args.iterations)).await?;
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    rows.push(Row::pair(
+        "new tunnel + 1B echo, p50",
+        "us",
+        us(d.p50),
+        p.map(|p| us(p.p50)),
+    ));
+    rows.push(Row::pair(
+        "new tunnel + 1B echo, p99",
+        "us",
+        us(d.p99),
+        p.map(|p| us(p.p99)),
+    ));
+    if let Some(p) = p {
+        rows.push(Row::proxy_only(
+            "added latency, p50",
+            "us",
+            us(p.p50) - us(d.p50),
+        ));
+    }
+
+    progress("new tunnels per second");
+    let d = latency::measure_rate(&direct, echo, args.tunnels, RATE_CONCURRENCY).await?;
+    let p = optional(&via, |r| {
+        latency::measure_rate(r, echo, args.tunnels, RATE_CONCURRENCY)
+    })
+    .await?;
+    rows.push(Row::pair("new tunnels, 8 in flight", "per s", d, p));
+
+    progress("plain HTTP, keep-alive");
+    let d = http::measure(&direct, origin, args.requests, HTTP_CONNECTIONS).await?;
+    let p = optional(&via, |r| {
+        http::measure(r, origin, args.requests, HTTP_CONNECTIONS)
+    })
+    .await?;
+    rows.push(Row::pair(
+        "HTTP keep-alive, 4 conns",
+        "req/s",
+        d.per_sec,
+        p.map(|p| p.per_sec),
+    ));
+    if let Some(p) = p.filter(|p| p.reconnects > 0) {
+        rows.push(Row::proxy_only(
+            "HTTP reconnects (keep-alive broken)",
+            "count",
+            p.reconnects as f64,
+        ));
+    }
+
+    if let Some(proxy) = &proxy {
+        rows.push(Row::proxy_only(
+            "RSS after workload (main proxy)",
+            "KiB",
+            sys::rss_kib(proxy.pid())? as f64,
+        ));
+    }
+    Ok(rows)
+}
+
+/// The CONNECT route through `proxy`.
+fn route_via(proxy: &proxy::Proxy) -> Route {
+    Route::Proxy {
+        port: proxy.port,
+        auth: proxy.auth.clone(),
+    }
+}
+
+/// Runs `measure` on the proxy route if there is one.
+async fn optional<'a, T, F, Fut>(via: &'a Option<Route>, measure: F) -> Result<Option<T>>
+where
+    F: FnOnce(&'a Route) -> Fut,
+    Fut: std::future::Future<Output = Result<T>>,
+{
+    match via {
+        Some(route) => measure(route).await.map(Some),
+        None => Ok(None),
+    }
+}
+
+/// Notes progress on stderr, leaving stdout to the results.
+fn progress(what: &str) {
+    eprintln!("nono-bench: {what}");
+}
+
+/// Parses the command line (without the program name).
+fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args> {
+    let mut args = Args {
+        nono: None,
+        bytes: 1 << 30,
+        iterations: 2000,
+        tunnels: 5000,
+        requests: 20_000,
+        idle_tunnels: 1000,
+        proxy_cpu: 0,
+        bench_cpu: 1,
+        proxy_args: Vec::new(),
+        direct_only: false,
+        json: false,
+    };
+    while let Some(flag) = argv.next() {
+        let mut value = || argv.next().with_context(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--nono" => args.nono = Some(PathBuf::from(value()?)),
+            "--bytes" => args.bytes = parse_size(&value()?)?,
+            "--iterations" => args.iterations = parse_count(&flag, &value()?)?,
+            "--tunnels" => args.tunnels = parse_count(&flag, &value()?)?,
+            "--requests" => args.requests = parse_count(&flag, &value()?)?,
+            "--idle-tunnels" => args.idle_tunnels = parse_count(&flag, &value()?)?,
+            "--proxy-cpu" => args.proxy_cpu = parse_count(&flag, &value()?)?,
+            "--bench-cpu" => args.bench_cpu = parse_count(&flag, &value()?)?,
+            "--proxy-arg" => args.proxy_args.push(value()?),
+            "--direct-only" => args.direct_only = true,
+            "--json" => args.json = true,
+            "-h" | "--help" => {
+                println!("{USAGE}");
+                std::process::exit(0);
+            }
+            other => bail!("unknown argument {other:?}\n{USAGE}"),
+        }
+    }
+    if args.nono.is_none() && !args.direct_only {
+        bail!("--nono PATH is required (or --direct-only)\n{USAGE}");
+    }
+    Ok(args)
+}
+
+/// Parses a non-negative integer flag value.
+fn parse_count(flag: &str, value: &str) -> Result<usize> {
+    value
+        .parse()
+        .with_context(|| format!("{flag}: {value:?} is not a non-negative integer"))
+}
+
+/// Parses `1GiB`, `512MiB`, `64KiB`, `100MB`, `1G`, or a plain byte count.
+fn parse_size(text: &str) -> Result<u64> {
+    let digits_end = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, suffix) = text.split_at(digits_end);
+    let number: u64 = number
+        .parse()
+        .with_context(|| format!("--bytes: {text:?} does not start with a number"))?;
+    let factor: u64 = match suffix.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kib" => 1 << 10,
+        "m" | "mib" => 1 << 20,
+        "g" | "gib" => 1 << 30,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        other => bail!("--bytes: unknown unit {other:?} (use B, KiB, MiB, GiB, KB, MB, GB)"),
+    };
+    number
+        .checked_mul(factor)
+        .with_context(|| format!("--bytes: {text:?} overflows"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_parse_with_binary_and_decimal_units() {
+        assert_eq!(parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(parse_size("256MiB").unwrap(), 256 << 20);
+        assert_eq!(parse_size("100MB").unwrap(), 100_000_000);
+        assert_eq!(parse_size("4096").unwrap(), 4096);
+        assert!(parse_size("1XB").is_err());
+        assert!(parse_size("GiB").is_err());
+    }
+
+    #[test]
+    fn direct_only_needs_no_binary() {
+        let args = parse_args(["--direct-only".to_string()].into_iter()).unwrap();
+        assert!(args.direct_only && args.nono.is_none());
+        assert!(parse_args(std::iter::empty()).is_err());
+    }
+}

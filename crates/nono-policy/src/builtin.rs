@@ -2,7 +2,10 @@
 
 /// `(name, JSON text)` of every built-in profile, sorted by name.
 pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
-    ("claude-code", include_str!("../../../profiles/claude-code.json")),
+    (
+        "claude-code",
+        include_str!("../../../profiles/claude-code.json"),
+    ),
     ("codex", include_str!("../../../profiles/codex.json")),
     ("default", include_str!("../../../profiles/default.json")),
     ("opencode", include_str!("../../../profiles/opencode.json")),
@@ -10,7 +13,10 @@ pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
 
 /// The text of a built-in profile.
 pub fn get(name: &str) -> Option<&'static str> {
-    BUILTIN_PROFILES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+    BUILTIN_PROFILES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| *t)
 }
 
 /// Names of the built-in profiles, sorted.

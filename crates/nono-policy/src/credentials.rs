@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use nono_proxy::filter::{HostMatch, HostPattern};
 use serde::{Deserialize, Serialize};
 
+use crate::endpoint::{is_http_token, EndpointMatch, EndpointRule};
+
 /// How the proxy puts the credential into a request.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -19,16 +21,6 @@ pub enum InjectMode {
     QueryParam,
     /// HTTP basic authentication (the credential is `user:password`).
     BasicAuth,
-}
-
-/// A method + path pattern a credential service may be used for.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EndpointMatch {
-    /// `*` or an HTTP method.
-    pub method: String,
-    /// A glob over the request path, starting with `/`.
-    pub path: String,
 }
 
 /// A service whose credential the proxy injects so the sandboxed command never sees it.
@@ -89,48 +81,6 @@ fn default_format() -> String {
     "Bearer {}".to_string()
 }
 
-/// A resolved endpoint rule: `service` may be used only for `method` on `path`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct EndpointRule {
-    /// The credential service.
-    pub service: String,
-    /// `*` or an upper-cased HTTP method.
-    pub method: String,
-    /// Path glob, starting with `/`.
-    pub path: String,
-}
-
-impl EndpointRule {
-    /// Parses `SERVICE:METHOD:/path/glob` (the path may contain `:`).
-    pub fn parse(spec: &str) -> Result<EndpointRule, String> {
-        let mut parts = spec.splitn(3, ':');
-        let (Some(service), Some(method), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
-            return Err(format!("`{spec}` is not SERVICE:METHOD:/path (e.g. openai:POST:/v1/chat/completions)"));
-        };
-        check_name(service).map_err(|e| format!("`{spec}`: service {e}"))?;
-        EndpointRule::new(service, method, path).map_err(|e| format!("`{spec}`: {e}"))
-    }
-
-    /// Validates the method and path of a rule for `service`.
-    pub fn new(service: &str, method: &str, path: &str) -> Result<EndpointRule, String> {
-        if method != "*" && !is_http_token(method) {
-            return Err(format!("method `{method}` is not `*` or an HTTP method"));
-        }
-        if !path.starts_with('/') {
-            return Err(format!("path `{path}` must start with `/`"));
-        }
-        if path.chars().any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#') {
-            return Err(format!("path `{path}` may not contain spaces, control characters, `?` or `#`"));
-        }
-        Ok(EndpointRule {
-            service: service.to_string(),
-            method: method.to_ascii_uppercase(),
-            path: path.to_string(),
-        })
-    }
-}
-
 impl CredentialService {
     /// Checks every field; errors are `(key, message)` with the key relative to the service.
     pub fn validate(&self) -> Result<(), (String, String)> {
@@ -142,33 +92,64 @@ impl CredentialService {
             return err("credential_key", m);
         }
         if !is_http_token(&self.inject_header) {
-            return err("inject_header", format!("`{}` is not a valid HTTP header name", self.inject_header));
+            return err(
+                "inject_header",
+                format!("`{}` is not a valid HTTP header name", self.inject_header),
+            );
         }
         if let Err(m) = check_template(&self.credential_format) {
             return err("credential_format", m);
         }
         match self.inject_mode {
             InjectMode::UrlPath => {
-                for (key, v) in [("path_pattern", &self.path_pattern), ("path_replacement", &self.path_replacement)] {
+                for (key, v) in [
+                    ("path_pattern", &self.path_pattern),
+                    ("path_replacement", &self.path_replacement),
+                ] {
                     match v {
-                        None => return err(key, "required when inject_mode is \"url_path\"".into()),
-                        Some(p) if !p.starts_with('/') => return err(key, format!("`{p}` must start with `/`")),
+                        None => {
+                            return err(key, "required when inject_mode is \"url_path\"".into())
+                        }
+                        Some(p) if !p.starts_with('/') => {
+                            return err(key, format!("`{p}` must start with `/`"))
+                        }
                         Some(p) => check_template(p).or_else(|m| err(key, m))?,
                     }
                 }
             }
             InjectMode::QueryParam => match &self.query_param_name {
-                None => return err("query_param_name", "required when inject_mode is \"query_param\"".into()),
-                Some(q) if q.is_empty() || !q.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) => {
-                    return err("query_param_name", format!("`{q}` must be letters, digits, `-`, `_`, `.` or `~`"))
+                None => {
+                    return err(
+                        "query_param_name",
+                        "required when inject_mode is \"query_param\"".into(),
+                    )
+                }
+                Some(q)
+                    if q.is_empty()
+                        || !q
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b"-_.~".contains(&b)) =>
+                {
+                    return err(
+                        "query_param_name",
+                        format!("`{q}` must be letters, digits, `-`, `_`, `.` or `~`"),
+                    )
                 }
                 Some(_) => {}
             },
             InjectMode::Header | InjectMode::BasicAuth => {}
         }
-        for (key, v) in [("env_var", &self.env_var), ("base_url_env", &self.base_url_env)] {
+        for (key, v) in [
+            ("env_var", &self.env_var),
+            ("base_url_env", &self.base_url_env),
+        ] {
             if let Some(v) = v.as_deref().filter(|v| !is_env_name(v)) {
-                return err(key, format!("`{v}` is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)"));
+                return err(
+                    key,
+                    format!(
+                        "`{v}` is not a valid environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+                    ),
+                );
             }
         }
         for (i, r) in self.endpoint_rules.iter().enumerate() {
@@ -185,7 +166,13 @@ impl CredentialService {
             let upper: String = self
                 .name
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() {
+                        c.to_ascii_uppercase()
+                    } else {
+                        '_'
+                    }
+                })
                 .collect();
             format!("{upper}_BASE_URL")
         })
@@ -194,8 +181,14 @@ impl CredentialService {
 
 /// Checks a service name: letters, digits, `-`, `_`, `.` (no `:`, which separates endpoint rules).
 pub fn check_name(name: &str) -> Result<(), String> {
-    if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
-        return Err(format!("name `{name}` must be letters, digits, `-`, `_` or `.`"));
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+    {
+        return Err(format!(
+            "name `{name}` must be letters, digits, `-`, `_` or `.`"
+        ));
     }
     Ok(())
 }
@@ -207,15 +200,24 @@ fn check_upstream(url: &str) -> Result<(), String> {
     } else if let Some(r) = url.strip_prefix("http://") {
         (false, r)
     } else {
-        return Err(format!("`{url}` must start with https:// (or http:// to a loopback host)"));
+        return Err(format!(
+            "`{url}` must start with https:// (or http:// to a loopback host)"
+        ));
     };
     let (authority, path) = rest.find('/').map_or((rest, ""), |i| rest.split_at(i));
     let host = HostPattern::parse(authority).map_err(|e| format!("`{url}`: {e}"))?;
     if matches!(host.host, HostMatch::Wildcard(_)) {
-        return Err(format!("`{url}`: the upstream must name one host, not a wildcard"));
+        return Err(format!(
+            "`{url}`: the upstream must name one host, not a wildcard"
+        ));
     }
-    if path.chars().any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#') {
-        return Err(format!("`{url}`: the path may not contain spaces, `?` or `#`"));
+    if path
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '?' || c == '#')
+    {
+        return Err(format!(
+            "`{url}`: the path may not contain spaces, `?` or `#`"
+        ));
     }
     let loopback = match &host.host {
         HostMatch::Exact(n) => n == "localhost",
@@ -223,7 +225,9 @@ fn check_upstream(url: &str) -> Result<(), String> {
         HostMatch::Wildcard(_) => false,
     };
     if !https && !loopback {
-        return Err(format!("`{url}`: plain http:// is allowed only to localhost, 127.0.0.1 or ::1; use https://"));
+        return Err(format!(
+            "`{url}`: plain http:// is allowed only to localhost, 127.0.0.1 or ::1; use https://"
+        ));
     }
     Ok(())
 }
@@ -234,14 +238,18 @@ fn check_credential_key(key: &str) -> Result<(), String> {
         return if is_env_name(var) {
             Ok(())
         } else {
-            Err(format!("`{key}`: `{var}` is not a valid environment variable name"))
+            Err(format!(
+                "`{key}`: `{var}` is not a valid environment variable name"
+            ))
         };
     }
     if let Some(path) = key.strip_prefix("file://") {
         return if path.starts_with('/') {
             Ok(())
         } else {
-            Err(format!("`{key}`: a file source needs an absolute path, file:///abs/path"))
+            Err(format!(
+                "`{key}`: a file source needs an absolute path, file:///abs/path"
+            ))
         };
     }
     if let Some(cmd) = key.strip_prefix("cmd://") {
@@ -254,8 +262,14 @@ fn check_credential_key(key: &str) -> Result<(), String> {
     if key.contains("://") {
         return Err(format!("`{key}`: unknown source; use a keyring account name, env://VAR, file:///abs/path or cmd://command"));
     }
-    if key.is_empty() || !key.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b)) {
-        return Err(format!("`{key}`: a keyring account name is letters, digits, `-`, `_`, `.` or `@`"));
+    if key.is_empty()
+        || !key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.@".contains(&b))
+    {
+        return Err(format!(
+            "`{key}`: a keyring account name is letters, digits, `-`, `_`, `.` or `@`"
+        ));
     }
     Ok(())
 }
@@ -271,15 +285,12 @@ fn check_template(t: &str) -> Result<(), String> {
     Ok(())
 }
 
-/// RFC 9110 token: header names and methods.
-pub fn is_http_token(s: &str) -> bool {
-    !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
-}
-
 /// `[A-Za-z_][A-Za-z0-9_]*`.
 pub fn is_env_name(s: &str) -> bool {
     let mut b = s.bytes();
-    b.next().is_some_and(|c| c.is_ascii_alphabetic() || c == b'_') && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
+    b.next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == b'_')
+        && b.all(|c| c.is_ascii_alphanumeric() || c == b'_')
 }
 
 #[cfg(test)]
@@ -308,10 +319,24 @@ mod tests {
 
     #[test]
     fn upstream_must_be_https_or_loopback_http() {
-        for ok in ["https://a.example.com", "http://127.0.0.1:8080/x", "http://localhost:1234", "http://[::1]:9/"] {
-            svc(&format!(r#"{{"upstream": "{ok}", "credential_key": "k"}}"#)).validate().unwrap();
+        for ok in [
+            "https://a.example.com",
+            "http://127.0.0.1:8080/x",
+            "http://localhost:1234",
+            "http://[::1]:9/",
+        ] {
+            svc(&format!(r#"{{"upstream": "{ok}", "credential_key": "k"}}"#))
+                .validate()
+                .unwrap();
         }
-        for no in ["http://a.example.com", "ftp://x.com", "a.example.com", "https://*.x.com", "https://u@x.com", "https://x.com/a b"] {
+        for no in [
+            "http://a.example.com",
+            "ftp://x.com",
+            "a.example.com",
+            "https://*.x.com",
+            "https://u@x.com",
+            "https://x.com/a b",
+        ] {
             let (k, m) = bad(&format!(r#"{{"upstream": "{no}", "credential_key": "k"}}"#));
             assert_eq!(k, "upstream", "{no}: {m}");
         }
@@ -319,11 +344,29 @@ mod tests {
 
     #[test]
     fn credential_key_sources() {
-        for ok in ["openai_api_key", "env://OPENAI_API_KEY", "file:///run/secrets/k", "cmd://pass show x"] {
-            svc(&format!(r#"{{"upstream": "https://a.b", "credential_key": "{ok}"}}"#)).validate().unwrap();
+        for ok in [
+            "openai_api_key",
+            "env://OPENAI_API_KEY",
+            "file:///run/secrets/k",
+            "cmd://pass show x",
+        ] {
+            svc(&format!(
+                r#"{{"upstream": "https://a.b", "credential_key": "{ok}"}}"#
+            ))
+            .validate()
+            .unwrap();
         }
-        for no in ["", "env://1X", "file://rel/path", "cmd://", "vault://x", "a b"] {
-            let (k, _) = bad(&format!(r#"{{"upstream": "https://a.b", "credential_key": "{no}"}}"#));
+        for no in [
+            "",
+            "env://1X",
+            "file://rel/path",
+            "cmd://",
+            "vault://x",
+            "a b",
+        ] {
+            let (k, _) = bad(&format!(
+                r#"{{"upstream": "https://a.b", "credential_key": "{no}"}}"#
+            ));
             assert_eq!(k, "credential_key", "{no}");
         }
     }
@@ -331,29 +374,56 @@ mod tests {
     #[test]
     fn templates_headers_and_modes_are_checked() {
         let base = r#""upstream": "https://a.b", "credential_key": "k""#;
-        assert_eq!(bad(&format!(r#"{{{base}, "credential_format": "Bearer"}}"#)).0, "credential_format");
-        assert_eq!(bad(&format!(r#"{{{base}, "credential_format": "{{}} {{}}"}}"#)).0, "credential_format");
-        assert_eq!(bad(&format!(r#"{{{base}, "credential_format": "x {{}}\r\nX: y"}}"#)).0, "credential_format");
-        assert_eq!(bad(&format!(r#"{{{base}, "inject_header": "X Key"}}"#)).0, "inject_header");
-        assert_eq!(bad(&format!(r#"{{{base}, "inject_mode": "url_path"}}"#)).0, "path_pattern");
+        assert_eq!(
+            bad(&format!(r#"{{{base}, "credential_format": "Bearer"}}"#)).0,
+            "credential_format"
+        );
+        assert_eq!(
+            bad(&format!(r#"{{{base}, "credential_format": "{{}} {{}}"}}"#)).0,
+            "credential_format"
+        );
+        assert_eq!(
+            bad(&format!(
+                r#"{{{base}, "credential_format": "x {{}}\r\nX: y"}}"#
+            ))
+            .0,
+            "credential_format"
+        );
+        assert_eq!(
+            bad(&format!(r#"{{{base}, "inject_header": "X Key"}}"#)).0,
+            "inject_header"
+        );
+        assert_eq!(
+            bad(&format!(r#"{{{base}, "inject_mode": "url_path"}}"#)).0,
+            "path_pattern"
+        );
         assert_eq!(
             bad(&format!(r#"{{{base}, "inject_mode": "url_path", "path_pattern": "/bot{{}}/", "path_replacement": "/x/"}}"#)).0,
             "path_replacement"
         );
-        assert_eq!(bad(&format!(r#"{{{base}, "inject_mode": "query_param"}}"#)).0, "query_param_name");
-        assert_eq!(bad(&format!(r#"{{{base}, "env_var": "MY-KEY"}}"#)).0, "env_var");
-        assert_eq!(bad(&format!(r#"{{{base}, "base_url_env": ""}}"#)).0, "base_url_env");
-        assert_eq!(bad(&format!(r#"{{{base}, "endpoint_rules": [{{"method": "GET", "path": "v1"}}]}}"#)).0, "endpoint_rules[0]");
-        svc(&format!(r#"{{{base}, "inject_mode": "query_param", "query_param_name": "key"}}"#)).validate().unwrap();
-    }
-
-    #[test]
-    fn endpoint_rule_specs() {
-        let r = EndpointRule::parse("github:get:/repos/*/issues/**").unwrap();
-        assert_eq!((r.service.as_str(), r.method.as_str(), r.path.as_str()), ("github", "GET", "/repos/*/issues/**"));
-        assert_eq!(EndpointRule::parse("x:*:/a:b").unwrap().path, "/a:b");
-        for no in ["openai", "openai:POST", "openai:POST:v1", "openai:PO ST:/v1", ":GET:/", "openai:GET:/a?b"] {
-            assert!(EndpointRule::parse(no).is_err(), "{no}");
-        }
+        assert_eq!(
+            bad(&format!(r#"{{{base}, "inject_mode": "query_param"}}"#)).0,
+            "query_param_name"
+        );
+        assert_eq!(
+            bad(&format!(r#"{{{base}, "env_var": "MY-KEY"}}"#)).0,
+            "env_var"
+        );
+        assert_eq!(
+            bad(&format!(r#"{{{base}, "base_url_env": ""}}"#)).0,
+            "base_url_env"
+        );
+        assert_eq!(
+            bad(&format!(
+                r#"{{{base}, "endpoint_rules": [{{"method": "GET", "path": "v1"}}]}}"#
+            ))
+            .0,
+            "endpoint_rules[0]"
+        );
+        svc(&format!(
+            r#"{{{base}, "inject_mode": "query_param", "query_param_name": "key"}}"#
+        ))
+        .validate()
+        .unwrap();
     }
 }

@@ -124,6 +124,9 @@ mod tests {
             name: "foo".into(),
             available: vec!["codex".into(), "(user) my-agent".into()],
         };
-        assert_eq!(e.to_string(), "unknown profile \"foo\"; available: codex, (user) my-agent");
+        assert_eq!(
+            e.to_string(),
+            "unknown profile \"foo\"; available: codex, (user) my-agent"
+        );
     }
 }

@@ -9,11 +9,12 @@ use std::path::PathBuf;
 
 use nono_proxy::filter::{HostMatch, HostPattern};
 
-use crate::credentials::{check_name, CredentialService, EndpointRule};
+use crate::credentials::{check_name, CredentialService};
+use crate::endpoint::EndpointRule;
 use crate::error::PolicyError;
 use crate::network_policy::NetworkPolicy;
+use crate::policy::Wsl2ProxyPolicy;
 use crate::raw::RawProfile;
-use crate::resolve::Wsl2ProxyPolicy;
 use crate::vars::{expand, Env};
 
 /// A checked profile layer; see `merge` for how layers combine.
@@ -51,7 +52,12 @@ pub struct Layer {
 
 impl Layer {
     /// Checks and expands one parsed profile file.
-    pub fn from_raw(raw: &RawProfile, file: &str, env: &Env, policy: &NetworkPolicy) -> Result<Layer, PolicyError> {
+    pub fn from_raw(
+        raw: &RawProfile,
+        file: &str,
+        env: &Env,
+        policy: &NetworkPolicy,
+    ) -> Result<Layer, PolicyError> {
         let bad = |key: String, m: String| PolicyError::invalid(file, key, m);
         let paths = |list: &[String], key: &str| -> Result<Vec<PathBuf>, PolicyError> {
             list.iter()
@@ -61,7 +67,9 @@ impl Layer {
         };
         let net = &raw.network;
         if let Some(Some(np)) = &net.network_profile {
-            policy.hosts(np).map_err(|m| bad("network.network_profile".into(), m))?;
+            policy
+                .hosts(np)
+                .map_err(|m| bad("network.network_profile".into(), m))?;
         }
         let allow_domain = net
             .allow_domain
@@ -80,10 +88,12 @@ impl Layer {
             check_name(name).map_err(|m| bad(key.clone(), m))?;
             let mut svc = svc.clone();
             svc.name.clone_from(name);
-            svc.validate().map_err(|(k, m)| bad(format!("{key}.{k}"), m))?;
+            svc.validate()
+                .map_err(|(k, m)| bad(format!("{key}.{k}"), m))?;
             if let Some(ca) = &svc.tls_ca {
                 let raw_ca = ca.to_string_lossy().into_owned();
-                svc.tls_ca = Some(expand(&raw_ca, env).map_err(|m| bad(format!("{key}.tls_ca"), m))?);
+                svc.tls_ca =
+                    Some(expand(&raw_ca, env).map_err(|m| bad(format!("{key}.tls_ca"), m))?);
             }
             custom_credentials.insert(name.clone(), svc);
         }
@@ -91,7 +101,9 @@ impl Layer {
             .allow_endpoint
             .iter()
             .enumerate()
-            .map(|(i, s)| EndpointRule::parse(s).map_err(|m| bad(format!("network.allow_endpoint[{i}]"), m)))
+            .map(|(i, s)| {
+                EndpointRule::parse(s).map_err(|m| bad(format!("network.allow_endpoint[{i}]"), m))
+            })
             .collect::<Result<_, _>>()?;
         let upstream_proxy = net
             .upstream_proxy
@@ -102,11 +114,19 @@ impl Layer {
             .upstream_bypass
             .iter()
             .enumerate()
-            .map(|(i, b)| bypass_pattern(b).map_err(|m| bad(format!("network.upstream_bypass[{i}]"), m)))
+            .map(|(i, b)| {
+                bypass_pattern(b).map_err(|m| bad(format!("network.upstream_bypass[{i}]"), m))
+            })
             .collect::<Result<_, _>>()?;
-        for (key, ports) in [("open_port", &net.open_port), ("listen_port", &net.listen_port)] {
+        for (key, ports) in [
+            ("open_port", &net.open_port),
+            ("listen_port", &net.listen_port),
+        ] {
             if let Some(i) = ports.iter().position(|p| *p == 0) {
-                return Err(bad(format!("network.{key}[{i}]"), "`0` is not a port (1-65535)".into()));
+                return Err(bad(
+                    format!("network.{key}[{i}]"),
+                    "`0` is not a port (1-65535)".into(),
+                ));
             }
         }
         Ok(Layer {
@@ -130,14 +150,18 @@ impl Layer {
 
 /// An allowed-domain entry, normalised as `HostPattern` displays it.
 pub fn host_pattern(s: &str) -> Result<String, String> {
-    HostPattern::parse(s).map(|p| p.to_string()).map_err(|e| e.to_string())
+    HostPattern::parse(s)
+        .map(|p| p.to_string())
+        .map_err(|e| e.to_string())
 }
 
 /// An upstream proxy, `host:port` (an `http://` prefix is accepted and dropped).
 pub fn upstream_proxy(s: &str) -> Result<String, String> {
     let hint = "write the upstream proxy as host:port, e.g. squid.corp:3128";
     if s.starts_with("https://") {
-        return Err(format!("`{s}`: a TLS upstream proxy is not supported; {hint}"));
+        return Err(format!(
+            "`{s}`: a TLS upstream proxy is not supported; {hint}"
+        ));
     }
     let bare = s.strip_prefix("http://").unwrap_or(s);
     let bare = bare.strip_suffix('/').unwrap_or(bare);
@@ -155,7 +179,9 @@ pub fn upstream_proxy(s: &str) -> Result<String, String> {
 pub fn bypass_pattern(s: &str) -> Result<String, String> {
     let p = HostPattern::parse(s).map_err(|e| e.to_string())?;
     if p.port.is_some() {
-        return Err(format!("`{s}`: a bypass pattern is a host or *.suffix, without a port"));
+        return Err(format!(
+            "`{s}`: a bypass pattern is a host or *.suffix, without a port"
+        ));
     }
     Ok(p.to_string())
 }
@@ -176,7 +202,8 @@ mod tests {
 
     fn layer(text: &str) -> Result<Layer, String> {
         let raw = parse_profile("p.json", text).map_err(|e| e.to_string())?;
-        Layer::from_raw(&raw, "p.json", &env(), &NetworkPolicy::builtin().unwrap()).map_err(|e| e.to_string())
+        Layer::from_raw(&raw, "p.json", &env(), &NetworkPolicy::builtin().unwrap())
+            .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -189,11 +216,17 @@ mod tests {
         )
         .unwrap();
         assert_eq!(l.allow, [PathBuf::from("/w"), PathBuf::from("/h/.x")]);
-        assert_eq!(l.allow_domain, ["api.example.com", "nats.internal:4222", "[::1]:80"]);
+        assert_eq!(
+            l.allow_domain,
+            ["api.example.com", "nats.internal:4222", "[::1]:80"]
+        );
         assert_eq!(l.upstream_proxy.as_deref(), Some("squid.corp:3128"));
         assert_eq!(l.upstream_bypass, ["*.dev.local"]);
         let svc = &l.custom_credentials["svc"];
-        assert_eq!((svc.name.as_str(), svc.tls_ca.clone()), ("svc", Some(PathBuf::from("/h/ca.pem"))));
+        assert_eq!(
+            (svc.name.as_str(), svc.tls_ca.clone()),
+            ("svc", Some(PathBuf::from("/h/ca.pem")))
+        );
     }
 
     #[test]

@@ -1,1 +1,64 @@
-//! placeholder
+//! nono-policy: profiles and the network policy of nono, resolved into one policy value.
+//!
+//! Configuration goes through two phases: what the user wrote is parsed and checked (a
+//! profile file, the command line), then resolved (`extends` merged, variables expanded,
+//! network profiles expanded into hosts) into a [`ResolvedPolicy`] that the sandbox and the
+//! proxy consume and `nono profile show` prints. `nono run` and `nono proxy` both call
+//! [`resolve`].
+//!
+//! Modules:
+//! - `raw`: the profile file as written (serde types rejecting unknown keys) and the JSON
+//!   reader that reports `file: key.path: message`.
+//! - `network_policy`: `network-policy.json` (host groups, network profiles, built-in
+//!   credential services), embedded and checked.
+//! - `credentials`: credential services, with the validation of every field.
+//! - `endpoint`: endpoint rules (`SERVICE:METHOD:/path/glob`).
+//! - `builtin`: the built-in profiles embedded from `profiles/`.
+//! - `vars`: [`Env`] and the expansion of `$WORKDIR`, `$HOME`, `$TMPDIR`,
+//!   `$XDG_CONFIG_HOME` and `~`.
+//! - `layer`: one profile file (or the command line) checked and expanded.
+//! - `load`: profile lookup (path, user directory, built-ins) and `extends` chains.
+//! - `merge`: how a child layer combines with its base.
+//! - `policy`: [`PolicyArgs`] and the resolved policy types.
+//! - `resolve`: flags + profile → [`ResolvedPolicy`].
+//! - `resolve_network`: the network half of resolution (hosts, direct endpoints, credentials,
+//!   endpoint rules, upstream proxy, mode and the `--block-net` conflict).
+//! - `commands`: what `nono profile ...` and `nono network-profile ...` print.
+//! - `error`: [`PolicyError`].
+#![forbid(unsafe_code)]
+
+mod builtin;
+mod commands;
+mod credentials;
+mod endpoint;
+mod error;
+mod layer;
+mod load;
+mod merge;
+mod network_policy;
+mod policy;
+mod raw;
+mod resolve;
+mod resolve_network;
+#[cfg(test)]
+mod test_support;
+mod vars;
+
+pub use builtin::BUILTIN_PROFILES;
+pub use commands::{
+    available_profile_names, list_profiles, show_profile, validate_profile_file, ProfileSummary,
+};
+pub use credentials::{CredentialService, InjectMode};
+pub use endpoint::{EndpointMatch, EndpointRule};
+pub use error::PolicyError;
+pub use load::{ProfileInfo, MAX_EXTENDS_DEPTH};
+pub use network_policy::{
+    network_profile_show, network_profiles, Group, NamedGroup, NetworkPolicy, NetworkProfileDef,
+    NetworkProfileDetail, NetworkProfileSummary,
+};
+pub use policy::{
+    DirectEndpoint, NetworkMode, PolicyArgs, ResolvedFs, ResolvedNetwork, ResolvedPolicy, Security,
+    Wsl2ProxyPolicy,
+};
+pub use resolve::resolve;
+pub use vars::{expand, Env, KNOWN_VARS};

@@ -48,12 +48,15 @@ pub fn append<T: PartialEq>(base: Vec<T>, extra: Vec<T>) -> Vec<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::credentials::{CredentialService, EndpointRule};
-    use crate::resolve::Wsl2ProxyPolicy;
+    use crate::credentials::CredentialService;
+    use crate::endpoint::EndpointRule;
+    use crate::policy::Wsl2ProxyPolicy;
 
     fn svc(name: &str, upstream: &str) -> CredentialService {
-        let mut s: CredentialService =
-            serde_json::from_str(&format!(r#"{{"upstream": "{upstream}", "credential_key": "k"}}"#)).unwrap();
+        let mut s: CredentialService = serde_json::from_str(&format!(
+            r#"{{"upstream": "{upstream}", "credential_key": "k"}}"#
+        ))
+        .unwrap();
         s.name = name.into();
         s
     }
@@ -74,8 +77,16 @@ mod tests {
 
     #[test]
     fn lists_append_without_duplicates() {
-        let base = Layer { allow: vec!["/a".into(), "/b".into()], open_port: vec![1, 2], ..Layer::default() };
-        let child = Layer { allow: vec!["/b".into(), "/c".into()], open_port: vec![2, 3, 3], ..Layer::default() };
+        let base = Layer {
+            allow: vec!["/a".into(), "/b".into()],
+            open_port: vec![1, 2],
+            ..Layer::default()
+        };
+        let child = Layer {
+            allow: vec!["/b".into(), "/c".into()],
+            open_port: vec![2, 3, 3],
+            ..Layer::default()
+        };
         let m = merge(base, child);
         assert_eq!(m.allow, ["/a", "/b", "/c"].map(std::path::PathBuf::from));
         assert_eq!(m.open_port, [1, 2, 3]);
@@ -83,7 +94,10 @@ mod tests {
 
     #[test]
     fn block_is_sticky() {
-        let blocked = Layer { block: true, ..Layer::default() };
+        let blocked = Layer {
+            block: true,
+            ..Layer::default()
+        };
         assert!(merge(blocked.clone(), Layer::default()).block);
         assert!(merge(Layer::default(), blocked.clone()).block);
         assert!(!merge(Layer::default(), Layer::default()).block);
@@ -92,9 +106,18 @@ mod tests {
     #[test]
     fn network_profile_three_states() {
         let base = np(Some(Some("developer")));
-        assert_eq!(merge(base.clone(), np(None)).network_profile, Some(Some("developer".into())));
-        assert_eq!(merge(base.clone(), np(Some(None))).network_profile, Some(None));
-        assert_eq!(merge(base, np(Some(Some("minimal")))).network_profile, Some(Some("minimal".into())));
+        assert_eq!(
+            merge(base.clone(), np(None)).network_profile,
+            Some(Some("developer".into()))
+        );
+        assert_eq!(
+            merge(base.clone(), np(Some(None))).network_profile,
+            Some(None)
+        );
+        assert_eq!(
+            merge(base, np(Some(Some("minimal")))).network_profile,
+            Some(Some("minimal".into()))
+        );
         // A cleared profile stays cleared for a grandchild that says nothing.
         let cleared = merge(np(Some(Some("developer"))), np(Some(None)));
         assert_eq!(merge(cleared, np(None)).network_profile, Some(None));
@@ -103,23 +126,39 @@ mod tests {
     #[test]
     fn credentials_three_states() {
         let base = creds(Some(&["openai", "github"]));
-        assert_eq!(merge(base.clone(), creds(None)).credentials, Some(vec!["openai".into(), "github".into()]));
-        assert_eq!(merge(base.clone(), creds(Some(&[]))).credentials, Some(vec![]));
+        assert_eq!(
+            merge(base.clone(), creds(None)).credentials,
+            Some(vec!["openai".into(), "github".into()])
+        );
+        assert_eq!(
+            merge(base.clone(), creds(Some(&[]))).credentials,
+            Some(vec![])
+        );
         assert_eq!(
             merge(base, creds(Some(&["github", "anthropic"]))).credentials,
             Some(vec!["openai".into(), "github".into(), "anthropic".into()])
         );
-        assert_eq!(merge(creds(None), creds(Some(&["x"]))).credentials, Some(vec!["x".into()]));
-        assert_eq!(merge(creds(Some(&[])), creds(Some(&["x"]))).credentials, Some(vec!["x".into()]));
+        assert_eq!(
+            merge(creds(None), creds(Some(&["x"]))).credentials,
+            Some(vec!["x".into()])
+        );
+        assert_eq!(
+            merge(creds(Some(&[])), creds(Some(&["x"]))).credentials,
+            Some(vec!["x".into()])
+        );
     }
 
     #[test]
     fn custom_credentials_merge_by_name_child_wins() {
         let mut base = Layer::default();
-        base.custom_credentials.insert("a".into(), svc("a", "https://base.a"));
-        base.custom_credentials.insert("b".into(), svc("b", "https://base.b"));
+        base.custom_credentials
+            .insert("a".into(), svc("a", "https://base.a"));
+        base.custom_credentials
+            .insert("b".into(), svc("b", "https://base.b"));
         let mut child = Layer::default();
-        child.custom_credentials.insert("a".into(), svc("a", "https://child.a"));
+        child
+            .custom_credentials
+            .insert("a".into(), svc("a", "https://child.a"));
         let m = merge(base, child);
         assert_eq!(m.custom_credentials["a"].upstream, "https://child.a");
         assert_eq!(m.custom_credentials["b"].upstream, "https://base.b");
@@ -150,8 +189,14 @@ mod tests {
     #[test]
     fn endpoint_rules_append() {
         let r = |p: &str| EndpointRule::new("s", "GET", p).unwrap();
-        let base = Layer { allow_endpoint: vec![r("/a")], ..Layer::default() };
-        let child = Layer { allow_endpoint: vec![r("/a"), r("/b")], ..Layer::default() };
+        let base = Layer {
+            allow_endpoint: vec![r("/a")],
+            ..Layer::default()
+        };
+        let child = Layer {
+            allow_endpoint: vec![r("/a"), r("/b")],
+            ..Layer::default()
+        };
         assert_eq!(merge(base, child).allow_endpoint, [r("/a"), r("/b")]);
     }
 }

@@ -95,8 +95,9 @@ impl NetworkPolicy {
         let mut policy: NetworkPolicy = parse_json(file, text)?;
         for (name, group) in &policy.groups {
             for (i, host) in group.hosts.iter().enumerate() {
-                HostPattern::parse(host)
-                    .map_err(|e| PolicyError::invalid(file, format!("groups.{name}.hosts[{i}]"), e.to_string()))?;
+                HostPattern::parse(host).map_err(|e| {
+                    PolicyError::invalid(file, format!("groups.{name}.hosts[{i}]"), e.to_string())
+                })?;
             }
         }
         let group_names = policy.groups.keys().cloned().collect::<Vec<_>>().join(", ");
@@ -112,10 +113,12 @@ impl NetworkPolicy {
             }
         }
         for (name, svc) in &mut policy.credentials {
-            check_name(name).map_err(|m| PolicyError::invalid(file, format!("credentials.{name}"), m))?;
+            check_name(name)
+                .map_err(|m| PolicyError::invalid(file, format!("credentials.{name}"), m))?;
             svc.name.clone_from(name);
-            svc.validate()
-                .map_err(|(k, m)| PolicyError::invalid(file, format!("credentials.{name}.{k}"), m))?;
+            svc.validate().map_err(|(k, m)| {
+                PolicyError::invalid(file, format!("credentials.{name}.{k}"), m)
+            })?;
         }
         Ok(policy)
     }
@@ -134,15 +137,22 @@ impl NetworkPolicy {
     /// The groups and hosts of one network profile.
     pub fn detail(&self, profile: &str) -> Result<NetworkProfileDetail, String> {
         let def = self.profiles.get(profile).ok_or_else(|| {
-            format!("unknown network profile \"{profile}\"; available: {}", self.profile_names().join(", "))
+            format!(
+                "unknown network profile \"{profile}\"; available: {}",
+                self.profile_names().join(", ")
+            )
         })?;
         let mut groups = Vec::new();
         let mut hosts: Vec<String> = Vec::new();
         for g in &def.groups {
-            let group = self.groups.get(g).ok_or_else(|| format!("network profile \"{profile}\" names unknown group \"{g}\""))?;
+            let group = self.groups.get(g).ok_or_else(|| {
+                format!("network profile \"{profile}\" names unknown group \"{g}\"")
+            })?;
             let mut normalised = Vec::new();
             for h in &group.hosts {
-                let p = HostPattern::parse(h).map_err(|e| e.to_string())?.to_string();
+                let p = HostPattern::parse(h)
+                    .map_err(|e| e.to_string())?
+                    .to_string();
                 if !hosts.contains(&p) {
                     hosts.push(p.clone());
                 }
@@ -191,11 +201,28 @@ mod tests {
     #[test]
     fn builtin_file_matches_its_schema_and_every_group_exists() {
         let p = NetworkPolicy::builtin().unwrap();
-        for g in ["llm_apis", "package_registries", "github", "gitlab", "sigstore", "documentation", "google_cloud", "azure", "aws_bedrock"] {
+        for g in [
+            "llm_apis",
+            "package_registries",
+            "github",
+            "gitlab",
+            "sigstore",
+            "documentation",
+            "google_cloud",
+            "azure",
+            "aws_bedrock",
+        ] {
             assert!(!p.groups[g].hosts.is_empty(), "{g}");
         }
         assert_eq!(p.profiles["minimal"].groups, ["llm_apis"]);
-        let dev = ["llm_apis", "package_registries", "github", "gitlab", "sigstore", "documentation"];
+        let dev = [
+            "llm_apis",
+            "package_registries",
+            "github",
+            "gitlab",
+            "sigstore",
+            "documentation",
+        ];
         for name in ["developer", "claude-code", "codex", "opencode"] {
             assert_eq!(p.profiles[name].groups, dev, "{name}");
         }
@@ -210,10 +237,27 @@ mod tests {
         let p = NetworkPolicy::builtin().unwrap();
         let c = |n: &str| p.credentials[n].clone();
         let o = c("openai");
-        assert_eq!((o.upstream.as_str(), o.inject_header.as_str(), o.credential_format.as_str()), ("https://api.openai.com/v1", "Authorization", "Bearer {}"));
-        assert_eq!((o.env_var.as_deref(), o.base_url_env_or_default().as_str(), o.credential_key.as_str()), (Some("OPENAI_API_KEY"), "OPENAI_BASE_URL", "openai_api_key"));
+        assert_eq!(
+            (
+                o.upstream.as_str(),
+                o.inject_header.as_str(),
+                o.credential_format.as_str()
+            ),
+            ("https://api.openai.com/v1", "Authorization", "Bearer {}")
+        );
+        assert_eq!(
+            (
+                o.env_var.as_deref(),
+                o.base_url_env_or_default().as_str(),
+                o.credential_key.as_str()
+            ),
+            (Some("OPENAI_API_KEY"), "OPENAI_BASE_URL", "openai_api_key")
+        );
         assert_eq!(c("anthropic").inject_header, "x-api-key");
-        assert_eq!(c("gemini").base_url_env_or_default(), "GOOGLE_GEMINI_BASE_URL");
+        assert_eq!(
+            c("gemini").base_url_env_or_default(),
+            "GOOGLE_GEMINI_BASE_URL"
+        );
         assert_eq!(c("github").credential_format, "token {}");
         assert_eq!(c("gitlab").inject_header, "PRIVATE-TOKEN");
         assert_eq!(c("gitlab").name, "gitlab");
@@ -223,18 +267,33 @@ mod tests {
     fn unknown_group_is_an_error_naming_the_available_ones() {
         let text = r#"{"groups": {"a": {"description": "", "hosts": ["x.com"]}},
             "profiles": {"p": {"description": "", "groups": ["a", "b"]}}, "credentials": {}}"#;
-        let e = NetworkPolicy::parse("np.json", text).unwrap_err().to_string();
-        assert_eq!(e, "np.json: profiles.p.groups[1]: unknown group \"b\"; available: a");
+        let e = NetworkPolicy::parse("np.json", text)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "np.json: profiles.p.groups[1]: unknown group \"b\"; available: a"
+        );
     }
 
     #[test]
     fn bad_host_and_unknown_key_are_errors() {
         let text = r#"{"groups": {"a": {"description": "", "hosts": ["https://x.com"]}}, "profiles": {}, "credentials": {}}"#;
-        let e = NetworkPolicy::parse("np.json", text).unwrap_err().to_string();
-        assert!(e.starts_with("np.json: groups.a.hosts[0]: invalid host pattern"), "{e}");
+        let e = NetworkPolicy::parse("np.json", text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("np.json: groups.a.hosts[0]: invalid host pattern"),
+            "{e}"
+        );
         let text = r#"{"groups": {}, "profiles": {}, "credentials": {}, "extra": 1}"#;
-        let e = NetworkPolicy::parse("np.json", text).unwrap_err().to_string();
-        assert_eq!(e, "np.json: extra: unknown key; valid keys: groups, profiles, credentials");
+        let e = NetworkPolicy::parse("np.json", text)
+            .unwrap_err()
+            .to_string();
+        assert_eq!(
+            e,
+            "np.json: extra: unknown key; valid keys: groups, profiles, credentials"
+        );
     }
 
     #[test]

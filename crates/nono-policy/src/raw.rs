@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use crate::credentials::CredentialService;
 use crate::error::PolicyError;
-use crate::resolve::Wsl2ProxyPolicy;
+use crate::policy::Wsl2ProxyPolicy;
 
 /// A profile file exactly as written (paths unexpanded, nothing merged).
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -105,8 +105,8 @@ pub fn parse_profile(file: &str, text: &str) -> Result<RawProfile, PolicyError> 
 ///
 /// Unknown keys are reported as `unknown key; valid keys: a, b, c` with the key in the path.
 pub fn parse_json<T: DeserializeOwned>(file: &str, text: &str) -> Result<T, PolicyError> {
-    let de = &mut serde_json::Deserializer::from_str(text);
-    let result: Result<T, _> = serde_path_to_error::deserialize(de);
+    let mut de = serde_json::Deserializer::from_str(text);
+    let result: Result<T, _> = serde_path_to_error::deserialize(&mut de);
     let err = match result {
         Ok(v) => {
             return de
@@ -203,7 +203,9 @@ mod tests {
     use super::*;
 
     fn err(text: &str) -> String {
-        parse_profile("profiles/x.json", text).unwrap_err().to_string()
+        parse_profile("profiles/x.json", text)
+            .unwrap_err()
+            .to_string()
     }
 
     #[test]
@@ -214,19 +216,30 @@ mod tests {
             "{e}"
         );
         let e = err(r#"{"netwrk": {}}"#);
-        assert!(e.starts_with("profiles/x.json: netwrk: unknown key; valid keys: meta, extends,"), "{e}");
+        assert!(
+            e.starts_with("profiles/x.json: netwrk: unknown key; valid keys: meta, extends,"),
+            "{e}"
+        );
         let e = err(r#"{"network": {"custom_credentials": {"x": {"upstrem": "https://a.b"}}}}"#);
-        assert!(e.contains("network.custom_credentials.x.upstrem: unknown key; valid keys: upstream,"), "{e}");
+        assert!(e.contains("network.custom_credentials.x.upstrem: unknown key; valid keys: description, upstream, credential_key,"), "{e}");
     }
 
     #[test]
     fn wrong_type_names_the_path() {
         let e = err(r#"{"network": {"block": "yes"}}"#);
-        assert!(e.starts_with("profiles/x.json: network.block: invalid type: string \"yes\", expected a boolean"), "{e}");
+        assert!(
+            e.starts_with(
+                "profiles/x.json: network.block: invalid type: string \"yes\", expected a boolean"
+            ),
+            "{e}"
+        );
         let e = err(r#"{"network": {"open_port": [70000]}}"#);
         assert!(e.contains("network.open_port[0]:"), "{e}");
         let e = err(r#"{"extends": 3}"#);
-        assert!(e.contains("extends: invalid type: integer `3`, expected a profile name or a list"), "{e}");
+        assert!(
+            e.contains("extends: invalid type: integer `3`, expected a profile name or a list"),
+            "{e}"
+        );
         let e = err(r#"{"security": {"wsl2_proxy_policy": "allow"}}"#);
         assert!(e.contains("security.wsl2_proxy_policy: unknown variant `allow`, expected `error` or `insecure_proxy`"), "{e}");
     }
@@ -245,17 +258,33 @@ mod tests {
         let p = parse_profile("f", r#"{}"#).unwrap();
         assert_eq!(p.network.network_profile, None);
         assert_eq!(p.network.credentials, None);
-        let p = parse_profile("f", r#"{"network": {"network_profile": null, "credentials": []}}"#).unwrap();
+        let p = parse_profile(
+            "f",
+            r#"{"network": {"network_profile": null, "credentials": []}}"#,
+        )
+        .unwrap();
         assert_eq!(p.network.network_profile, Some(None));
         assert_eq!(p.network.credentials, Some(vec![]));
-        let p = parse_profile("f", r#"{"network": {"network_profile": "developer", "credentials": ["openai"]}}"#).unwrap();
+        let p = parse_profile(
+            "f",
+            r#"{"network": {"network_profile": "developer", "credentials": ["openai"]}}"#,
+        )
+        .unwrap();
         assert_eq!(p.network.network_profile, Some(Some("developer".into())));
         assert_eq!(p.network.credentials, Some(vec!["openai".into()]));
     }
 
     #[test]
     fn extends_is_a_name_or_a_list() {
-        assert_eq!(parse_profile("f", r#"{"extends": "a"}"#).unwrap().extends, ["a"]);
-        assert_eq!(parse_profile("f", r#"{"extends": ["a", "b"]}"#).unwrap().extends, ["a", "b"]);
+        assert_eq!(
+            parse_profile("f", r#"{"extends": "a"}"#).unwrap().extends,
+            ["a"]
+        );
+        assert_eq!(
+            parse_profile("f", r#"{"extends": ["a", "b"]}"#)
+                .unwrap()
+                .extends,
+            ["a", "b"]
+        );
     }
 }

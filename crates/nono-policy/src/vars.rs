@@ -27,7 +27,8 @@ impl Env {
     pub fn from_process() -> Result<Env, PolicyError> {
         let workdir = std::env::current_dir()
             .map_err(|e| PolicyError::Env(format!("cannot read the current directory: {e}")))?;
-        let home = dirs::home_dir().ok_or_else(|| PolicyError::Env("cannot find the home directory; set HOME".into()))?;
+        let home = dirs::home_dir()
+            .ok_or_else(|| PolicyError::Env("cannot find the home directory; set HOME".into()))?;
         // Per the XDG spec a relative value is invalid and is ignored.
         let xdg_config_home = std::env::var_os("XDG_CONFIG_HOME")
             .map(PathBuf::from)
@@ -42,7 +43,9 @@ impl Env {
 
     /// `$XDG_CONFIG_HOME`, or `~/.config` when unset.
     pub fn config_home(&self) -> PathBuf {
-        self.xdg_config_home.clone().unwrap_or_else(|| self.home.join(".config"))
+        self.xdg_config_home
+            .clone()
+            .unwrap_or_else(|| self.home.join(".config"))
     }
 
     /// Where user profiles live: `<config home>/nono/profiles`.
@@ -70,7 +73,9 @@ pub fn expand(raw: &str, env: &Env) -> Result<PathBuf, String> {
         out.push_str(&env.home.to_string_lossy());
         &raw[1..]
     } else if raw.starts_with('~') {
-        return Err(format!("`{raw}`: only `~` and `~/...` are supported, not `~user`"));
+        return Err(format!(
+            "`{raw}`: only `~` and `~/...` are supported, not `~user`"
+        ));
     } else {
         raw
     };
@@ -83,14 +88,21 @@ pub fn expand(raw: &str, env: &Env) -> Result<PathBuf, String> {
         }
         let tail = &rest[i + 1..];
         let (name, consumed) = if let Some(inner) = tail.strip_prefix('{') {
-            let end = inner.find('}').ok_or_else(|| format!("`{raw}`: missing `}}` after `${{`"))?;
+            let end = inner
+                .find('}')
+                .ok_or_else(|| format!("`{raw}`: missing `}}` after `${{`"))?;
             (&inner[..end], end + 2)
         } else {
-            let len = tail.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).unwrap_or(tail.len());
+            let len = tail
+                .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .unwrap_or(tail.len());
             (&tail[..len], len)
         };
         if name.is_empty() {
-            return Err(format!("`{raw}`: `$` must be followed by a variable name; known: {}", known()));
+            return Err(format!(
+                "`{raw}`: `$` must be followed by a variable name; known: {}",
+                known()
+            ));
         }
         let value = env
             .var(name)
@@ -102,14 +114,18 @@ pub fn expand(raw: &str, env: &Env) -> Result<PathBuf, String> {
     }
     let path = normalise(Path::new(&out));
     if !path.is_absolute() {
-        return Err(format!("`{raw}` is not absolute; start it with /, ~ or a variable such as $WORKDIR"));
+        return Err(format!(
+            "`{raw}` is not absolute; start it with /, ~ or a variable such as $WORKDIR"
+        ));
     }
     Ok(path)
 }
 
 /// Drops `.` components, repeated and trailing separators (`..` is left to canonicalisation).
 pub fn normalise(p: &Path) -> PathBuf {
-    p.components().filter(|c| !matches!(c, Component::CurDir)).collect()
+    p.components()
+        .filter(|c| !matches!(c, Component::CurDir))
+        .collect()
 }
 
 #[cfg(test)]
@@ -129,23 +145,50 @@ mod tests {
     fn expands_known_variables_and_tilde() {
         let e = env();
         assert_eq!(expand("$WORKDIR", &e).unwrap(), PathBuf::from("/w/proj"));
-        assert_eq!(expand("${HOME}/.x", &e).unwrap(), PathBuf::from("/home/u/.x"));
-        assert_eq!(expand("~/.claude", &e).unwrap(), PathBuf::from("/home/u/.claude"));
+        assert_eq!(
+            expand("${HOME}/.x", &e).unwrap(),
+            PathBuf::from("/home/u/.x")
+        );
+        assert_eq!(
+            expand("~/.claude", &e).unwrap(),
+            PathBuf::from("/home/u/.claude")
+        );
         assert_eq!(expand("~", &e).unwrap(), PathBuf::from("/home/u"));
-        assert_eq!(expand("$TMPDIR/./a//b/", &e).unwrap(), PathBuf::from("/tmp/a/b"));
-        assert_eq!(expand("$XDG_CONFIG_HOME/opencode", &e).unwrap(), PathBuf::from("/home/u/.config/opencode"));
-        let e2 = Env { xdg_config_home: Some("/cfg".into()), ..env() };
-        assert_eq!(expand("$XDG_CONFIG_HOME/opencode", &e2).unwrap(), PathBuf::from("/cfg/opencode"));
-        assert_eq!(expand("/etc/hosts", &e).unwrap(), PathBuf::from("/etc/hosts"));
+        assert_eq!(
+            expand("$TMPDIR/./a//b/", &e).unwrap(),
+            PathBuf::from("/tmp/a/b")
+        );
+        assert_eq!(
+            expand("$XDG_CONFIG_HOME/opencode", &e).unwrap(),
+            PathBuf::from("/home/u/.config/opencode")
+        );
+        let e2 = Env {
+            xdg_config_home: Some("/cfg".into()),
+            ..env()
+        };
+        assert_eq!(
+            expand("$XDG_CONFIG_HOME/opencode", &e2).unwrap(),
+            PathBuf::from("/cfg/opencode")
+        );
+        assert_eq!(
+            expand("/etc/hosts", &e).unwrap(),
+            PathBuf::from("/etc/hosts")
+        );
     }
 
     #[test]
     fn unknown_variable_is_an_error() {
         let m = expand("$WORKDIRX/a", &env()).unwrap_err();
         assert_eq!(m, "`$WORKDIRX/a`: unknown variable $WORKDIRX; known: $WORKDIR, $HOME, $TMPDIR, $XDG_CONFIG_HOME");
-        assert!(expand("${FOO}", &env()).unwrap_err().contains("unknown variable $FOO"));
-        assert!(expand("${HOME", &env()).unwrap_err().contains("missing `}`"));
-        assert!(expand("/a/$/b", &env()).unwrap_err().contains("must be followed by a variable name"));
+        assert!(expand("${FOO}", &env())
+            .unwrap_err()
+            .contains("unknown variable $FOO"));
+        assert!(expand("${HOME", &env())
+            .unwrap_err()
+            .contains("missing `}`"));
+        assert!(expand("/a/$/b", &env())
+            .unwrap_err()
+            .contains("must be followed by a variable name"));
     }
 
     #[test]
@@ -155,9 +198,24 @@ mod tests {
     }
 
     #[test]
+    fn from_process_reads_absolute_paths() {
+        let e = Env::from_process().unwrap();
+        assert!(e.workdir.is_absolute() && e.home.is_absolute() && e.tmpdir.is_absolute());
+        if let Some(x) = &e.xdg_config_home {
+            assert!(x.is_absolute());
+        }
+    }
+
+    #[test]
     fn user_profile_dir_follows_xdg() {
-        assert_eq!(env().user_profile_dir(), PathBuf::from("/home/u/.config/nono/profiles"));
-        let e = Env { xdg_config_home: Some("/x".into()), ..env() };
+        assert_eq!(
+            env().user_profile_dir(),
+            PathBuf::from("/home/u/.config/nono/profiles")
+        );
+        let e = Env {
+            xdg_config_home: Some("/x".into()),
+            ..env()
+        };
         assert_eq!(e.user_profile_dir(), PathBuf::from("/x/nono/profiles"));
     }
 }

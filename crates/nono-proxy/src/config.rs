@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use crate::dns::{Resolver, SystemResolver};
 use crate::token::SessionToken;
+use crate::route::RouteConfig;
+use crate::upstream::UpstreamProxyConfig;
 
 /// Default cap on simultaneous client connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
@@ -70,6 +72,14 @@ pub struct ProxyConfig {
     pub resolver: Arc<dyn Resolver>,
     /// Extra `NO_PROXY` entries for clients (hosts reached directly, ports stripped).
     pub no_proxy: Vec<String>,
+    /// Upstream (corporate) proxy to chain through, with its bypass list; `None` connects
+    /// directly.
+    pub upstream_proxy: Option<UpstreamProxyConfig>,
+    /// Credential routes served as `http://HOST:PORT/<name>/...` (see [`crate::reverse`]).
+    pub routes: Vec<RouteConfig>,
+    /// Serve a route whose credential cannot be loaded with 503 `credential_unavailable`
+    /// instead of failing start-up (`nono proxy` sets it; `nono run` does not).
+    pub tolerate_unavailable_routes: bool,
 }
 
 impl Default for ProxyConfig {
@@ -84,6 +94,9 @@ impl Default for ProxyConfig {
             max_header_bytes: DEFAULT_MAX_HEADER_BYTES,
             resolver: Arc::new(SystemResolver),
             no_proxy: Vec::new(),
+            upstream_proxy: None,
+            routes: Vec::new(),
+            tolerate_unavailable_routes: false,
         }
     }
 }
@@ -99,6 +112,9 @@ impl std::fmt::Debug for ProxyConfig {
             .field("timeouts", &self.timeouts)
             .field("max_header_bytes", &self.max_header_bytes)
             .field("no_proxy", &self.no_proxy)
+            .field("upstream_proxy", &self.upstream_proxy)
+            .field("routes", &self.routes)
+            .field("tolerate_unavailable_routes", &self.tolerate_unavailable_routes)
             .finish_non_exhaustive()
     }
 }

@@ -38,7 +38,11 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Ar
         Ok(s) => s,
         Err(resp) => return resp,
     };
-    shared.audit.record(AuditEvent::new(Mode::Connect, Decision::Allow, &host.to_string(), port, 200));
+    let mut event = AuditEvent::new(Mode::Connect, Decision::Allow, &host.to_string(), port, 200);
+    if shared.chain_for(&host, port).is_some() {
+        event = event.with_reason(crate::upstream::VIA_UPSTREAM);
+    }
+    shared.audit.record(event);
     let permit = conn.take_permit();
     let tracker = shared.tracker();
     let mut stop = shared.shutdown_signal();

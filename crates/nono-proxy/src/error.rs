@@ -44,6 +44,20 @@ pub enum ProxyError {
         #[source]
         source: io::Error,
     },
+    /// A credential route is invalid.
+    #[error(transparent)]
+    Route(#[from] crate::route::RouteError),
+    /// A required credential could not be loaded.
+    #[error("credential route `{route}`: cannot load its credential from {from}")]
+    Credential {
+        /// Route name.
+        route: String,
+        /// Source description (never the secret).
+        from: String,
+        /// Why.
+        #[source]
+        cause: crate::credential::CredentialError,
+    },
     /// Another I/O failure during start-up.
     #[error("{context}: {source}")]
     Io {

@@ -16,9 +16,13 @@ use crate::audit::{AuditEvent, Decision, Mode};
 use crate::filter::Host;
 use crate::respond::{self, Body};
 use crate::server::{ConnState, Shared};
+use crate::upstream::VIA_UPSTREAM;
 
 /// How long to wait for a cached upstream connection to become ready before opening a new one.
 const REUSE_READY_WAIT: Duration = Duration::from_millis(50);
+/// Cache key of a connection to the upstream proxy, which carries requests for any host; it
+/// cannot collide with a direct `host:port` key (hosts have no spaces).
+const VIA_UPSTREAM_KEY: &str = "via upstream proxy";
 
 /// The upstream connection a client connection keeps alive, keyed by `host:port`.
 pub(crate) struct CachedUpstream {
@@ -52,17 +56,29 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Ar
     if shared.is_route_host(&host) {
         return shared.refuse(Mode::Forward, &host.to_string(), port, info, StatusCode::FORBIDDEN, crate::deny::DenyReason::ConnectBypassesL7.as_str());
     }
-    let key = format!("{host}:{port}");
+    let chain = shared.chain_for(&host, port);
+    let key = match chain {
+        Some(_) => VIA_UPSTREAM_KEY.to_string(),
+        None => format!("{host}:{port}"),
+    };
     let mut sender = match reuse(&conn, &key).await {
         Some(s) => {
             // Policy is re-checked even on reuse: the allowlist decision is per request.
-            if let Err(resp) = shared.admit_only(&host, port, Mode::Forward, info).await {
+            let checked = match chain {
+                Some(c) => shared.admit_chained(c, &host, port, Mode::Forward, info).await,
+                None => shared.admit_only(&host, port, Mode::Forward, info).await.map(|_| ()),
+            };
+            if let Err(resp) = checked {
                 return resp;
             }
             s
         }
         None => {
-            let stream = match shared.open_upstream(&host, port, Mode::Forward, info).await {
+            let opened = match chain {
+                Some(c) => shared.open_upstream_proxy(c, &host, port, Mode::Forward, info).await,
+                None => shared.open_upstream(&host, port, Mode::Forward, info).await,
+            };
+            let stream = match opened {
                 Ok(s) => s,
                 Err(resp) => return resp,
             };
@@ -95,7 +111,18 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Ar
         }
         Err(_) => return shared.refuse(Mode::Forward, &authority, port, info, StatusCode::BAD_REQUEST, "malformed_target"),
     }
-    parts.uri = match path.parse::<Uri>() {
+    // The upstream proxy gets the absolute form and its own credentials (the client's were
+    // stripped above); an origin server gets the origin form.
+    let target = match chain {
+        Some(c) => {
+            if let Some(v) = c.authorization() {
+                parts.headers.insert(header::PROXY_AUTHORIZATION, v);
+            }
+            format!("http://{host_value}{path}")
+        }
+        None => path.clone(),
+    };
+    parts.uri = match target.parse::<Uri>() {
         Ok(u) => u,
         Err(_) => return shared.refuse(Mode::Forward, &authority, port, info, StatusCode::BAD_REQUEST, "malformed_target"),
     };
@@ -110,10 +137,18 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Ar
         }
     };
     let status = resp.status();
+    if chain.is_some() && status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+        // The upstream proxy refused our credentials; passing its 407 on would make the
+        // client believe nono wants different ones.
+        return shared.refuse(Mode::Forward, &host.to_string(), port, info, StatusCode::BAD_GATEWAY, "upstream_proxy_status_407");
+    }
     store(&conn, key, sender).await;
-    shared.audit.record(
-        AuditEvent::new(Mode::Forward, Decision::Allow, &host.to_string(), port, status.as_u16()).with_request(&method, Some(&path)),
-    );
+    let mut event =
+        AuditEvent::new(Mode::Forward, Decision::Allow, &host.to_string(), port, status.as_u16()).with_request(&method, Some(&path));
+    if chain.is_some() {
+        event = event.with_reason(VIA_UPSTREAM);
+    }
+    shared.audit.record(event);
     let (mut parts, body) = resp.into_parts();
     respond::strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, body.boxed())

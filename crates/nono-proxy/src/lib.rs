@@ -13,6 +13,14 @@
 //! - [`config`]: configuration and its defaults.
 //! - [`env`]: the variables a client needs (`HTTP_PROXY`, smart `NO_PROXY`, ...).
 //! - [`server`]: listener, connection cap, dispatch, graceful shutdown.
+//! - [`upstream`]: chaining through an upstream (corporate) proxy, bypass patterns, and what
+//!   the local checks can see when the upstream resolves names.
+//! - [`route`]: credential route configuration ([`RouteConfig`]) and its validation.
+//! - [`credential`]: credential sources (keyring, env, file, command) held in `Zeroizing`.
+//! - [`endpoint`]: path normalisation and endpoint rules (`SERVICE:METHOD:/path/glob`).
+//! - [`inject`]: phantom-token checks and credential injection per inject mode.
+//! - [`reverse`]: the credential-injecting reverse proxy; `reverse_conn`: its pooled,
+//!   TLS-verified upstream connections.
 //! - `connect`: CONNECT tunnels; `forward`: plain HTTP forwarding; `relay`: the byte relay
 //!   (`splice(2)` on Linux); `upstream_conn`: connecting to checked addresses.
 #![forbid(unsafe_code)]
@@ -20,20 +28,32 @@
 pub mod audit;
 pub mod config;
 mod connect;
+pub mod credential;
 pub mod deny;
 pub mod dns;
+pub mod endpoint;
 pub mod env;
 pub mod error;
 pub mod filter;
 mod forward;
 pub mod gate;
+pub mod inject;
 pub mod relay;
 mod respond;
+pub mod reverse;
+mod reverse_conn;
+pub mod route;
 pub mod server;
 pub mod token;
+pub mod upstream;
 mod upstream_conn;
 
 pub use config::{AuthConfig, ProxyConfig, Timeouts};
+pub use credential::{Credential, CredentialError, CredentialSource};
+pub use endpoint::EndpointRule;
 pub use error::{FilterError, ProxyError};
+pub use reverse::RouteStatus;
+pub use route::{validate_routes, InjectMode, RouteConfig, RouteError};
 pub use server::{start, start_with_listener, ProxyHandle};
 pub use token::SessionToken;
+pub use upstream::UpstreamProxyConfig;

@@ -22,7 +22,9 @@ use crate::filter::{Host, HostFilter};
 use crate::forward::CachedUpstream;
 use crate::gate::{Gate, Refusal};
 use crate::respond::{self, Body};
+use crate::reverse::{PreparedRoutes, RouteStatus, RouteTable};
 use crate::token::SessionToken;
+use crate::upstream::{Chain, ChainError};
 use crate::upstream_conn::{connect_checked, ConnectFailure};
 
 /// How long shutdown waits for open connections before dropping them.
@@ -39,6 +41,13 @@ pub(crate) struct Shared {
     max_header_bytes: usize,
     shutdown: watch::Receiver<bool>,
     tracker: mpsc::Sender<()>,
+    /// The upstream (corporate) proxy, when traffic is chained.
+    upstream: Option<Chain>,
+    /// Admission for credential routes: their upstreams are allowed without being on the
+    /// allowlist (deny list and address checks still apply).
+    route_gate: Gate,
+    /// Credential routes.
+    routes: Arc<RouteTable>,
 }
 
 /// Per-client-connection state.
@@ -67,8 +76,29 @@ impl Shared {
     }
 
     /// Whether `host` belongs to a credential route (CONNECT there would bypass L7 rules).
-    pub(crate) fn is_route_host(&self, _host: &Host) -> bool {
-        false
+    pub(crate) fn is_route_host(&self, host: &Host) -> bool {
+        self.routes.is_route_host(host)
+    }
+
+    /// The credential routes.
+    pub(crate) fn routes(&self) -> &RouteTable {
+        &self.routes
+    }
+
+    /// The session token, when auth is on (accepted in `X-Nono-Token` on routes).
+    pub(crate) fn session_token(&self) -> Option<&SessionToken> {
+        match &self.auth {
+            AuthConfig::Token(t) => Some(t),
+            AuthConfig::Disabled => None,
+        }
+    }
+
+    /// The admission policy for `mode`: routes admit exactly their upstreams.
+    fn gate_for(&self, mode: Mode) -> &Gate {
+        match mode {
+            Mode::Reverse => &self.route_gate,
+            Mode::Connect | Mode::Forward => &self.gate,
+        }
     }
 
     /// Records a refusal and builds its response; the body names the reason.
@@ -100,7 +130,7 @@ impl Shared {
         mode: Mode,
         info: Option<(&str, &str)>,
     ) -> Result<Vec<SocketAddr>, Response<Body>> {
-        match self.gate.admit(host, port).await {
+        match self.gate_for(mode).admit(host, port).await {
             Ok(a) => Ok(a),
             Err(Refusal::Denied(r)) => Err(self.refuse(mode, &host.to_string(), port, info, StatusCode::FORBIDDEN, r.as_str())),
             Err(Refusal::Unresolvable(e)) => {
@@ -110,7 +140,9 @@ impl Shared {
         }
     }
 
-    /// Admission, then a connection to one of the checked addresses.
+    /// Admission, then a connection to `host:port`: a `CONNECT` tunnel through the upstream
+    /// proxy when one is configured and the host is not bypassed, otherwise a direct
+    /// connection to one of the checked addresses.
     pub(crate) async fn open_upstream(
         &self,
         host: &Host,
@@ -118,6 +150,11 @@ impl Shared {
         mode: Mode,
         info: Option<(&str, &str)>,
     ) -> Result<TcpStream, Response<Body>> {
+        if let Some(chain) = self.chain_for(host, port) {
+            self.admit_chained(chain, host, port, mode, info).await?;
+            let tunnel = chain.tunnel(host, port).await;
+            return tunnel.map(|s| chained(chain, host, port, s)).map_err(|e| self.chain_refused(chain, host, port, mode, info, e));
+        }
         let addrs = self.admit_only(host, port, mode, info).await?;
         match connect_checked(&addrs, self.timeouts.connect).await {
             Ok(s) => Ok(s),
@@ -131,6 +168,55 @@ impl Shared {
         }
     }
 
+    /// The upstream proxy, when `host:port` goes through one (configured, not bypassed).
+    pub(crate) fn chain_for(&self, host: &Host, port: u16) -> Option<&Chain> {
+        self.upstream.as_ref().filter(|c| c.chains(host, port))
+    }
+
+    /// Local admission of a target that will be chained (see [`crate::upstream`]).
+    pub(crate) async fn admit_chained(
+        &self,
+        chain: &Chain,
+        host: &Host,
+        port: u16,
+        mode: Mode,
+        info: Option<(&str, &str)>,
+    ) -> Result<(), Response<Body>> {
+        chain
+            .admit(self.gate_for(mode), host, port)
+            .await
+            .map_err(|r| self.refuse(mode, &host.to_string(), port, info, StatusCode::FORBIDDEN, r.as_str()))
+    }
+
+    /// Local admission, then a connection to the upstream proxy itself, for an absolute-form
+    /// request to `host:port`.
+    pub(crate) async fn open_upstream_proxy(
+        &self,
+        chain: &Chain,
+        host: &Host,
+        port: u16,
+        mode: Mode,
+        info: Option<(&str, &str)>,
+    ) -> Result<TcpStream, Response<Body>> {
+        self.admit_chained(chain, host, port, mode, info).await?;
+        let conn = chain.connect_proxy().await;
+        conn.map(|s| chained(chain, host, port, s)).map_err(|e| self.chain_refused(chain, host, port, mode, info, e))
+    }
+
+    /// Records a failure to chain through the upstream proxy, with the upstream's reason.
+    fn chain_refused(
+        &self,
+        chain: &Chain,
+        host: &Host,
+        port: u16,
+        mode: Mode,
+        info: Option<(&str, &str)>,
+        e: ChainError,
+    ) -> Response<Body> {
+        tracing::debug!("chaining {host}:{port} through {} failed: {e}", chain.address());
+        self.refuse(mode, &host.to_string(), port, info, e.status(), &e.reason())
+    }
+
     /// A guard that keeps graceful shutdown waiting while it lives.
     pub(crate) fn tracker(&self) -> mpsc::Sender<()> {
         self.tracker.clone()
@@ -142,6 +228,12 @@ impl Shared {
     }
 }
 
+/// Logs a connection chained through the upstream proxy (never with its credentials).
+fn chained(chain: &Chain, host: &Host, port: u16, stream: TcpStream) -> TcpStream {
+    tracing::info!(target: "nono::audit", "CHAIN {host}:{port} via upstream proxy {}", chain.address());
+    stream
+}
+
 /// A running proxy.
 pub struct ProxyHandle {
     addr: SocketAddr,
@@ -151,6 +243,7 @@ pub struct ProxyHandle {
     shutdown_tx: watch::Sender<bool>,
     done_rx: mpsc::Receiver<()>,
     accept_task: tokio::task::JoinHandle<()>,
+    routes: Arc<RouteTable>,
 }
 
 impl ProxyHandle {
@@ -189,6 +282,17 @@ impl ProxyHandle {
         env::client_env(&self.url(), self.token.as_ref().map(|t| t.expose()), &self.no_proxy)
     }
 
+    /// Per credential route: `<base_url_env>=http://HOST:PORT/<name>` and
+    /// `<env_var>=<phantom token>`, for the client's environment.
+    pub fn route_env(&self) -> Vec<(String, String)> {
+        self.routes.env(&format!("http://{}:{}", self.client_host(), self.port()))
+    }
+
+    /// Each credential route's local URL, upstream, source and whether it is loaded.
+    pub fn routes_status(&self) -> Vec<RouteStatus> {
+        self.routes.status(&format!("http://{}:{}", self.client_host(), self.port()))
+    }
+
     /// The audit buffer.
     pub fn audit(&self) -> &Arc<AuditLog> {
         &self.audit
@@ -222,6 +326,13 @@ pub fn start_with_listener(listener: TcpListener, config: ProxyConfig) -> Result
     }
     let filter = HostFilter::new(&config.allowed_hosts)?;
     let gate = Gate::new(filter, Some(addr), config.resolver.clone());
+    let upstream = config
+        .upstream_proxy
+        .clone()
+        .map(|u| Chain::new(u, config.resolver.clone(), addr, config.timeouts.connect))
+        .transpose()?;
+    let prepared = PreparedRoutes::load(&config.routes, config.tolerate_unavailable_routes)?;
+    let route_gate = Gate::new(HostFilter::new(&prepared.gate_patterns())?, Some(addr), config.resolver.clone());
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (tracker, done_rx) = mpsc::channel(1);
     let audit = Arc::new(AuditLog::new());
@@ -229,15 +340,36 @@ pub fn start_with_listener(listener: TcpListener, config: ProxyConfig) -> Result
         AuthConfig::Token(t) => Some(t.clone()),
         AuthConfig::Disabled => None,
     };
-    let shared = Arc::new(Shared {
-        gate,
-        auth: config.auth.clone(),
-        audit: audit.clone(),
-        timeouts: config.timeouts,
-        max_header_bytes: config.max_header_bytes,
-        shutdown: shutdown_rx.clone(),
-        tracker,
+    // Route connectors hold a weak reference back to `Shared` to connect through its admission.
+    let mut table_error = None;
+    let shared = Arc::new_cyclic(|weak| {
+        let routes = prepared.into_table(weak.clone()).unwrap_or_else(|e| {
+            table_error = Some(e);
+            RouteTable::empty()
+        });
+        Shared {
+            gate,
+            auth: config.auth.clone(),
+            audit: audit.clone(),
+            timeouts: config.timeouts,
+            max_header_bytes: config.max_header_bytes,
+            shutdown: shutdown_rx.clone(),
+            tracker,
+            upstream,
+            route_gate,
+            routes: Arc::new(routes),
+        }
     });
+    if let Some(e) = table_error {
+        return Err(ProxyError::Route(e));
+    }
+    let routes = shared.routes.clone();
+    let no_proxy: Vec<String> = config
+        .no_proxy
+        .iter()
+        .filter(|e| !routes.covers_no_proxy_entry(e))
+        .cloned()
+        .collect();
     let limit = (config.max_connections > 0).then(|| Arc::new(Semaphore::new(config.max_connections)));
     // Slack so the exact check in `dispatch` decides, not hyper's buffer growth.
     let max_header_bytes = config.max_header_bytes.max(8192) + 16 * 1024;
@@ -245,11 +377,12 @@ pub fn start_with_listener(listener: TcpListener, config: ProxyConfig) -> Result
     Ok(ProxyHandle {
         addr,
         token,
-        no_proxy: env::no_proxy_value(&config.no_proxy),
+        no_proxy: env::no_proxy_value(&no_proxy),
         audit,
         shutdown_tx,
         done_rx,
         accept_task,
+        routes,
     })
 }
 
@@ -357,15 +490,7 @@ async fn dispatch(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnSta
     if req.uri().authority().is_some() || req.uri().scheme().is_some() {
         return crate::forward::handle(req, shared, conn).await;
     }
-    let path = req.uri().path().to_string();
-    shared.refuse(
-        Mode::Reverse,
-        &path,
-        0,
-        Some((req.method().as_str(), &path)),
-        StatusCode::BAD_REQUEST,
-        "not_a_proxy_request",
-    )
+    crate::reverse::handle(req, shared).await
 }
 
 /// Approximate wire size of a request head.

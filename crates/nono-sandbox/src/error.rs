@@ -128,7 +128,9 @@ pub enum SandboxError {
     },
 
     /// This platform has no kernel sandbox implementation.
-    #[error("sandboxing is not supported on {os}: nono supports Linux (Landlock) and macOS (Seatbelt)")]
+    #[error(
+        "sandboxing is not supported on {os}: nono supports Linux (Landlock) and macOS (Seatbelt)"
+    )]
     UnsupportedPlatform {
         /// The operating system of this build.
         os: &'static str,
@@ -172,7 +174,9 @@ pub enum SandboxError {
     },
 
     /// The program exists but is not an executable file (the CLI exits 126).
-    #[error("{path}: not executable; check its permissions (chmod +x) or that it is not a directory")]
+    #[error(
+        "{path}: not executable; check its permissions (chmod +x) or that it is not a directory"
+    )]
     ProgramNotExecutable {
         /// The path found.
         path: PathBuf,
@@ -208,8 +212,10 @@ pub enum SandboxError {
     },
 
     /// `execve` of the program failed inside the sandbox.
-    #[error("cannot execute {program} in the sandbox: {source}; make sure it and its interpreter \
-             and libraries are beneath a granted path")]
+    #[error(
+        "cannot execute {program} in the sandbox: {source}; make sure it and its interpreter \
+             and libraries are beneath a granted path"
+    )]
     Exec {
         /// The resolved program path.
         program: PathBuf,
@@ -276,9 +282,15 @@ mod tests {
             simulated: false,
         };
         let msg = e.to_string();
-        assert!(msg.contains("Landlock ABI 4 (TCP port rules, Linux 6.7+)"), "{msg}");
+        assert!(
+            msg.contains("Landlock ABI 4 (TCP port rules, Linux 6.7+)"),
+            "{msg}"
+        );
         assert!(msg.contains("ABI 3"), "{msg}");
-        assert!(msg.contains("security.wsl2_proxy_policy = \"insecure_proxy\""), "{msg}");
+        assert!(
+            msg.contains("security.wsl2_proxy_policy = \"insecure_proxy\""),
+            "{msg}"
+        );
     }
 
     #[test]

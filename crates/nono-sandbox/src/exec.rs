@@ -133,8 +133,11 @@ mod tests {
 
     #[test]
     fn missing_is_not_found_127() {
-        let err = resolve_program(OsStr::new("nono-no-such-program"), Some(OsStr::new("/usr/bin")))
-            .expect_err("missing");
+        let err = resolve_program(
+            OsStr::new("nono-no-such-program"),
+            Some(OsStr::new("/usr/bin")),
+        )
+        .expect_err("missing");
         assert_eq!(err.exec_exit_code(), Some(127));
     }
 
@@ -155,7 +158,10 @@ mod tests {
         let mut both = a.as_os_str().to_owned();
         both.push(":");
         both.push(b.as_os_str());
-        assert_eq!(resolve_program(OsStr::new("tool"), Some(&both)).expect("found"), exe);
+        assert_eq!(
+            resolve_program(OsStr::new("tool"), Some(&both)).expect("found"),
+            exe
+        );
         let _ = std::fs::remove_dir_all(a);
         let _ = std::fs::remove_dir_all(b);
     }

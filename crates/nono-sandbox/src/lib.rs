@@ -47,18 +47,16 @@ mod fallback;
 use fallback as imp;
 
 pub use error::{ChildStage, SandboxError};
-pub use exec::{ChildExit, ExecSpec, DEFAULT_PATH};
 #[cfg(unix)]
 pub use exec::resolve_program;
+pub use exec::{ChildExit, ExecSpec, DEFAULT_PATH};
 pub use imp::SandboxedChild;
 pub use paths::{linux_system_paths, macos_system_paths, system_paths};
 pub use plan::{plan, Plan, PlannedFsRule, PlannedNet, LANDLOCK_ABI_NET, LANDLOCK_ABI_SCOPE};
 pub use policy::{FsAccess, FsRule, NetPolicy, SandboxPolicy};
 pub use report::{Enforcement, EnforcementReport};
 pub use seatbelt::{scheme_string, seatbelt_profile};
-pub use seccomp::{
-    seccomp_rules, ArgCmp, ArgCond, DenyErrno, SocketFilter, Syscall, SyscallRule,
-};
+pub use seccomp::{seccomp_rules, ArgCmp, ArgCond, DenyErrno, SocketFilter, Syscall, SyscallRule};
 pub use support::{detect, KernelSupport, TEST_LANDLOCK_ABI_ENV};
 
 /// Everything built before fork: the Landlock ruleset descriptor and seccomp programs on

@@ -30,7 +30,13 @@ const LINUX_READ: &[&str] = &[
 ];
 
 /// Device nodes that are written to as a matter of course (discarding output, the terminal).
-const LINUX_READ_WRITE: &[&str] = &["/dev/null", "/dev/full", "/dev/tty", "/dev/pts", "/dev/ptmx"];
+const LINUX_READ_WRITE: &[&str] = &[
+    "/dev/null",
+    "/dev/full",
+    "/dev/tty",
+    "/dev/pts",
+    "/dev/ptmx",
+];
 
 /// The macOS counterparts; `/etc`, `/var` and `/tmp` are symlinks into `/private` there, and
 /// Seatbelt matches the resolved path, so both spellings are listed.
@@ -80,8 +86,8 @@ pub fn macos_system_paths() -> Vec<FsRule> {
 
 fn rules(read: &[&str], read_write: &[&str]) -> Vec<FsRule> {
     read.iter()
-        .map(|p| FsRule::read(p))
-        .chain(read_write.iter().map(|p| FsRule::read_write(p)))
+        .map(FsRule::read)
+        .chain(read_write.iter().map(FsRule::read_write))
         .collect()
 }
 
@@ -114,7 +120,10 @@ mod tests {
 
     #[test]
     fn only_device_nodes_are_writable() {
-        for rule in linux_system_paths().iter().chain(macos_system_paths().iter()) {
+        for rule in linux_system_paths()
+            .iter()
+            .chain(macos_system_paths().iter())
+        {
             if rule.access == FsAccess::ReadWrite {
                 assert!(rule.path.starts_with("/dev"), "{:?}", rule.path);
             }
@@ -127,8 +136,18 @@ mod tests {
 
     #[test]
     fn no_home_or_tmp_in_system_paths() {
-        for rule in linux_system_paths().iter().chain(macos_system_paths().iter()) {
-            for forbidden in ["/home", "/root", "/tmp", "/Users", "/private/tmp", "/var/run"] {
+        for rule in linux_system_paths()
+            .iter()
+            .chain(macos_system_paths().iter())
+        {
+            for forbidden in [
+                "/home",
+                "/root",
+                "/tmp",
+                "/Users",
+                "/private/tmp",
+                "/var/run",
+            ] {
                 assert!(!rule.path.starts_with(forbidden), "{:?}", rule.path);
             }
         }
@@ -136,7 +155,10 @@ mod tests {
 
     #[test]
     fn all_paths_absolute() {
-        for rule in linux_system_paths().iter().chain(macos_system_paths().iter()) {
+        for rule in linux_system_paths()
+            .iter()
+            .chain(macos_system_paths().iter())
+        {
             assert!(rule.path.is_absolute());
         }
     }

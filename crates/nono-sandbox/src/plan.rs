@@ -240,7 +240,10 @@ mod tests {
     #[test]
     fn proxy_without_net_abi_fails_closed() {
         let err = plan(&policy(proxy(9000)), &support(3)).expect_err("must refuse");
-        assert!(matches!(err, SandboxError::ProxyNeedsLandlockNet { found: 3, .. }));
+        assert!(matches!(
+            err,
+            SandboxError::ProxyNeedsLandlockNet { found: 3, .. }
+        ));
     }
 
     #[test]
@@ -272,7 +275,10 @@ mod tests {
             bind_ports: vec![],
         };
         let err = plan(&policy(blocked), &support(3)).expect_err("must refuse");
-        assert!(matches!(err, SandboxError::BlockedPortsNeedLandlockNet { .. }));
+        assert!(matches!(
+            err,
+            SandboxError::BlockedPortsNeedLandlockNet { .. }
+        ));
     }
 
     #[test]

@@ -47,7 +47,11 @@ pub fn seatbelt_profile(policy: &SandboxPolicy) -> String {
          (allow file-read-metadata)\n",
     );
     for service in MACH_SERVICES {
-        let _ = writeln!(p, "(allow mach-lookup (global-name {}))", scheme_string(service));
+        let _ = writeln!(
+            p,
+            "(allow mach-lookup (global-name {}))",
+            scheme_string(service)
+        );
     }
 
     for rule in &policy.fs {
@@ -106,7 +110,11 @@ fn tcp_ports(p: &mut String, connect_ports: &[u16], bind_ports: &[u16]) {
 }
 
 fn allow_dns(p: &mut String) {
-    let _ = writeln!(p, "(allow mach-lookup (global-name {}))", scheme_string(DNS_SERVICE));
+    let _ = writeln!(
+        p,
+        "(allow mach-lookup (global-name {}))",
+        scheme_string(DNS_SERVICE)
+    );
 }
 
 /// Quotes `s` as an SBPL (TinyScheme) string literal: backslash and double quote are escaped
@@ -138,17 +146,17 @@ mod tests {
 
     fn policy(net: NetPolicy) -> SandboxPolicy {
         SandboxPolicy {
-            fs: vec![FsRule::read("/usr"), FsRule::read_write("/Users/me/project")],
+            fs: vec![
+                FsRule::read("/usr"),
+                FsRule::read_write("/Users/me/project"),
+            ],
             net,
             allow_insecure_proxy: false,
         }
     }
 
     fn network_lines(profile: &str) -> Vec<&str> {
-        profile
-            .lines()
-            .filter(|l| l.contains("network"))
-            .collect()
+        profile.lines().filter(|l| l.contains("network")).collect()
     }
 
     #[test]
@@ -239,10 +247,7 @@ mod tests {
             allow_insecure_proxy: false,
         });
         assert!(!p.contains("(allow file-write* (subpath \"/\"))"));
-        let line = p
-            .lines()
-            .find(|l| l.contains("/tmp/x"))
-            .expect("rule line");
+        let line = p.lines().find(|l| l.contains("/tmp/x")).expect("rule line");
         // The whole path stays inside one string literal: the only unescaped quotes are the
         // literal's own two.
         let unescaped = line

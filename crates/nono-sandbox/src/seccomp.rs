@@ -222,12 +222,24 @@ pub fn seccomp_rules(sockets: SocketFilter) -> Vec<SyscallRule> {
     let mut rules: Vec<SyscallRule> = ALWAYS_ENOSYS
         .iter()
         .map(|&s| deny(s, DenyErrno::Enosys, vec![]))
-        .chain(ALWAYS_EPERM.iter().map(|&s| deny(s, DenyErrno::Eperm, vec![])))
+        .chain(
+            ALWAYS_EPERM
+                .iter()
+                .map(|&s| deny(s, DenyErrno::Eperm, vec![])),
+        )
         .collect();
 
     let namespace_clones = CLONE_NEW_FLAGS
         .iter()
-        .map(|&(_, flag)| vec![arg(0, ArgCmp::MaskedEq { mask: flag, value: flag })])
+        .map(|&(_, flag)| {
+            vec![arg(
+                0,
+                ArgCmp::MaskedEq {
+                    mask: flag,
+                    value: flag,
+                },
+            )]
+        })
         .collect();
     rules.push(deny(Syscall::Clone, DenyErrno::Eperm, namespace_clones));
 
@@ -270,7 +282,10 @@ fn socket_rules(sockets: SocketFilter) -> Option<Vec<Vec<ArgCond>>> {
             arg(0, ArgCmp::Ne(AF_INET6)),
             arg(0, ArgCmp::Ne(AF_NETLINK)),
         ],
-        vec![arg(0, ArgCmp::Eq(AF_NETLINK)), arg(2, ArgCmp::Ne(NETLINK_ROUTE))],
+        vec![
+            arg(0, ArgCmp::Eq(AF_NETLINK)),
+            arg(2, ArgCmp::Ne(NETLINK_ROUTE)),
+        ],
     ];
     for family in [AF_INET, AF_INET6] {
         if sockets == SocketFilter::NoInet {
@@ -284,20 +299,38 @@ fn socket_rules(sockets: SocketFilter) -> Option<Vec<Vec<ArgCond>>> {
             }
             alts.push(vec![
                 arg(0, ArgCmp::Eq(family)),
-                arg(1, ArgCmp::MaskedEq { mask: SOCK_TYPE_MASK, value: ty }),
+                arg(
+                    1,
+                    ArgCmp::MaskedEq {
+                        mask: SOCK_TYPE_MASK,
+                        value: ty,
+                    },
+                ),
             ]);
         }
         // TCP only as protocol 0 or IPPROTO_TCP: no MPTCP (262), SCTP or others.
         alts.push(vec![
             arg(0, ArgCmp::Eq(family)),
-            arg(1, ArgCmp::MaskedEq { mask: SOCK_TYPE_MASK, value: SOCK_STREAM }),
+            arg(
+                1,
+                ArgCmp::MaskedEq {
+                    mask: SOCK_TYPE_MASK,
+                    value: SOCK_STREAM,
+                },
+            ),
             arg(2, ArgCmp::Ne(0)),
             arg(2, ArgCmp::Ne(IPPROTO_TCP)),
         ]);
         if allow_udp {
             alts.push(vec![
                 arg(0, ArgCmp::Eq(family)),
-                arg(1, ArgCmp::MaskedEq { mask: SOCK_TYPE_MASK, value: SOCK_DGRAM }),
+                arg(
+                    1,
+                    ArgCmp::MaskedEq {
+                        mask: SOCK_TYPE_MASK,
+                        value: SOCK_DGRAM,
+                    },
+                ),
                 arg(2, ArgCmp::Ne(0)),
                 arg(2, ArgCmp::Ne(IPPROTO_UDP)),
             ]);
@@ -330,8 +363,18 @@ mod tests {
     fn udp_is_denied_when_blocked() {
         let rules = seccomp_rules(SocketFilter::TcpOnly { allow_udp: false });
         assert!(socket(&rules, AF_INET, SOCK_DGRAM, 0));
-        assert!(socket(&rules, AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK_CLOEXEC, IPPROTO_UDP));
-        assert!(!socket(&rules, AF_INET, SOCK_STREAM | SOCK_NONBLOCK_CLOEXEC, 0));
+        assert!(socket(
+            &rules,
+            AF_INET6,
+            SOCK_DGRAM | SOCK_NONBLOCK_CLOEXEC,
+            IPPROTO_UDP
+        ));
+        assert!(!socket(
+            &rules,
+            AF_INET,
+            SOCK_STREAM | SOCK_NONBLOCK_CLOEXEC,
+            0
+        ));
         assert!(!socket(&rules, AF_INET6, SOCK_STREAM, IPPROTO_TCP));
     }
 
@@ -353,8 +396,18 @@ mod tests {
         assert!(socket(&rules, AF_NETLINK, SOCK_DGRAM, 9));
         assert!(!socket(&rules, AF_NETLINK, SOCK_DGRAM, NETLINK_ROUTE));
         assert!(!socket(&rules, AF_UNIX, SOCK_DGRAM, 0));
-        assert!(denied(&rules, Syscall::Socketpair, [AF_INET, SOCK_STREAM, 0, 0, 0, 0]).is_some());
-        assert!(denied(&rules, Syscall::Socketpair, [AF_UNIX, SOCK_STREAM, 0, 0, 0, 0]).is_none());
+        assert!(denied(
+            &rules,
+            Syscall::Socketpair,
+            [AF_INET, SOCK_STREAM, 0, 0, 0, 0]
+        )
+        .is_some());
+        assert!(denied(
+            &rules,
+            Syscall::Socketpair,
+            [AF_UNIX, SOCK_STREAM, 0, 0, 0, 0]
+        )
+        .is_none());
     }
 
     #[test]
@@ -374,8 +427,14 @@ mod tests {
             denied(&rules, Syscall::IoUringSetup, [0; 6]),
             Some(DenyErrno::Enosys)
         );
-        assert_eq!(denied(&rules, Syscall::Clone3, [0; 6]), Some(DenyErrno::Enosys));
-        assert_eq!(denied(&rules, Syscall::Keyctl, [0; 6]), Some(DenyErrno::Eperm));
+        assert_eq!(
+            denied(&rules, Syscall::Clone3, [0; 6]),
+            Some(DenyErrno::Enosys)
+        );
+        assert_eq!(
+            denied(&rules, Syscall::Keyctl, [0; 6]),
+            Some(DenyErrno::Eperm)
+        );
     }
 
     #[test]

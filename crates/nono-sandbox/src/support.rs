@@ -33,7 +33,10 @@ pub struct KernelSupport {
 pub fn detect() -> KernelSupport {
     let real = crate::imp::detect_real();
     let knob = std::env::var_os(TEST_LANDLOCK_ABI_ENV);
-    apply_simulation(real, knob.as_deref().map(|v| v.to_string_lossy()).as_deref())
+    apply_simulation(
+        real,
+        knob.as_deref().map(|v| v.to_string_lossy()).as_deref(),
+    )
 }
 
 /// Applies the [`TEST_LANDLOCK_ABI_ENV`] value (if any) to really detected support.

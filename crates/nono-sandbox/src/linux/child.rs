@@ -88,7 +88,10 @@ pub(crate) fn spawn(
         if key.is_empty() || key.contains(&b'=') {
             return Err(SandboxError::InvalidExecSpec {
                 what: "environment variable name",
-                detail: format!("{:?} is empty or contains '='", String::from_utf8_lossy(key)),
+                detail: format!(
+                    "{:?} is empty or contains '='",
+                    String::from_utf8_lossy(key)
+                ),
             });
         }
         let mut entry = key.to_vec();
@@ -190,7 +193,14 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
         libc::close(ctx.err_read);
 
         // Die with the supervisor; if it already died, the death signal came too late.
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0) != 0 {
+        if libc::prctl(
+            libc::PR_SET_PDEATHSIG,
+            libc::SIGKILL as libc::c_ulong,
+            0,
+            0,
+            0,
+        ) != 0
+        {
             fail(fd, ChildStage::DeathSignal.code());
         }
         if libc::getppid() != ctx.parent {
@@ -224,7 +234,13 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
 
         // Everything from 3 up closes at exec; the error pipe already does, and must stay
         // open until then.
-        if libc::syscall(libc::SYS_close_range, 3u32, u32::MAX, libc::CLOSE_RANGE_CLOEXEC) != 0 {
+        if libc::syscall(
+            libc::SYS_close_range,
+            3u32,
+            u32::MAX,
+            libc::CLOSE_RANGE_CLOEXEC,
+        ) != 0
+        {
             let mut limit: libc::rlimit = std::mem::zeroed();
             if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
                 fail(fd, ChildStage::CloseFds.code());

@@ -47,7 +47,9 @@ pub(super) fn build_ruleset(plan: &Plan) -> Result<OwnedFd, SandboxError> {
     if plan.scopes {
         ruleset = ruleset
             .scope(Scope::Signal | Scope::AbstractUnixSocket)
-            .map_err(landlock_err("scoping signals and abstract sockets (Landlock ABI 6)"))?;
+            .map_err(landlock_err(
+                "scoping signals and abstract sockets (Landlock ABI 6)",
+            ))?;
     }
     let mut created = ruleset
         .create()
@@ -95,7 +97,10 @@ mod tests {
     #[test]
     fn read_rule_grants_only_read_rights() {
         let got = rule_access(&rule(FsAccess::Read, true), ABI::V7);
-        assert_eq!(got, AccessFs::ReadFile | AccessFs::ReadDir | AccessFs::Execute);
+        assert_eq!(
+            got,
+            AccessFs::ReadFile | AccessFs::ReadDir | AccessFs::Execute
+        );
     }
 
     #[test]

@@ -6,8 +6,8 @@ mod seccomp;
 
 use std::os::fd::OwnedFd;
 
-pub use child::SandboxedChild;
 pub(crate) use child::spawn;
+pub use child::SandboxedChild;
 
 use crate::error::SandboxError;
 use crate::plan::Plan;

@@ -10,7 +10,8 @@ use seccompiler::{
 use crate::error::SandboxError;
 use crate::seccomp::{seccomp_rules, ArgCmp, DenyErrno, SocketFilter, Syscall};
 
-fn number(syscall: Syscall) -> libc::c_long {
+/// The syscall number (`c_long` is `i64` on both supported 64-bit architectures).
+fn number(syscall: Syscall) -> i64 {
     match syscall {
         Syscall::IoUringSetup => libc::SYS_io_uring_setup,
         Syscall::IoUringEnter => libc::SYS_io_uring_enter,
@@ -92,7 +93,7 @@ pub(super) fn compile(sockets: SocketFilter) -> Result<Vec<Vec<libc::sock_filter
             .find(|(errno, _)| *errno == rule.errno)
             .map(|(_, map)| map);
         if let Some(map) = slot {
-            map.insert(i64::from(number(rule.syscall)), alternatives);
+            map.insert(number(rule.syscall), alternatives);
         }
     }
 
@@ -151,7 +152,12 @@ fn x32_guard() -> Option<Vec<libc::sock_filter>> {
     };
     Some(vec![
         stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, NR_OFFSET),
-        jump(libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K, X32_SYSCALL_BIT, 0, 1),
+        jump(
+            libc::BPF_JMP | libc::BPF_JSET | libc::BPF_K,
+            X32_SYSCALL_BIT,
+            0,
+            1,
+        ),
         stmt(
             libc::BPF_RET | libc::BPF_K,
             libc::SECCOMP_RET_ERRNO | libc::ENOSYS.unsigned_abs(),

@@ -1,0 +1,244 @@
+//! Command-line flags + profile → one resolved policy, the value `nono run`, `nono proxy` and
+//! `nono profile show` all use.
+
+use std::path::{Path, PathBuf};
+
+use crate::credentials::check_name;
+use crate::endpoint::EndpointRule;
+use crate::error::PolicyError;
+use crate::layer::{bypass_pattern, host_pattern, upstream_proxy, Layer};
+use crate::load::{load, Loaded};
+use crate::merge::{append, merge};
+use crate::network_policy::NetworkPolicy;
+use crate::policy::{PolicyArgs, ResolvedFs, ResolvedPolicy, Security};
+use crate::resolve_network::{resolve_network, Origin};
+use crate::vars::{normalise, Env};
+
+/// Turns the flags and the profile they name into the policy to enforce.
+pub fn resolve(args: &PolicyArgs, env: &Env) -> Result<ResolvedPolicy, PolicyError> {
+    let policy = NetworkPolicy::builtin()?;
+    let loaded = args
+        .profile
+        .as_deref()
+        .map(|p| load(p, env, &policy))
+        .transpose()?;
+    resolve_loaded(loaded, args, env, &policy)
+}
+
+/// [`resolve`] for a profile already loaded (`args.profile` is not looked at).
+pub(crate) fn resolve_loaded(
+    loaded: Option<Loaded>,
+    args: &PolicyArgs,
+    env: &Env,
+    policy: &NetworkPolicy,
+) -> Result<ResolvedPolicy, PolicyError> {
+    let (info, profile_layer) = match loaded {
+        Some(l) => (Some(l.info), l.layer),
+        None => (None, Layer::default()),
+    };
+    let cli = cli_layer(args, env, policy)?;
+    let merged = merge(profile_layer, cli);
+    let from = Origin {
+        args,
+        profile: info.as_ref(),
+    };
+    let network = resolve_network(&merged, policy, &from)?;
+    let canon = |list: &[PathBuf]| append(Vec::new(), list.iter().map(|p| canonical(p)).collect());
+    Ok(ResolvedPolicy {
+        filesystem: ResolvedFs {
+            allow: canon(&merged.allow),
+            read: canon(&merged.read),
+        },
+        network,
+        security: Security {
+            wsl2_proxy_policy: merged.wsl2_proxy_policy.unwrap_or_default(),
+        },
+        profile: info,
+    })
+}
+
+/// The command line as a layer on top of the profile: lists add, single values override.
+fn cli_layer(args: &PolicyArgs, env: &Env, policy: &NetworkPolicy) -> Result<Layer, PolicyError> {
+    let flag = |f: &str, m: String| PolicyError::flag(f, m);
+    let abs = |p: &PathBuf| normalise(&env.workdir.join(p));
+    let mut allow: Vec<PathBuf> = args.allow.iter().map(abs).collect();
+    if args.allow_cwd {
+        allow.push(env.workdir.clone());
+    }
+    if let Some(np) = &args.network_profile {
+        policy.hosts(np).map_err(|m| flag("--network-profile", m))?;
+    }
+    for c in &args.credential {
+        check_name(c).map_err(|m| flag("--credential", m))?;
+    }
+    for (name, ports) in [
+        ("--open-port", &args.open_port),
+        ("--listen-port", &args.listen_port),
+    ] {
+        if ports.contains(&0) {
+            return Err(flag(name, "`0` is not a port (1-65535)".into()));
+        }
+    }
+    let each = |list: &[String], name: &str, f: fn(&str) -> Result<String, String>| {
+        list.iter()
+            .map(|s| f(s).map_err(|m| flag(name, m)))
+            .collect::<Result<Vec<_>, _>>()
+    };
+    Ok(Layer {
+        description: None,
+        allow,
+        read: args.read.iter().map(abs).collect(),
+        block: args.block_net,
+        network_profile: args.network_profile.clone().map(Some),
+        allow_domain: each(&args.allow_domain, "--allow-domain", host_pattern)?,
+        credentials: (!args.credential.is_empty()).then(|| args.credential.clone()),
+        custom_credentials: Default::default(),
+        allow_endpoint: args
+            .allow_endpoint
+            .iter()
+            .map(|s| EndpointRule::parse(s).map_err(|m| flag("--allow-endpoint", m)))
+            .collect::<Result<_, _>>()?,
+        upstream_proxy: args
+            .upstream_proxy
+            .as_deref()
+            .map(|p| upstream_proxy(p).map_err(|m| flag("--upstream-proxy", m)))
+            .transpose()?,
+        upstream_bypass: each(&args.upstream_bypass, "--upstream-bypass", bypass_pattern)?,
+        open_port: args.open_port.clone(),
+        listen_port: args.listen_port.clone(),
+        wsl2_proxy_policy: None,
+    })
+}
+
+fn canonical(p: &Path) -> PathBuf {
+    p.canonicalize().unwrap_or_else(|_| p.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builtin;
+    use crate::policy::NetworkMode;
+    use crate::test_support::{env_in, write, TempDir};
+
+    fn setup(name: &str, profiles: &[(&str, &str)]) -> (TempDir, Env) {
+        let (t, env) = env_in(name);
+        for (n, text) in profiles {
+            write(&env.user_profile_dir().join(format!("{n}.json")), text);
+        }
+        (t, env)
+    }
+
+    fn args(profile: Option<&str>) -> PolicyArgs {
+        PolicyArgs {
+            profile: profile.map(str::to_string),
+            ..PolicyArgs::default()
+        }
+    }
+
+    #[test]
+    fn every_builtin_profile_resolves() {
+        let (_t, env) = env_in("builtins");
+        for name in builtin::names() {
+            let p = resolve(&args(Some(name)), &env).unwrap();
+            assert_eq!(p.profile.as_ref().unwrap().name, name);
+            assert!(p.filesystem.allow.contains(&env.tmpdir), "{name}");
+            if name != "default" {
+                assert_eq!(p.network.network_profile.as_deref(), Some(name));
+                assert_eq!(p.network.mode, NetworkMode::Proxy);
+                assert!(p.filesystem.allow.contains(&env.workdir), "{name}");
+                assert!(
+                    p.filesystem.read.contains(&env.home.join(".gitconfig")),
+                    "{name}"
+                );
+            }
+        }
+        let oc = resolve(&args(Some("opencode")), &env).unwrap();
+        assert!(oc
+            .filesystem
+            .allow
+            .contains(&env.xdg_config_home.clone().unwrap().join("opencode")));
+    }
+
+    #[test]
+    fn no_profile_no_flags_is_unrestricted() {
+        let (_t, env) = env_in("nothing");
+        let p = resolve(&PolicyArgs::default(), &env).unwrap();
+        assert_eq!(p.network.mode, NetworkMode::Unrestricted);
+        assert!(p.profile.is_none() && p.filesystem.allow.is_empty());
+        let p = resolve(
+            &PolicyArgs {
+                block_net: true,
+                open_port: vec![3000],
+                ..PolicyArgs::default()
+            },
+            &env,
+        )
+        .unwrap();
+        assert_eq!(
+            (p.network.mode, p.network.open_ports.clone()),
+            (NetworkMode::Blocked, vec![3000])
+        );
+    }
+
+    #[test]
+    fn cli_overrides_network_profile_and_adds_lists() {
+        let (_t, env) = setup(
+            "cli",
+            &[(
+                "p",
+                r#"{"network": {"network_profile": "developer", "allow_domain": ["a.example.com"], "credentials": ["github"],
+                         "upstream_proxy": "p.corp:1", "open_port": [1], "listen_port": [2]}}"#,
+            )],
+        );
+        let a = PolicyArgs {
+            network_profile: Some("minimal".into()),
+            allow_domain: vec!["b.example.com".into(), "a.example.com".into()],
+            credential: vec!["openai".into()],
+            upstream_proxy: Some("c.corp:3".into()),
+            open_port: vec![1, 3],
+            listen_port: vec![4],
+            ..args(Some("p"))
+        };
+        let n = resolve(&a, &env).unwrap().network;
+        assert_eq!(n.network_profile.as_deref(), Some("minimal"));
+        assert!(!n.allowed_hosts.contains(&"crates.io".to_string()));
+        assert!(n
+            .allowed_hosts
+            .ends_with(&["a.example.com".to_string(), "b.example.com".to_string()]));
+        assert_eq!(
+            n.credentials
+                .iter()
+                .map(|c| c.name.as_str())
+                .collect::<Vec<_>>(),
+            ["github", "openai"]
+        );
+        assert_eq!(n.upstream_proxy.as_deref(), Some("c.corp:3"));
+        assert_eq!((n.open_ports, n.listen_ports), (vec![1, 3], vec![2, 4]));
+    }
+
+    #[test]
+    fn cli_paths_and_unknown_network_profile() {
+        let (_t, env) = env_in("paths");
+        let a = PolicyArgs {
+            allow: vec!["sub/dir".into()],
+            read: vec!["/etc/./hosts".into()],
+            allow_cwd: true,
+            ..PolicyArgs::default()
+        };
+        let fs = resolve(&a, &env).unwrap().filesystem;
+        assert_eq!(fs.allow, [env.workdir.join("sub/dir"), env.workdir.clone()]);
+        assert_eq!(
+            fs.read,
+            [PathBuf::from("/etc/hosts")
+                .canonicalize()
+                .unwrap_or_else(|_| "/etc/hosts".into())]
+        );
+        let a = PolicyArgs {
+            network_profile: Some("dev".into()),
+            ..PolicyArgs::default()
+        };
+        let e = resolve(&a, &env).unwrap_err().to_string();
+        assert!(e.starts_with("--network-profile: unknown network profile \"dev\"; available: claude-code, codex, developer"), "{e}");
+    }
+}

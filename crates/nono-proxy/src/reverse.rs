@@ -1,0 +1,491 @@
+//! The credential-injecting reverse proxy: `http://127.0.0.1:PORT/<service>/<rest>` is sent to
+//! the route's upstream base + the normalised rest, with the real credential in place of the
+//! phantom token.
+//!
+//! The upstream host always comes from the route, never from the request. Bodies stream both
+//! ways (hyper bodies are passed through, never collected); upstream connections are pooled
+//! per route, opened through [`Shared::open_upstream`] (deny list, DNS check of every address,
+//! upstream chaining) and TLS-verified against the WebPKI roots plus the route's `tls_ca`.
+//! Redirects are returned to the client, not followed.
+
+use std::sync::{Arc, Weak};
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use serde::Serialize;
+use zeroize::Zeroizing;
+
+use crate::audit::{AuditEvent, Decision, Mode};
+use crate::credential::{Credential, CredentialError};
+use crate::endpoint::{NormalPath, PathError};
+use crate::error::ProxyError;
+use crate::filter::Host;
+use crate::inject;
+use crate::respond::{self, Body};
+use crate::reverse_conn::{ConnectError, RouteConnector};
+use crate::route::{validate_routes, RouteConfig, RouteError};
+use crate::server::Shared;
+
+/// A route ready to serve.
+pub(crate) struct Route {
+    cfg: RouteConfig,
+    phantom: Zeroizing<String>,
+    credential: Arc<Credential>,
+    load_error: Option<String>,
+    host: Host,
+    base: NormalPath,
+    origin: String,
+    host_header: HeaderValue,
+    client: Client<RouteConnector, Incoming>,
+}
+
+/// One route whose credential was loaded (or failed to load, tolerated).
+struct LoadedRoute {
+    cfg: RouteConfig,
+    credential: Arc<Credential>,
+    load_error: Option<String>,
+    tls: Arc<rustls::ClientConfig>,
+}
+
+/// Routes whose credentials are loaded, before the connectors exist.
+pub(crate) struct PreparedRoutes {
+    routes: Vec<LoadedRoute>,
+}
+
+/// Every route, looked up by name.
+pub(crate) struct RouteTable {
+    routes: Vec<Route>,
+}
+
+/// What `nono proxy` prints for one route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RouteStatus {
+    /// Service name.
+    pub name: String,
+    /// Where clients send requests (`http://127.0.0.1:PORT/<name>`).
+    pub local_url: String,
+    /// Upstream base URL.
+    pub upstream: String,
+    /// Description of the credential source (never the secret).
+    pub source: String,
+    /// Whether the credential is loaded now.
+    pub loaded: bool,
+    /// Why it could not be loaded at start, if it could not.
+    pub error: Option<String>,
+    /// Endpoint rules as `METHOD /glob`; empty means every endpoint.
+    pub endpoint_rules: Vec<String>,
+}
+
+impl PreparedRoutes {
+    /// Validates the routes, loads every credential and builds TLS settings. A credential
+    /// that cannot be loaded fails start-up unless the route is optional or `tolerate` is set.
+    pub(crate) fn load(
+        configs: &[RouteConfig],
+        tolerate: bool,
+    ) -> Result<PreparedRoutes, ProxyError> {
+        validate_routes(configs).map_err(ProxyError::Route)?;
+        let mut routes = Vec::new();
+        for cfg in configs {
+            let tls = crate::reverse_conn::tls_config(cfg)?;
+            let cred = Arc::new(Credential::new(cfg.source.clone()));
+            let error = match cred.get() {
+                Ok(_) => None,
+                Err(e) if tolerate || cfg.optional => {
+                    tracing::warn!(
+                        "credential route `{}`: {} unavailable: {e}",
+                        cfg.name,
+                        cfg.source.describe()
+                    );
+                    Some(e.to_string())
+                }
+                Err(cause) => {
+                    return Err(ProxyError::Credential {
+                        route: cfg.name.clone(),
+                        from: cfg.source.describe(),
+                        cause,
+                    })
+                }
+            };
+            routes.push(LoadedRoute {
+                cfg: cfg.clone(),
+                credential: cred,
+                load_error: error,
+                tls,
+            });
+        }
+        Ok(PreparedRoutes { routes })
+    }
+
+    /// `host:port` allowlist entries admitting exactly the route upstreams.
+    pub(crate) fn gate_patterns(&self) -> Vec<String> {
+        self.routes
+            .iter()
+            .filter_map(|r| {
+                let c = &r.cfg;
+                let (h, p) = c.upstream_host_port()?;
+                Some(format!("{}:{p}", Host::parse(&h).ok()?))
+            })
+            .collect()
+    }
+
+    /// Builds the connectors and clients; `shared` is the proxy state they connect through.
+    pub(crate) fn into_table(self, shared: Weak<Shared>) -> Result<RouteTable, RouteError> {
+        let mut routes = Vec::new();
+        for LoadedRoute {
+            cfg,
+            credential,
+            load_error,
+            tls,
+        } in self.routes
+        {
+            let bad = |reason: &str| RouteError::Invalid {
+                route: cfg.name.clone(),
+                field: "upstream",
+                reason: reason.to_string(),
+            };
+            let (host_str, port) = cfg
+                .upstream_host_port()
+                .ok_or_else(|| bad("no host or port"))?;
+            let host = Host::parse(&host_str).map_err(|e| bad(&e.to_string()))?;
+            let base = NormalPath::parse(cfg.upstream.path()).map_err(|e| bad(&e.to_string()))?;
+            let authority = match cfg.upstream.port() {
+                Some(p) => format!("{host_str}:{p}"),
+                None => host_str.clone(),
+            };
+            let host_header =
+                HeaderValue::from_str(&authority).map_err(|_| bad("host is not header-safe"))?;
+            let origin = format!("{}://{authority}", cfg.upstream.scheme());
+            let tls = (cfg.upstream.scheme() == "https").then_some(tls);
+            let connector = RouteConnector::new(shared.clone(), host.clone(), port, tls, &host_str)
+                .map_err(|e| bad(&e))?;
+            let client = Client::builder(TokioExecutor::new())
+                .pool_timer(TokioTimer::new())
+                .timer(TokioTimer::new())
+                .build(connector);
+            routes.push(Route {
+                phantom: inject::generate_phantom(),
+                cfg,
+                credential,
+                load_error,
+                host,
+                base,
+                origin,
+                host_header,
+                client,
+            });
+        }
+        Ok(RouteTable { routes })
+    }
+}
+
+impl RouteTable {
+    /// No routes.
+    pub(crate) fn empty() -> RouteTable {
+        RouteTable { routes: Vec::new() }
+    }
+
+    fn get(&self, name: &str) -> Option<&Route> {
+        self.routes.iter().find(|r| r.cfg.name == name)
+    }
+
+    /// Whether `host` is some route's upstream host (any port).
+    pub(crate) fn is_route_host(&self, host: &Host) -> bool {
+        self.routes.iter().any(|r| self.same_host(&r.host, host))
+    }
+
+    /// `BASE_URL` and phantom variables for a client of the proxy at `base` (`http://h:p`).
+    pub(crate) fn env(&self, base: &str) -> Vec<(String, String)> {
+        let mut v = Vec::new();
+        for r in &self.routes {
+            if let Some(name) = &r.cfg.base_url_env {
+                v.push((name.clone(), format!("{base}/{}", r.cfg.name)));
+            }
+            if let Some(name) = &r.cfg.env_var {
+                v.push((name.clone(), r.phantom.to_string()));
+            }
+        }
+        v
+    }
+
+    /// Diagnostics for every route.
+    pub(crate) fn status(&self, base: &str) -> Vec<RouteStatus> {
+        self.routes
+            .iter()
+            .map(|r| RouteStatus {
+                name: r.cfg.name.clone(),
+                local_url: format!("{base}/{}", r.cfg.name),
+                upstream: r.cfg.upstream.to_string(),
+                source: r.cfg.source.describe(),
+                loaded: r.credential.is_loaded(),
+                error: r.load_error.clone(),
+                endpoint_rules: r
+                    .cfg
+                    .endpoint_rules
+                    .iter()
+                    .map(|e| format!("{} {}", e.method, e.path_glob))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// Whether a `NO_PROXY` entry (`host`, `host:port`, `.suffix`, `*.suffix`) would send a
+    /// route's upstream host around the proxy; such entries are dropped.
+    pub(crate) fn covers_no_proxy_entry(&self, entry: &str) -> bool {
+        let e = entry.trim();
+        let bare = match e.strip_prefix('[') {
+            Some(rest) => rest.split(']').next().unwrap_or(""),
+            None if e.matches(':').count() == 1 => e.split(':').next().unwrap_or(""),
+            None => e,
+        };
+        let suffix = bare.strip_prefix("*.").or_else(|| bare.strip_prefix('.'));
+        self.routes.iter().any(|r| match (&r.host, suffix) {
+            (Host::Name(n), Some(s)) => {
+                let s = s.to_ascii_lowercase();
+                *n == s || n.ends_with(&format!(".{s}"))
+            }
+            (h, None) => Host::parse(bare).is_ok_and(|b| self.same_host(&b, h)),
+            _ => false,
+        })
+    }
+
+    fn same_host(&self, a: &Host, b: &Host) -> bool {
+        canonical(a) == canonical(b)
+    }
+}
+
+/// A host with IP literals in canonical form (IPv4-mapped IPv6 as IPv4, ...).
+fn canonical(h: &Host) -> Host {
+    match h {
+        Host::Ip(ip) => Host::Ip(crate::deny::canonical_ip(*ip)),
+        Host::Name(n) => Host::Name(n.clone()),
+    }
+}
+
+fn path_reason(e: &PathError) -> &'static str {
+    match e {
+        PathError::EncodedSeparator => "path_encoded_separator",
+        PathError::EscapesRoot => "path_escapes_route",
+        PathError::NotUtf8 => "path_not_utf8",
+    }
+}
+
+/// Serves one origin-form request.
+pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
+    let method = req.method().as_str().to_string();
+    let raw_path = req.uri().path().to_string();
+    let info = Some((method.as_str(), raw_path.as_str()));
+    let after = raw_path.strip_prefix('/').unwrap_or(&raw_path);
+    let (name, rest) = match after.find('/') {
+        Some(i) => (&after[..i], &after[i..]),
+        None => (after, ""),
+    };
+    let table = shared.routes();
+    let Some(route) = table.get(name) else {
+        return shared.refuse(
+            Mode::Reverse,
+            name,
+            0,
+            info,
+            StatusCode::NOT_FOUND,
+            "unknown_service",
+        );
+    };
+    let rest = match NormalPath::parse(rest) {
+        Ok(p) => p,
+        Err(e) => {
+            return shared.refuse(
+                Mode::Reverse,
+                name,
+                0,
+                info,
+                StatusCode::BAD_REQUEST,
+                path_reason(&e),
+            )
+        }
+    };
+    let full = NormalPath::under(&route.base, &rest);
+    let mut path = full.encoded();
+    let mut query = req.uri().query().map(str::to_string);
+    let audit_path = path.clone();
+    let info = Some((method.as_str(), audit_path.as_str()));
+
+    if !inject::authenticate(
+        &route.cfg.inject,
+        &route.phantom,
+        shared.session_token(),
+        req.headers(),
+        &path,
+        query.as_deref(),
+    ) {
+        return shared.refuse(
+            Mode::Reverse,
+            name,
+            0,
+            info,
+            StatusCode::UNAUTHORIZED,
+            "phantom_token_required",
+        );
+    }
+    let rules = &route.cfg.endpoint_rules;
+    if !rules.is_empty() && !rules.iter().any(|r| r.matches(&method, &full)) {
+        return shared.refuse(
+            Mode::Reverse,
+            name,
+            0,
+            info,
+            StatusCode::FORBIDDEN,
+            crate::deny::DenyReason::EndpointRule.as_str(),
+        );
+    }
+    let cred = route.credential.clone();
+    let secret = match tokio::task::spawn_blocking(move || cred.get()).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => return unavailable(&shared, route, info, &e),
+        Err(_) => {
+            return shared.refuse(
+                Mode::Reverse,
+                name,
+                0,
+                info,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "credential_unavailable",
+            )
+        }
+    };
+
+    let (mut parts, body) = req.into_parts();
+    respond::strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::EXPECT);
+    if let Err(e) = inject::inject(
+        &route.cfg.inject,
+        &route.phantom,
+        &secret,
+        &mut parts.headers,
+        &mut path,
+        &mut query,
+    ) {
+        return shared.refuse(
+            Mode::Reverse,
+            name,
+            0,
+            info,
+            StatusCode::BAD_REQUEST,
+            e.as_str(),
+        );
+    }
+    drop(secret);
+    parts
+        .headers
+        .insert(header::HOST, route.host_header.clone());
+    let target = Zeroizing::new(match &query {
+        Some(q) => format!("{}{path}?{q}", route.origin),
+        None => format!("{}{path}", route.origin),
+    });
+    // The URI may hold the credential (query/path modes): it is never logged.
+    parts.uri = match target.parse::<Uri>() {
+        Ok(u) => u,
+        Err(_) => {
+            return shared.refuse(
+                Mode::Reverse,
+                name,
+                0,
+                info,
+                StatusCode::BAD_REQUEST,
+                "malformed_path",
+            )
+        }
+    };
+    parts.version = Version::HTTP_11;
+
+    let resp = match route.client.request(Request::from_parts(parts, body)).await {
+        Ok(r) => r,
+        Err(e) => return upstream_error(&shared, name, info, &e),
+    };
+    shared.audit.record(
+        AuditEvent::new(
+            Mode::Reverse,
+            Decision::Allow,
+            name,
+            0,
+            resp.status().as_u16(),
+        )
+        .with_request(&method, Some(&audit_path)),
+    );
+    let (mut parts, body) = resp.into_parts();
+    respond::strip_hop_by_hop(&mut parts.headers);
+    Response::from_parts(parts, body.boxed())
+}
+
+fn unavailable(
+    shared: &Shared,
+    route: &Route,
+    info: Option<(&str, &str)>,
+    e: &CredentialError,
+) -> Response<Body> {
+    tracing::warn!(
+        "credential route `{}`: {} unavailable: {e}",
+        route.cfg.name,
+        route.cfg.source.describe()
+    );
+    shared.refuse(
+        Mode::Reverse,
+        &route.cfg.name,
+        0,
+        info,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "credential_unavailable",
+    )
+}
+
+/// Maps a client error to the answer: the connector's refusal keeps its status and reason.
+fn upstream_error(
+    shared: &Shared,
+    name: &str,
+    info: Option<(&str, &str)>,
+    e: &hyper_util::client::legacy::Error,
+) -> Response<Body> {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(c) = cause {
+        if let Some(ce) = c.downcast_ref::<ConnectError>() {
+            return match ce {
+                // Already audited by the admission code.
+                ConnectError::Refused { status, reason } => respond::text(*status, reason),
+                ConnectError::Tls(err) => {
+                    tracing::warn!(
+                        "credential route `{name}`: TLS with the upstream failed: {err}"
+                    );
+                    shared.refuse(
+                        Mode::Reverse,
+                        name,
+                        0,
+                        info,
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_tls_failed",
+                    )
+                }
+                ConnectError::ShuttingDown => shared.refuse(
+                    Mode::Reverse,
+                    name,
+                    0,
+                    info,
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "shutting_down",
+                ),
+            };
+        }
+        cause = c.source();
+    }
+    tracing::debug!("credential route `{name}`: upstream request failed: {e}");
+    shared.refuse(
+        Mode::Reverse,
+        name,
+        0,
+        info,
+        StatusCode::BAD_GATEWAY,
+        "upstream_failed",
+    )
+}
