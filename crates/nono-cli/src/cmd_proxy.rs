@@ -10,9 +10,11 @@ use anyhow::{bail, Context};
 use clap::Args;
 use nono_proxy::dns::{Resolver, StaticResolver, SystemResolver};
 use nono_proxy::{AuthConfig, ProxyConfig, SessionToken};
+
 use zeroize::Zeroizing;
 
 use crate::exit::Failure;
+use crate::netflags::NetFlags;
 
 /// Flags of `nono proxy`.
 #[derive(Debug, Args)]
@@ -29,9 +31,9 @@ pub struct ProxyArgs {
     /// Use this secret instead of a random session token (also read from NONO_PROXY_PASS).
     #[arg(long, value_name = "SECRET", env = "NONO_PROXY_PASS", hide_env_values = true)]
     pub pass: Option<String>,
-    /// Allow this host pattern (repeatable): `host`, `*.suffix`, `host:port`, IP, `[v6]:port`.
-    #[arg(long = "allow-domain", value_name = "HOST")]
-    pub allow_domain: Vec<String>,
+    /// Policy: profile, network profile, allowed hosts, credentials, upstream proxy.
+    #[command(flatten)]
+    pub net: NetFlags,
     /// Maximum simultaneous client connections (0 = unlimited).
     #[arg(long, default_value_t = nono_proxy::config::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
     pub max_connections: usize,
@@ -88,19 +90,24 @@ fn build_config(args: &ProxyArgs) -> Result<ProxyConfig, Failure> {
     } else {
         AuthConfig::Token(SessionToken::generate())
     };
-    let mut config = ProxyConfig {
-        allowed_hosts: args.allow_domain.clone(),
+    let (policy_args, upstream_proxy_spec) = args.net.policy_args()?;
+    let env = nono_policy::Env::from_process().map_err(|e| Failure::usage(e.to_string()))?;
+    // Same resolution as `nono run`; filesystem settings are not used here.
+    let resolved = nono_policy::resolve(&policy_args, &env).map_err(|e| Failure::usage(e.to_string()))?;
+    let mut timeouts = nono_proxy::Timeouts::default();
+    timeouts.connect = secs("--connect-timeout", args.connect_timeout)?;
+    timeouts.header_read = secs("--header-timeout", args.header_timeout)?;
+    let opts = nono_policy::ProxyOptions {
         bind_addr: args.listen,
         bind_port: args.port,
-        max_connections: args.max_connections,
         auth,
+        max_connections: args.max_connections,
+        timeouts,
         resolver: resolver_from_pins(&args.resolve).map_err(|e| Failure::usage(e.to_string()))?,
-        ..ProxyConfig::default()
+        tolerate_unavailable_routes: true,
+        upstream_proxy_spec,
     };
-    config.timeouts.connect = secs("--connect-timeout", args.connect_timeout)?;
-    config.timeouts.header_read = secs("--header-timeout", args.header_timeout)?;
-    // Parse now so a bad pattern is a usage error, not a start-up failure.
-    nono_proxy::filter::HostFilter::new(&config.allowed_hosts).map_err(|e| Failure::usage(e.to_string()))?;
+    let config = nono_policy::proxy_config(&resolved.network, opts).map_err(|e| Failure::usage(e.to_string()))?;
     Ok(config)
 }
 
@@ -133,8 +140,17 @@ pub fn resolver_from_pins(pins: &[String]) -> anyhow::Result<Arc<dyn Resolver>> 
 
 async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
     let allowed = config.allowed_hosts.clone();
+    let upstream = config.upstream_proxy.clone();
+    let connect_timeout = config.timeouts.connect;
     let handle = nono_proxy::start(config).await?;
-    let env = handle.env_vars();
+    if let Some(u) = &upstream {
+        if let Err(e) = nono_proxy::upstream::check_reachable(u, connect_timeout).await {
+            tracing::warn!("{e}; requests will get 502 upstream_proxy_unreachable until it is reachable");
+        }
+    }
+    let routes = handle.routes_status();
+    let mut env = handle.env_vars();
+    env.extend(handle.route_env());
     let mut out = std::io::stdout().lock();
     if json {
         let env_map: serde_json::Map<String, serde_json::Value> =
@@ -145,6 +161,8 @@ async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
             "port": handle.port(),
             "token": handle.token().map(|t| t.expose().to_string()),
             "allowed_hosts": allowed,
+            "upstream_proxy": upstream.as_ref().map(|u| u.address()),
+            "routes": routes,
             "env": env_map,
         });
         writeln!(out, "{obj}")?;
@@ -159,6 +177,16 @@ async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
             writeln!(out, "  allowed hosts: any (except the always-denied list)")?;
         } else {
             writeln!(out, "  allowed hosts: {}", allowed.join(", "))?;
+        }
+        if let Some(u) = &upstream {
+            writeln!(out, "  upstream proxy: {}", u.address())?;
+        }
+        for r in &routes {
+            let state = if r.loaded { "loaded".to_string() } else { format!("UNAVAILABLE ({})", r.error.as_deref().unwrap_or("not loaded")) };
+            writeln!(out, "  route {}: {} -> {} [credential {}: {state}]", r.name, r.local_url, r.upstream, r.source)?;
+            if !r.endpoint_rules.is_empty() {
+                writeln!(out, "    endpoints: {}", r.endpoint_rules.join(", "))?;
+            }
         }
         writeln!(out, "\nPoint clients at it with:")?;
         for (k, v) in &env {

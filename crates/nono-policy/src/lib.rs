@@ -23,6 +23,8 @@
 //! - `resolve`: flags + profile → [`ResolvedPolicy`].
 //! - `resolve_network`: the network half of resolution (hosts, direct endpoints, credentials,
 //!   endpoint rules, upstream proxy, mode and the `--block-net` conflict).
+//! - `proxy_config`: [`proxy_config`], the one function that builds the proxy's
+//!   configuration for both `nono run` and `nono proxy`.
 //! - `commands`: what `nono profile ...` and `nono network-profile ...` print.
 //! - `error`: [`PolicyError`].
 #![forbid(unsafe_code)]
@@ -37,6 +39,7 @@ mod load;
 mod merge;
 mod network_policy;
 mod policy;
+mod proxy_config;
 mod raw;
 mod resolve;
 mod resolve_network;
@@ -56,6 +59,7 @@ pub use network_policy::{
     network_profile_show, network_profiles, Group, NamedGroup, NetworkPolicy, NetworkProfileDef,
     NetworkProfileDetail, NetworkProfileSummary,
 };
+pub use proxy_config::{proxy_config, ProxyOptions, ProxySetupError};
 pub use policy::{
     DirectEndpoint, NetworkMode, PolicyArgs, ResolvedFs, ResolvedNetwork, ResolvedPolicy, Security,
     Wsl2ProxyPolicy,

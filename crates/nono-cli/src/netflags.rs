@@ -1,0 +1,66 @@
+//! The network and profile flags `nono run` and `nono proxy` share, turned into the
+//! policy crate's [`PolicyArgs`] so both commands resolve through the same code.
+
+use clap::Args;
+use nono_policy::PolicyArgs;
+use zeroize::Zeroizing;
+
+use crate::exit::Failure;
+
+/// Flags shared by `nono run` and `nono proxy`.
+#[derive(Debug, Args, Default)]
+pub struct NetFlags {
+    /// Profile name (user or built-in) or path to a profile JSON file.
+    #[arg(long, value_name = "NAME|FILE")]
+    pub profile: Option<String>,
+    /// Network profile from network-policy.json (overrides the profile's).
+    #[arg(long, value_name = "NAME")]
+    pub network_profile: Option<String>,
+    /// Allow a host (repeatable): `host`, `*.suffix`, `host:port`, IP, `[v6]:port`.
+    #[arg(long = "allow-domain", value_name = "HOST")]
+    pub allow_domain: Vec<String>,
+    /// Inject this credential service (repeatable): openai, anthropic, gemini, github, gitlab,
+    /// or a profile's custom credential.
+    #[arg(long = "credential", value_name = "SERVICE")]
+    pub credential: Vec<String>,
+    /// Restrict a credential route (repeatable): `SERVICE:METHOD:/path/glob`.
+    #[arg(long = "allow-endpoint", value_name = "RULE")]
+    pub allow_endpoint: Vec<String>,
+    /// Chain through a corporate proxy: `HOST:PORT` or `http://user:pass@HOST:PORT`.
+    #[arg(long, value_name = "PROXY", env = "NONO_UPSTREAM_PROXY", hide_env_values = true)]
+    pub upstream_proxy: Option<String>,
+    /// Reach this host directly instead of through the upstream proxy (repeatable):
+    /// exact host or `*.suffix`. Also NONO_UPSTREAM_BYPASS (comma-separated).
+    #[arg(long = "upstream-bypass", value_name = "PATTERN")]
+    pub upstream_bypass: Vec<String>,
+}
+
+impl NetFlags {
+    /// The policy arguments, plus the upstream proxy spec as given (it may hold a password,
+    /// which stays out of the policy value and reaches only the proxy configuration).
+    pub fn policy_args(&self) -> Result<(PolicyArgs, Option<Zeroizing<String>>), Failure> {
+        let mut bypass = self.upstream_bypass.clone();
+        if let Ok(list) = std::env::var("NONO_UPSTREAM_BYPASS") {
+            bypass.extend(nono_proxy::upstream::split_bypass_list(&list));
+        }
+        let (upstream_host, spec) = match self.upstream_proxy.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+            None => (None, None),
+            Some(s) => {
+                let parsed = nono_proxy::UpstreamProxyConfig::parse::<&str>(s, &[])
+                    .map_err(|e| Failure::usage(format!("--upstream-proxy: {e}")))?;
+                (Some(parsed.address()), Some(Zeroizing::new(s.to_string())))
+            }
+        };
+        let args = PolicyArgs {
+            profile: self.profile.clone(),
+            network_profile: self.network_profile.clone(),
+            allow_domain: self.allow_domain.clone(),
+            credential: self.credential.clone(),
+            allow_endpoint: self.allow_endpoint.clone(),
+            upstream_proxy: upstream_host,
+            upstream_bypass: bypass,
+            ..PolicyArgs::default()
+        };
+        Ok((args, spec))
+    }
+}
