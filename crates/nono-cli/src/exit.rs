@@ -16,10 +16,6 @@ pub const EXIT_USAGE: i32 = 2;
 pub const EXIT_FAILURE: i32 = 1;
 /// `nono run`: nono's own failure.
 pub const EXIT_NONO_FAILED: i32 = 125;
-/// `nono run`: command not executable.
-pub const EXIT_CANNOT_EXEC: i32 = 126;
-/// `nono run`: command not found.
-pub const EXIT_NOT_FOUND: i32 = 127;
 
 /// An error with the exit code it maps to.
 #[derive(Debug)]

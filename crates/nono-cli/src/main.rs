@@ -7,6 +7,7 @@
 mod cmd_credential;
 mod cmd_profile;
 mod cmd_proxy;
+mod cmd_run;
 mod exit;
 mod limits;
 mod logging;
@@ -24,6 +25,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Run a command confined by the kernel, its network filtered by an in-process proxy.
+    Run(cmd_run::RunArgs),
     /// Run the filtering proxy standalone (for containers, VMs, pods).
     Proxy(cmd_proxy::ProxyArgs),
     /// Store or delete a credential in the OS keyring (service "nono").
@@ -37,8 +40,27 @@ enum Command {
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // `nono run` must not exit with codes its child could also produce: its own failures,
+    // usage errors included, are 125.
+    let is_run = std::env::args_os().nth(1).is_some_and(|a| a == "run");
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            let code = if !e.use_stderr() { 0 } else if is_run { exit::EXIT_NONO_FAILED } else { exit::EXIT_USAGE };
+            std::process::exit(code);
+        }
+    };
     let result = match cli.command {
+        Command::Run(a) => match cmd_run::run(a) {
+            Ok(code) => std::process::exit(code),
+            Err(mut f) => {
+                if f.code == exit::EXIT_USAGE {
+                    f.code = exit::EXIT_NONO_FAILED;
+                }
+                Err(f)
+            }
+        },
         Command::Proxy(a) => cmd_proxy::run(a),
         Command::Credential(a) => cmd_credential::run(a),
         Command::Profile(c) => cmd_profile::run_profile(c),

@@ -25,6 +25,7 @@
 //!   endpoint rules, upstream proxy, mode and the `--block-net` conflict).
 //! - `proxy_config`: [`proxy_config`], the one function that builds the proxy's
 //!   configuration for both `nono run` and `nono proxy`.
+//! - `sandbox_config`: [`sandbox_policy`], the paths and ports the confined child gets.
 //! - `commands`: what `nono profile ...` and `nono network-profile ...` print.
 //! - `error`: [`PolicyError`].
 #![forbid(unsafe_code)]
@@ -43,6 +44,7 @@ mod proxy_config;
 mod raw;
 mod resolve;
 mod resolve_network;
+mod sandbox_config;
 #[cfg(test)]
 mod test_support;
 mod vars;
@@ -59,6 +61,7 @@ pub use network_policy::{
     network_profile_show, network_profiles, Group, NamedGroup, NetworkPolicy, NetworkProfileDef,
     NetworkProfileDetail, NetworkProfileSummary,
 };
+pub use sandbox_config::sandbox_policy;
 pub use proxy_config::{proxy_config, ProxyOptions, ProxySetupError};
 pub use policy::{
     DirectEndpoint, NetworkMode, PolicyArgs, ResolvedFs, ResolvedNetwork, ResolvedPolicy, Security,

@@ -45,6 +45,24 @@ pub fn client_env(proxy_url: &str, token: Option<&str>, no_proxy: &str) -> Vec<(
     v
 }
 
+/// Names of proxy variables a child must not inherit from the parent (any case).
+const PROXY_VARS: [&str; 5] = ["http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy"];
+
+/// The child's environment: the parent's, without its proxy variables and without any
+/// variable `add` sets, followed by `add`.
+pub fn child_env(parent: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>, add: &[(String, String)]) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+    let mut out: Vec<(std::ffi::OsString, std::ffi::OsString)> = parent
+        .into_iter()
+        .filter(|(k, _)| {
+            let name = k.to_string_lossy();
+            let lower = name.to_ascii_lowercase();
+            !PROXY_VARS.contains(&lower.as_str()) && !add.iter().any(|(a, _)| a.as_str() == name)
+        })
+        .collect();
+    out.extend(add.iter().map(|(k, v)| (k.into(), v.into())));
+    out
+}
+
 /// The proxy URL clients use, with credentials when auth is on.
 pub fn proxy_url(host: &str, port: u16, token: Option<&str>) -> String {
     match token {
@@ -61,6 +79,22 @@ mod tests {
     fn no_proxy_strips_ports_and_handles_ipv6() {
         let v = no_proxy_value(&["nats.internal:4222".into(), "[fd00::5]:8080".into(), "NATS.internal:1".into(), "10.0.0.1".into()]);
         assert_eq!(v, "localhost,127.0.0.1,::1,nats.internal,fd00::5,10.0.0.1");
+    }
+
+    #[test]
+    fn child_env_replaces_proxy_vars_and_real_keys() {
+        let parent = vec![
+            ("PATH".into(), "/bin".into()),
+            ("Http_Proxy".into(), "http://corp:3128".into()),
+            ("OPENAI_API_KEY".into(), "sk-real".into()),
+        ];
+        let add = vec![("OPENAI_API_KEY".to_string(), "phantom".to_string()), ("HTTP_PROXY".to_string(), "http://p".to_string())];
+        let env = child_env(parent, &add);
+        let s: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into())).collect();
+        assert!(s.contains(&("PATH".into(), "/bin".into())));
+        assert!(!s.iter().any(|(k, _)| k == "Http_Proxy"));
+        assert!(!s.iter().any(|(_, v)| v == "sk-real"));
+        assert!(s.contains(&("OPENAI_API_KEY".into(), "phantom".into())));
     }
 
     #[test]

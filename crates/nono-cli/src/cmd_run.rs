@@ -1,0 +1,220 @@
+//! `nono run`: start the proxy in-process, fork the command confined by the kernel, wait.
+//!
+//! Order matters: everything (policy, listener, proxy state, credentials, child environment,
+//! Landlock ruleset, seccomp program) is prepared while the process is still single-threaded;
+//! the proxy runs on a current-thread runtime, so forking after it is set up is safe. Only
+//! after the fork do helper threads appear (the child's waiter, DNS lookups).
+
+use std::ffi::OsString;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use nono_policy::{NetworkMode, PolicyArgs, ResolvedPolicy};
+use nono_proxy::{AuthConfig, SessionToken};
+use nono_sandbox::{ExecSpec, NetPolicy};
+
+use crate::exit::{Failure, EXIT_NONO_FAILED};
+use crate::netflags::NetFlags;
+
+/// Flags of `nono run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// Grant read-write access to the current directory.
+    #[arg(long)]
+    pub allow_cwd: bool,
+    /// Grant read-write access to a path (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub allow: Vec<PathBuf>,
+    /// Grant read-only access to a path (repeatable).
+    #[arg(long, value_name = "PATH")]
+    pub read: Vec<PathBuf>,
+    /// No network at all, except --open-port / --listen-port on localhost.
+    #[arg(long)]
+    pub block_net: bool,
+    /// Port for the in-process proxy (default: chosen by the OS).
+    #[arg(long, value_name = "N")]
+    pub proxy_port: Option<u16>,
+    /// Allow TCP connect and bind on this port (repeatable), e.g. IPC between two sandboxes.
+    #[arg(long, value_name = "N")]
+    pub open_port: Vec<u16>,
+    /// Allow binding (listening on) this port (repeatable).
+    #[arg(long, value_name = "N")]
+    pub listen_port: Vec<u16>,
+    /// Network policy flags shared with `nono proxy`.
+    #[command(flatten)]
+    pub net: NetFlags,
+    /// Show each proxy decision (-v) and debug logs (-vv).
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Print nothing about what is enforced; only errors.
+    #[arg(short, long, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// The command and its arguments.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    pub command: Vec<OsString>,
+}
+
+/// Runs the command; returns the exit code nono should exit with.
+pub fn run(args: RunArgs) -> Result<i32, Failure> {
+    crate::logging::init(args.verbose, args.quiet, "warn,nono::audit=error");
+    let nono_err = |e: anyhow::Error| Failure::with_code(EXIT_NONO_FAILED, e);
+    let resolved = resolve(&args)?;
+
+    // The proxy is prepared first so the child's environment can carry its port and token.
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+        .map_err(nono_err)?;
+    let proxy = match resolved.network.mode {
+        NetworkMode::Proxy => Some(rt.block_on(start_proxy(&args, &resolved))?),
+        _ => None,
+    };
+    let mut add_env: Vec<(String, String)> = Vec::new();
+    if let Some(p) = &proxy {
+        add_env.extend(p.env_vars());
+        add_env.extend(p.route_env());
+    }
+    let child_env = nono_proxy::env::child_env(std::env::vars_os(), &add_env);
+
+    let sandbox_policy = nono_policy::sandbox_policy(&resolved, proxy.as_ref().map(|p| p.port()));
+    let prepared = nono_sandbox::prepare(&sandbox_policy).map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))?;
+    let path_var = child_env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+    let program = nono_sandbox::resolve_program(&args.command[0], path_var.as_deref())
+        .map_err(|e| Failure::with_code(e.exec_exit_code().unwrap_or(EXIT_NONO_FAILED), e))?;
+    if !args.quiet {
+        print_summary(&resolved, &sandbox_policy, prepared.report(), proxy.as_ref());
+    }
+    for w in &prepared.report().warnings {
+        eprintln!("nono: WARNING: {w}");
+    }
+    let spec = ExecSpec { program, argv: args.command.clone(), env: child_env };
+    let mut child = nono_sandbox::spawn(&prepared, &spec).map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))?;
+    drop(prepared);
+    child.release().map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))?;
+    if let Err(e) = child.wait_for_exec() {
+        return Err(Failure::with_code(e.exec_exit_code().unwrap_or(EXIT_NONO_FAILED), e));
+    }
+    let pid = child.pid();
+    let code = rt.block_on(supervise(child, pid)).map_err(nono_err)?;
+    // Open tunnels die with us; the child is gone, so there is nobody left to serve.
+    drop(proxy);
+    rt.shutdown_background();
+    Ok(code)
+}
+
+fn resolve(args: &RunArgs) -> Result<ResolvedPolicy, Failure> {
+    let (mut pargs, _spec): (PolicyArgs, _) = args.net.policy_args()?;
+    pargs.block_net = args.block_net;
+    pargs.allow = args.allow.clone();
+    pargs.read = args.read.clone();
+    pargs.allow_cwd = args.allow_cwd;
+    pargs.open_port = args.open_port.clone();
+    pargs.listen_port = args.listen_port.clone();
+    let env = nono_policy::Env::from_process().map_err(|e| Failure::usage(e.to_string()))?;
+    nono_policy::resolve(&pargs, &env).map_err(|e| Failure::usage(e.to_string()))
+}
+
+async fn start_proxy(args: &RunArgs, resolved: &ResolvedPolicy) -> Result<nono_proxy::ProxyHandle, Failure> {
+    let (_, upstream_proxy_spec) = args.net.policy_args()?;
+    let opts = nono_policy::ProxyOptions {
+        bind_addr: Ipv4Addr::LOCALHOST.into(),
+        bind_port: args.proxy_port.unwrap_or(0),
+        auth: AuthConfig::Token(SessionToken::generate()),
+        max_connections: nono_proxy::config::DEFAULT_MAX_CONNECTIONS,
+        timeouts: nono_proxy::Timeouts::default(),
+        resolver: std::sync::Arc::new(nono_proxy::dns::SystemResolver),
+        tolerate_unavailable_routes: false,
+        upstream_proxy_spec,
+    };
+    let config = nono_policy::proxy_config(&resolved.network, opts).map_err(|e| Failure::usage(e.to_string()))?;
+    let addr = SocketAddr::new(config.bind_addr, config.bind_port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for the proxy"))
+        .map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))?;
+    nono_proxy::start_with_listener(listener, config).map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))
+}
+
+/// Waits for the child while the proxy serves; forwards SIGTERM and SIGHUP, ignores the
+/// terminal's SIGINT/SIGQUIT (they reach the child directly, it shares our process group).
+async fn supervise(mut child: nono_sandbox::SandboxedChild, pid: i32) -> anyhow::Result<i32> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (tx, mut rx) = tokio::sync::oneshot::channel();
+    std::thread::Builder::new()
+        .name("nono-wait".into())
+        .spawn(move || {
+            let _ = tx.send(child.wait());
+        })
+        .context("starting the child waiter")?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut quit = signal(SignalKind::quit())?;
+    loop {
+        tokio::select! {
+            r = &mut rx => {
+                let exit = r.context("child waiter vanished")??;
+                return Ok(exit.shell_status());
+            }
+            _ = term.recv() => forward(pid, nix::sys::signal::Signal::SIGTERM),
+            _ = hup.recv() => forward(pid, nix::sys::signal::Signal::SIGHUP),
+            _ = int.recv() => {}
+            _ = quit.recv() => {}
+        }
+    }
+}
+
+fn forward(pid: i32, sig: nix::sys::signal::Signal) {
+    // The waiter thread holds the child until it is reaped, so the pid cannot be reused yet.
+    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig);
+}
+
+fn print_summary(
+    p: &ResolvedPolicy,
+    sp: &nono_sandbox::SandboxPolicy,
+    report: &nono_sandbox::EnforcementReport,
+    proxy: Option<&nono_proxy::ProxyHandle>,
+) {
+    let net = match (&sp.net, proxy) {
+        (NetPolicy::ProxyOnly { connect_ports, bind_ports, allow_udp, .. }, Some(h)) => {
+            let hosts = if p.network.allowed_hosts.is_empty() { "any host".to_string() } else { format!("{} allowed hosts", p.network.allowed_hosts.len()) };
+            let mut s = format!("proxy on 127.0.0.1:{} ({hosts}", h.port());
+            if let Some(np) = &p.network.network_profile {
+                s.push_str(&format!(", network profile {np}"));
+            }
+            if !p.network.credentials.is_empty() {
+                s.push_str(&format!(", credentials: {}", p.network.credentials.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")));
+            }
+            s.push(')');
+            if !connect_ports.is_empty() {
+                s.push_str(&format!("; direct TCP ports {connect_ports:?}"));
+            }
+            if !bind_ports.is_empty() {
+                s.push_str(&format!("; listen ports {bind_ports:?}"));
+            }
+            if *allow_udp {
+                eprintln!("nono: note: UDP stays open (direct host:port entries need DNS); UDP is not filtered");
+            }
+            s
+        }
+        (NetPolicy::Blocked { connect_ports, bind_ports }, _) => {
+            let mut s = "blocked".to_string();
+            if !connect_ports.is_empty() || !bind_ports.is_empty() {
+                s.push_str(&format!(" (localhost ports: connect {connect_ports:?}, listen {bind_ports:?})"));
+            }
+            s
+        }
+        _ => "unrestricted".to_string(),
+    };
+    let rw = p.filesystem.allow.len();
+    let ro = p.filesystem.read.len();
+    let profile = p.profile.as_ref().map(|i| format!("profile {}, ", i.name)).unwrap_or_default();
+    eprintln!(
+        "nono: {profile}network {net}; filesystem: {rw} read-write and {ro} read-only paths plus system paths; Landlock ABI {}, seccomp {}",
+        report.landlock_abi,
+        if report.seccomp.is_full() { "on" } else { "PARTIAL" }
+    );
+}
