@@ -16,12 +16,14 @@ mod listen;
 mod netns;
 mod origin;
 mod proxy;
+mod tinyproxy;
 mod tls;
 
 pub use echo::EchoServer;
 pub use netns::NetNs;
 pub use origin::{HttpOrigin, RecordedRequest};
 pub use proxy::{connect_tunnel, raw_request, ProxyProcess};
+pub use tinyproxy::{Tinyproxy, TINYPROXY_HINT};
 pub use tls::{tls_roundtrip, TestCa};
 
 use std::io::Read;

@@ -77,7 +77,15 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         add_env.extend(p.env_vars());
         add_env.extend(p.route_env());
     }
-    let child_env = nono_proxy::env::child_env(std::env::vars_os(), &add_env);
+    // A credential read from `env://VAR` must not reach the child under its own name either.
+    let secret_vars: Vec<&str> = resolved
+        .network
+        .credentials
+        .iter()
+        .filter_map(|c| c.credential_key.strip_prefix("env://"))
+        .collect();
+    let parent_env = std::env::vars_os().filter(|(k, _)| !secret_vars.iter().any(|s| k.as_os_str() == *s));
+    let child_env = nono_proxy::env::child_env(parent_env, &add_env);
 
     let sandbox_policy = nono_policy::sandbox_policy(&resolved, proxy.as_ref().map(|p| p.port()));
     let prepared = nono_sandbox::prepare(&sandbox_policy).map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))?;

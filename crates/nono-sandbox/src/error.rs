@@ -19,6 +19,8 @@ pub enum ChildStage {
     Landlock,
     /// Loading the seccomp filter.
     Seccomp,
+    /// Dropping every capability (bounding, ambient, permitted, effective, inheritable).
+    Capabilities,
     /// An unknown stage code (should not happen).
     Unknown,
 }
@@ -32,6 +34,7 @@ impl ChildStage {
             ChildStage::NoNewPrivs => 4,
             ChildStage::Landlock => 5,
             ChildStage::Seccomp => 6,
+            ChildStage::Capabilities => 7,
             ChildStage::Unknown => 0,
         }
     }
@@ -44,6 +47,7 @@ impl ChildStage {
             4 => ChildStage::NoNewPrivs,
             5 => ChildStage::Landlock,
             6 => ChildStage::Seccomp,
+            7 => ChildStage::Capabilities,
             _ => ChildStage::Unknown,
         }
     }
@@ -58,6 +62,7 @@ impl std::fmt::Display for ChildStage {
             ChildStage::NoNewPrivs => "set no_new_privs",
             ChildStage::Landlock => "apply the Landlock ruleset",
             ChildStage::Seccomp => "load the seccomp filter",
+            ChildStage::Capabilities => "drop capabilities",
             ChildStage::Unknown => "prepare for exec",
         })
     }

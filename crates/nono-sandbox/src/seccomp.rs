@@ -26,6 +26,9 @@ pub const IPPROTO_TCP: u64 = 6;
 pub const IPPROTO_UDP: u64 = 17;
 /// `NETLINK_ROUTE`.
 pub const NETLINK_ROUTE: u64 = 0;
+/// `MSG_FASTOPEN`: a TCP Fast Open connect carried by `sendto`/`sendmsg`, which the kernel
+/// performs without the `socket_connect` LSM hook, so Landlock's port rules never see it.
+pub const MSG_FASTOPEN: u64 = 0x2000_0000;
 /// `TIOCSTI`: push a byte into the terminal's input queue (typing into the parent shell).
 pub const TIOCSTI: u64 = 0x5412;
 /// `TIOCLINUX`: virtual-console multiplexer, which can also paste into the console's input.
@@ -81,6 +84,9 @@ pub enum Syscall {
     Personality,
     Socket,
     Socketpair,
+    Sendto,
+    Sendmsg,
+    Sendmmsg,
 }
 
 /// The errno a denied call returns.
@@ -158,7 +164,7 @@ pub enum SocketFilter {
     /// No socket filtering (unrestricted network).
     Unfiltered,
     /// `AF_UNIX`, `AF_NETLINK`/`NETLINK_ROUTE`, TCP over IPv4/IPv6, and UDP when `allow_udp`;
-    /// Landlock then limits TCP ports.
+    /// Landlock then limits TCP ports (TCP Fast Open, which would bypass it, is refused).
     TcpOnly {
         /// Keep `SOCK_DGRAM` over IPv4/IPv6.
         allow_udp: bool,
@@ -263,6 +269,23 @@ pub fn seccomp_rules(sockets: SocketFilter) -> Vec<SyscallRule> {
             DenyErrno::Eperm,
             vec![vec![arg(0, ArgCmp::Ne(AF_UNIX))]],
         ));
+        // The flags argument: sendto(fd, buf, len, flags, ..), sendmsg(fd, msg, flags),
+        // sendmmsg(fd, vec, vlen, flags).
+        for (syscall, index) in [
+            (Syscall::Sendto, 3),
+            (Syscall::Sendmsg, 2),
+            (Syscall::Sendmmsg, 3),
+        ] {
+            let fast_open = ArgCmp::MaskedEq {
+                mask: MSG_FASTOPEN,
+                value: MSG_FASTOPEN,
+            };
+            rules.push(deny(
+                syscall,
+                DenyErrno::Eperm,
+                vec![vec![arg(index, fast_open)]],
+            ));
+        }
     }
     rules
 }
@@ -464,6 +487,29 @@ mod tests {
         assert!(denied(&rules, Syscall::Personality, [0xffff_ffff, 0, 0, 0, 0, 0]).is_none());
         // ADDR_NO_RANDOMIZE.
         assert!(denied(&rules, Syscall::Personality, [0x0004_0000, 0, 0, 0, 0, 0]).is_some());
+    }
+
+    /// Regression: `bug_tcp_fast_open_bypasses_landlock_connect_rules` (tests/run.rs).
+    #[test]
+    fn tcp_fast_open_is_denied_whenever_sockets_are_filtered() {
+        const MSG_DONTWAIT: u64 = 0x40;
+        for sockets in [
+            SocketFilter::TcpOnly { allow_udp: true },
+            SocketFilter::TcpOnly { allow_udp: false },
+            SocketFilter::NoInet,
+        ] {
+            let rules = seccomp_rules(sockets);
+            let flags = MSG_FASTOPEN | MSG_DONTWAIT;
+            assert!(denied(&rules, Syscall::Sendto, [3, 0, 5, flags, 0, 16]).is_some());
+            assert!(denied(&rules, Syscall::Sendmsg, [3, 0, flags, 0, 0, 0]).is_some());
+            assert!(denied(&rules, Syscall::Sendmmsg, [3, 0, 1, flags, 0, 0]).is_some());
+            // Ordinary sends stay allowed.
+            assert!(denied(&rules, Syscall::Sendto, [3, 0, 5, MSG_DONTWAIT, 0, 0]).is_none());
+            assert!(denied(&rules, Syscall::Sendmsg, [3, 0, 0, 0, 0, 0]).is_none());
+            assert!(denied(&rules, Syscall::Sendmmsg, [3, 0, 1, 0, 0, 0]).is_none());
+        }
+        let open = seccomp_rules(SocketFilter::Unfiltered);
+        assert!(denied(&open, Syscall::Sendto, [3, 0, 5, MSG_FASTOPEN, 0, 16]).is_none());
     }
 
     #[test]

@@ -16,6 +16,25 @@ use crate::PreparedSandbox;
 
 /// Status the child exits with when it fails before exec (like `env` and `nice`).
 const SETUP_FAILED: libc::c_int = 125;
+/// `_LINUX_CAPABILITY_VERSION_3`: 64-bit capability sets in two 32-bit words.
+const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
+
+/// `struct __user_cap_header_struct`.
+#[repr(C)]
+struct CapHeader {
+    version: u32,
+    pid: libc::c_int,
+}
+
+/// `struct __user_cap_data_struct`; all zero = no capability at all.
+#[repr(C)]
+#[derive(Clone, Copy, Default)]
+struct CapData {
+    effective: u32,
+    permitted: u32,
+    inheritable: u32,
+}
+
 /// Stage code the child writes when `execve` itself fails.
 const STAGE_EXEC: u32 = 100;
 /// A child report: stage code then errno, native endian.
@@ -254,6 +273,27 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
 
         if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
             fail(fd, ChildStage::NoNewPrivs.code());
+        }
+        // A child running as root keeps no capability: with them it could read the
+        // supervisor's /proc entries (environ, maps) despite Landlock's ptrace scoping.
+        // Dropping from the bounding set needs CAP_SETPCAP; without it there is nothing to
+        // drop, so EPERM is fine. EINVAL ends the loop past the last capability.
+        for cap in 0..64 {
+            if libc::prctl(libc::PR_CAPBSET_DROP, cap, 0, 0, 0) != 0
+                && *libc::__errno_location() == libc::EINVAL
+            {
+                break;
+            }
+        }
+        if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0
+            && *libc::__errno_location() != libc::EINVAL
+        {
+            fail(fd, ChildStage::Capabilities.code());
+        }
+        let header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+        let data = [CapData::default(); 2];
+        if libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) != 0 {
+            fail(fd, ChildStage::Capabilities.code());
         }
         if libc::syscall(libc::SYS_landlock_restrict_self, ctx.ruleset, 0u32) != 0 {
             fail(fd, ChildStage::Landlock.code());

@@ -48,6 +48,9 @@ fn number(syscall: Syscall) -> i64 {
         Syscall::Personality => libc::SYS_personality,
         Syscall::Socket => libc::SYS_socket,
         Syscall::Socketpair => libc::SYS_socketpair,
+        Syscall::Sendto => libc::SYS_sendto,
+        Syscall::Sendmsg => libc::SYS_sendmsg,
+        Syscall::Sendmmsg => libc::SYS_sendmmsg,
     }
 }
 
@@ -202,6 +205,7 @@ mod tests {
         assert_eq!(s::IPPROTO_TCP, libc::IPPROTO_TCP as u64);
         assert_eq!(s::IPPROTO_UDP, libc::IPPROTO_UDP as u64);
         assert_eq!(s::TIOCSTI, libc::TIOCSTI);
+        assert_eq!(s::MSG_FASTOPEN, libc::MSG_FASTOPEN as u64);
         assert_eq!(s::TIOCLINUX, libc::TIOCLINUX);
         for &(name, flag) in s::CLONE_NEW_FLAGS {
             let expected = match name {

@@ -1,0 +1,1341 @@
+mod support;
+
+// End-to-end tests of `nono run`: the real binary confines a real child (Python, curl, sh)
+// that tries to get out, against servers these tests start on loopback or in network
+// namespaces they create.
+//
+// Every denied probe asserts the specific errno or exit code, and has a positive control
+// (the same probe outside the sandbox, or under a policy that allows it) so no test passes
+// because the probe itself is broken. Tests named `bug_*` pin escapes that work today; see
+// the comment on each.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, Read};
+use std::net::{TcpListener, UdpSocket};
+use std::os::unix::fs::PermissionsExt;
+use std::process::{Child, ChildStdout, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use support::*;
+
+/// No test may take longer than this; a hung `nono run` is killed and reported.
+const T: Duration = Duration::from_secs(20);
+/// The in-sandbox client; system paths are granted read-only, so it can run.
+const PY: &str = "/usr/bin/python3";
+
+/// Python helpers every probe script starts with: `probe(name, f)` prints
+/// `PROBE name OK` or `PROBE name ERRNO_NAME`; `chk` turns a libc `-1` into `OSError`.
+const PRELUDE: &str = r#"
+import os, sys, socket, errno, ctypes, platform, base64
+libc = ctypes.CDLL(None, use_errno=True)
+def chk(r):
+    if r == -1:
+        e = ctypes.get_errno()
+        raise OSError(e, os.strerror(e))
+    return r
+def probe(name, f):
+    try:
+        f()
+        r = "OK"
+    except OSError as e:
+        r = errno.errorcode.get(e.errno, str(e.errno))
+    print("PROBE", name, r, flush=True)
+NR_KEYCTL = {"x86_64": 250, "aarch64": 219}[platform.machine()]
+NR_IO_URING_SETUP = 425
+def connect(host, port):
+    s = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    s.settimeout(5)
+    try:
+        s.connect((host, port))
+    finally:
+        s.close()
+def bind(port):
+    s = socket.socket()
+    try:
+        s.bind(("127.0.0.1", port))
+    finally:
+        s.close()
+def sock(family, ty, proto):
+    socket.socket(family, ty, proto).close()
+def proxy_port():
+    return int(os.environ["HTTP_PROXY"].rsplit(":", 1)[1])
+"#;
+
+/// Output of one process run.
+struct Out {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Out {
+    /// The result `probe(name, ...)` printed; panics with the whole output if it printed none.
+    fn probe(&self, name: &str) -> &str {
+        let prefix = format!("PROBE {name} ");
+        self.stdout
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .unwrap_or_else(|| panic!("probe {name} did not run\n{}", self.dump()))
+    }
+
+    /// Every probe result, by name.
+    fn probes(&self) -> HashMap<String, String> {
+        self.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix("PROBE "))
+            .filter_map(|l| l.split_once(' '))
+            .map(|(n, r)| (n.to_string(), r.to_string()))
+            .collect()
+    }
+
+    fn dump(&self) -> String {
+        format!(
+            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
+            self.code, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs `cmd` (stdin closed) to completion, killing it after [`T`].
+fn run(mut cmd: Command) -> Out {
+    use std::os::unix::process::ExitStatusExt;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stdout = drain(child.stdout.take().expect("stdout"));
+    let stderr = drain(child.stderr.take().expect("stderr"));
+    let deadline = Instant::now() + T;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("try_wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} still running after {T:?}\n--- stderr\n{}",
+                stderr.join().expect("stderr")
+            );
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Out {
+        code: status
+            .code()
+            .or_else(|| status.signal().map(|s| 128 + s))
+            .unwrap_or(-1),
+        stdout: stdout.join().expect("stdout"),
+        stderr: stderr.join().expect("stderr"),
+    }
+}
+
+fn drain(mut r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
+    thread::spawn(move || {
+        let mut buf = Vec::new();
+        let _ = r.read_to_end(&mut buf);
+        String::from_utf8_lossy(&buf).into_owned()
+    })
+}
+
+/// `nono run FLAGS -- CMD...` with extra environment variables.
+fn nono_cmd(flags: &[&str], cmd: &[&str], env: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(nono_bin());
+    c.arg("run").args(flags).arg("--").args(cmd);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c
+}
+
+fn nono(flags: &[&str], cmd: &[&str]) -> Out {
+    run(nono_cmd(flags, cmd, &[]))
+}
+
+/// The prelude plus `body`, as one `python3 -c` script.
+fn script(body: &str) -> String {
+    format!("{PRELUDE}\n{body}")
+}
+
+/// Runs the probe script `body` with Python inside `nono run FLAGS`.
+fn sandboxed_py(flags: &[&str], body: &str) -> Out {
+    let s = script(body);
+    nono(flags, &[PY, "-c", &s])
+}
+
+/// Runs the probe script `body` with Python outside any sandbox (the positive control).
+fn outside_py(body: &str) -> Out {
+    let mut c = Command::new(PY);
+    c.arg("-c").arg(script(body));
+    run(c)
+}
+
+/// Borrows each string, for building argument lists.
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// A port nothing listens on right now (bound to `127.0.0.1:0`, then released).
+fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+    l.local_addr().expect("local_addr").port()
+}
+
+/// Reads one line from a child's stdout (the child is expected to print it promptly).
+fn read_line(reader: &mut BufReader<ChildStdout>) -> String {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("read line");
+    line.trim_end().to_string()
+}
+
+/// A child killed (and reaped) on drop, for servers the tests start.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Python one-shot TCP server: listens on `addr:port`, prints `READY`, sends `msg` to every
+/// client. Runs in `ns` when given.
+fn tcp_banner_server(ns: Option<&NetNs>, addr: &str, port: u16, msg: &str) -> Reaped {
+    let code = format!(
+        "import socket\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('{addr}', {port})); s.listen()\n\
+         print('READY', flush=True)\n\
+         while True:\n    c, _ = s.accept(); c.sendall(b'{msg}'); c.close()\n"
+    );
+    let mut cmd = match ns {
+        Some(ns) => ns.command(&[PY, "-c", &code]),
+        None => {
+            let mut c = Command::new(PY);
+            c.args(["-c", &code]);
+            c
+        }
+    };
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn server");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    assert_eq!(read_line(&mut out), "READY", "banner server did not start");
+    Reaped(child)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Proxy mode: the allowed path works, every other path is closed.
+
+#[test]
+fn curl_reaches_allowed_https_server_through_the_proxy() {
+    let ca = TestCa::new();
+    let origin = HttpOrigin::start_tls(&ca);
+    let ca_dir = ca
+        .ca_path
+        .parent()
+        .expect("CA dir")
+        .to_str()
+        .expect("utf-8");
+    let ca_file = ca.ca_path.to_str().expect("utf-8");
+    let url = format!("https://127.0.0.1:{}/hello", origin.port);
+    // NO_PROXY names 127.0.0.1 (local hosts bypass proxies by convention); `--noproxy ''`
+    // makes curl use HTTPS_PROXY anyway, so this goes through nono's proxy.
+    let curl = |extra: &[&'static str]| -> Vec<String> {
+        let mut cmd: Vec<&str> = vec![
+            "curl",
+            "-sS",
+            "--fail",
+            "--max-time",
+            "10",
+            "--cacert",
+            ca_file,
+        ];
+        cmd.extend_from_slice(extra);
+        cmd.push(&url);
+        cmd.into_iter().map(String::from).collect()
+    };
+    let out = nono(
+        &["-v", "--allow-domain", "127.0.0.1", "--read", ca_dir],
+        &strs(&curl(&["--noproxy", ""])),
+    );
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(out.stdout.contains("\"/hello\""), "{}", out.dump());
+    assert!(
+        out.stderr
+            .contains(&format!("ALLOW CONNECT 127.0.0.1:{}", origin.port)),
+        "the request did not go through the proxy\n{}",
+        out.dump()
+    );
+    assert_eq!(origin.requests().len(), 1);
+
+    // Direct (honouring NO_PROXY): Landlock refuses the port; curl exit 7 = cannot connect.
+    let out = nono(
+        &["--allow-domain", "127.0.0.1", "--read", ca_dir],
+        &strs(&curl(&[])),
+    );
+    assert_eq!(out.code, 7, "direct connect must fail\n{}", out.dump());
+    // Through the proxy to a host that is not allowed: 403; curl --fail exits 22.
+    let out = nono(
+        &["--allow-domain", "localhost", "--read", ca_dir],
+        &strs(&curl(&["--noproxy", ""])),
+    );
+    assert_eq!(out.code, 22, "{}", out.dump());
+    assert!(out.stderr.contains("403"), "{}", out.dump());
+    assert_eq!(
+        origin.requests().len(),
+        1,
+        "refused requests must not reach the origin"
+    );
+}
+
+#[test]
+fn proxy_mode_allows_only_the_proxy_port_for_tcp() {
+    let echo = EchoServer::plain();
+    let body = format!(
+        "probe('proxy', lambda: connect('127.0.0.1', proxy_port()))\n\
+         probe('other_port', lambda: connect('127.0.0.1', {p}))\n\
+         probe('other_port_v6', lambda: connect('::1', {p}))\n",
+        p = echo.port
+    );
+    let out = sandboxed_py(&["--allow-domain", "127.0.0.1"], &body);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert_eq!(out.probe("proxy"), "OK", "{}", out.dump());
+    // 127.0.0.1 is an allowed host, yet its ports are reachable only through the proxy.
+    assert_eq!(out.probe("other_port"), "EACCES", "{}", out.dump());
+    assert_eq!(out.probe("other_port_v6"), "EACCES", "{}", out.dump());
+    assert_eq!(echo.accepted(), 0);
+
+    // Positive control: a direct host:port entry opens exactly that port.
+    let direct = format!("127.0.0.1:{}", echo.port);
+    let out = sandboxed_py(&["--allow-domain", &direct], &body);
+    assert_eq!(out.probe("other_port"), "OK", "{}", out.dump());
+    assert_eq!(echo.accepted(), 1);
+}
+
+#[test]
+fn unrestricted_network_without_network_flags() {
+    // Documented behaviour: no network flag means no network confinement at all (no proxy,
+    // no Landlock port rules, no socket filter); only the filesystem and syscalls are confined.
+    let echo = EchoServer::plain();
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
+    udp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    let body = format!(
+        "probe('tcp', lambda: connect('127.0.0.1', {p}))\n\
+         probe('udp', lambda: socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(b'u', ('127.0.0.1', {u})))\n\
+         probe('bind', lambda: bind(0))\n\
+         print('PROXYVAR', os.environ.get('HTTP_PROXY'), os.environ.get('NONO_PROXY_TOKEN'))\n",
+        p = echo.port,
+        u = udp.local_addr().expect("addr").port()
+    );
+    let out = sandboxed_py(&[], &body);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(
+        out.stderr.contains("network unrestricted"),
+        "{}",
+        out.dump()
+    );
+    for p in ["tcp", "udp", "bind"] {
+        assert_eq!(out.probe(p), "OK", "{p}\n{}", out.dump());
+    }
+    assert!(out.stdout.contains("PROXYVAR None None"), "{}", out.dump());
+    let mut buf = [0u8; 4];
+    assert_eq!(udp.recv(&mut buf).expect("datagram arrives"), 1);
+}
+
+#[test]
+fn udp_is_refused_in_proxy_mode_and_with_block_net() {
+    let udp = UdpSocket::bind("127.0.0.1:0").expect("udp bind");
+    udp.set_read_timeout(Some(Duration::from_millis(300)))
+        .expect("timeout");
+    let body = format!(
+        "def send():\n    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n    s.sendto(b'x', ('127.0.0.1', {u}))\n\
+         probe('udp', send)\n\
+         probe('udp6', lambda: sock(socket.AF_INET6, socket.SOCK_DGRAM, 0))\n",
+        u = udp.local_addr().expect("addr").port()
+    );
+    for flags in [&["--allow-domain", "127.0.0.1"][..], &["--block-net"][..]] {
+        let out = sandboxed_py(flags, &body);
+        assert_eq!(out.probe("udp"), "EPERM", "{flags:?}\n{}", out.dump());
+        assert_eq!(out.probe("udp6"), "EPERM", "{flags:?}\n{}", out.dump());
+    }
+    let mut buf = [0u8; 4];
+    assert!(udp.recv(&mut buf).is_err(), "a datagram got out");
+    // Positive control: a direct host:port entry needs DNS, so UDP stays open (documented).
+    let out = sandboxed_py(&["--allow-domain", "127.0.0.1:9"], &body);
+    assert_eq!(out.probe("udp"), "OK", "{}", out.dump());
+    udp.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
+    assert_eq!(udp.recv(&mut buf).expect("datagram"), 1);
+}
+
+#[test]
+fn binding_needs_listen_port_or_open_port() {
+    let (p1, p2, p3) = (free_port(), free_port(), free_port());
+    let body = format!(
+        "probe('bind_listen', lambda: bind({p1}))\n\
+         probe('bind_open', lambda: bind({p2}))\n\
+         probe('bind_other', lambda: bind({p3}))\n\
+         probe('bind_zero', lambda: bind(0))\n"
+    );
+    let (l, o) = (p1.to_string(), p2.to_string());
+    for mode in [&["--allow-domain", "127.0.0.1"][..], &["--block-net"][..]] {
+        let mut flags = mode.to_vec();
+        flags.extend(["--listen-port", &l, "--open-port", &o]);
+        let out = sandboxed_py(&flags, &body);
+        assert_eq!(out.probe("bind_listen"), "OK", "{flags:?}\n{}", out.dump());
+        assert_eq!(out.probe("bind_open"), "OK", "{flags:?}\n{}", out.dump());
+        assert_eq!(
+            out.probe("bind_other"),
+            "EACCES",
+            "{flags:?}\n{}",
+            out.dump()
+        );
+        assert_eq!(
+            out.probe("bind_zero"),
+            "EACCES",
+            "{flags:?}\n{}",
+            out.dump()
+        );
+    }
+}
+
+#[test]
+fn block_net_blocks_tcp_and_udp() {
+    let echo = EchoServer::plain();
+    let body = format!(
+        "probe('tcp', lambda: connect('127.0.0.1', {p}))\n\
+         probe('udp', lambda: sock(socket.AF_INET, socket.SOCK_DGRAM, 0))\n\
+         print('PROXYVAR', os.environ.get('HTTP_PROXY'))\n",
+        p = echo.port
+    );
+    let out = sandboxed_py(&["--block-net"], &body);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(out.stderr.contains("network blocked"), "{}", out.dump());
+    assert_eq!(out.probe("tcp"), "EACCES", "{}", out.dump());
+    assert_eq!(out.probe("udp"), "EPERM", "{}", out.dump());
+    assert!(
+        out.stdout.contains("PROXYVAR None"),
+        "no proxy in block mode\n{}",
+        out.dump()
+    );
+    assert_eq!(echo.accepted(), 0);
+    // Positive control: the same script reaches the server without --block-net.
+    let out = sandboxed_py(&[], &body);
+    assert_eq!(out.probe("tcp"), "OK", "{}", out.dump());
+    assert_eq!(out.probe("udp"), "OK", "{}", out.dump());
+}
+
+#[test]
+fn block_net_with_allow_domain_is_refused_naming_both() {
+    let out = nono(&["--block-net", "--allow-domain", "example.com"], &["true"]);
+    assert_eq!(out.code, 125, "{}", out.dump());
+    assert!(out.stderr.contains("--block-net"), "{}", out.dump());
+    assert!(out.stderr.contains("--allow-domain"), "{}", out.dump());
+}
+
+#[test]
+fn two_sandboxes_talk_over_open_port() {
+    let port = free_port().to_string();
+    let server = script(&format!(
+        "s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen()\n\
+         print('READY', flush=True)\n\
+         c, _ = s.accept(); data = c.recv(100); c.sendall(b'ack:' + data); c.close()\n"
+    ));
+    let mut listener = nono_cmd(
+        &["-q", "--block-net", "--open-port", &port],
+        &[PY, "-c", &server],
+        &[],
+    );
+    let mut listener = Reaped(
+        listener
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn listener"),
+    );
+    let mut lines = BufReader::new(listener.0.stdout.take().expect("stdout"));
+    assert_eq!(
+        read_line(&mut lines),
+        "READY",
+        "the listening sandbox did not start"
+    );
+
+    let client = format!(
+        "def talk():\n    s = socket.create_connection(('127.0.0.1', {port}), timeout=5)\n    s.sendall(b'hello')\n    print('REPLY', s.recv(100).decode(), flush=True)\n\
+         probe('talk', talk)\n"
+    );
+    // Negative control first: without --open-port the client may not connect.
+    let out = sandboxed_py(&["--block-net"], &client);
+    assert_eq!(out.probe("talk"), "EACCES", "{}", out.dump());
+    let out = sandboxed_py(&["--block-net", "--open-port", &port], &client);
+    assert_eq!(out.probe("talk"), "OK", "{}", out.dump());
+    assert!(out.stdout.contains("REPLY ack:hello"), "{}", out.dump());
+    let status = listener.0.wait().expect("listener exits");
+    assert!(status.success(), "listening sandbox failed: {status:?}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Environment.
+
+#[test]
+fn child_environment_is_as_specified() {
+    let echo = EchoServer::plain();
+    let s = script(
+        "import json\n\
+         print('ENV', json.dumps(dict(os.environ)), flush=True)\n",
+    );
+    let out = run(nono_cmd(
+        &[
+            "--allow-domain",
+            "127.0.0.1",
+            "--allow-domain",
+            "nats.internal:4222",
+        ],
+        &[PY, "-c", &s],
+        &[
+            ("HTTP_PROXY", "http://corp.example:3128"),
+            ("https_proxy", "http://corp.example:3128"),
+            ("no_proxy", "corp.example"),
+            ("NONO_TEST_PASSTHROUGH", "kept as is"),
+        ],
+    ));
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let line = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("ENV "))
+        .unwrap_or_else(|| panic!("{}", out.dump()));
+    let env: HashMap<String, String> = serde_json::from_str(line).expect("env JSON");
+    let get = |k: &str| {
+        env.get(k)
+            .map(String::as_str)
+            .unwrap_or_else(|| panic!("{k} missing: {env:?}"))
+    };
+
+    let token = get("NONO_PROXY_TOKEN");
+    assert!(
+        token.len() >= 32 && token.chars().all(|c| c.is_ascii_hexdigit()),
+        "{token}"
+    );
+    let url = get("HTTP_PROXY");
+    let port: u16 = url
+        .strip_prefix(&format!("http://nono:{token}@127.0.0.1:"))
+        .unwrap_or_else(|| panic!("unexpected proxy URL {url}"))
+        .parse()
+        .expect("port");
+    assert!(
+        out.stderr.contains(&format!("proxy on 127.0.0.1:{port}")),
+        "{}",
+        out.dump()
+    );
+    for k in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ] {
+        assert_eq!(get(k), url, "{k}: the parent's value must be replaced");
+    }
+    for k in ["NO_PROXY", "no_proxy"] {
+        assert_eq!(get(k), "localhost,127.0.0.1,::1,nats.internal", "{k}");
+    }
+    assert_eq!(get("NODE_USE_ENV_PROXY"), "1");
+    assert_eq!(get("NONO_TEST_PASSTHROUGH"), "kept as is");
+    assert_eq!(get("PATH"), std::env::var("PATH").expect("PATH").as_str());
+    // The parent's proxy variables are gone under every spelling, not just overwritten.
+    assert!(!out.stdout.contains("corp.example"), "{}", out.dump());
+    drop(echo);
+}
+
+#[test]
+fn session_token_is_required_by_the_proxy() {
+    // The token is in the child's environment by design; the point is that the proxy does
+    // not trust "anything on loopback": a client without it gets 407.
+    let echo = EchoServer::plain();
+    let body = format!(
+        "def ask(auth):\n\
+         \x20   s = socket.create_connection(('127.0.0.1', proxy_port()), timeout=5)\n\
+         \x20   req = 'CONNECT 127.0.0.1:{p} HTTP/1.1\\r\\nHost: 127.0.0.1:{p}\\r\\n'\n\
+         \x20   if auth: req += 'Proxy-Authorization: ' + auth + '\\r\\n'\n\
+         \x20   s.sendall((req + '\\r\\n').encode())\n\
+         \x20   head = b''\n\
+         \x20   while b'\\r\\n\\r\\n' not in head:\n\
+         \x20       b = s.recv(1)\n\
+         \x20       if not b: break\n\
+         \x20       head += b\n\
+         \x20   status = head.split(b' ')[1].decode() if head else 'none'\n\
+         \x20   if status == '200':\n\
+         \x20       s.sendall(b'ping'); status += ':' + s.recv(4).decode()\n\
+         \x20   return status\n\
+         tok = os.environ['NONO_PROXY_TOKEN']\n\
+         good = 'Basic ' + base64.b64encode(('nono:' + tok).encode()).decode()\n\
+         bad = 'Basic ' + base64.b64encode(b'nono:not-the-token').decode()\n\
+         print('NOAUTH', ask(None)); print('BADAUTH', ask(bad)); print('GOODAUTH', ask(good))\n",
+        p = echo.port
+    );
+    let out = sandboxed_py(&["--allow-domain", "127.0.0.1"], &body);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(out.stdout.contains("NOAUTH 407"), "{}", out.dump());
+    assert!(out.stdout.contains("BADAUTH 407"), "{}", out.dump());
+    assert!(out.stdout.contains("GOODAUTH 200:ping"), "{}", out.dump());
+    assert_eq!(
+        echo.accepted(),
+        1,
+        "only the authenticated tunnel reaches the server"
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Filesystem.
+
+#[test]
+fn filesystem_grants_are_enforced() {
+    let read_dir = TempDir::new("run-read");
+    let rw_dir = TempDir::new("run-rw");
+    let outside = TempDir::new("run-outside");
+    std::fs::write(read_dir.path().join("r.txt"), "readable").expect("write");
+    std::fs::write(outside.path().join("secret.txt"), "secret").expect("write");
+    // Made outside, so they exist before the sandbox starts.
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.txt"),
+        rw_dir.path().join("link"),
+    )
+    .expect("symlink");
+    let (r, w, o) = (
+        read_dir.path().display().to_string(),
+        rw_dir.path().display().to_string(),
+        outside.path().display().to_string(),
+    );
+    let body = format!(
+        "def write(p):\n    with open(p, 'w') as f: f.write('x')\n\
+         probe('read_granted', lambda: open('{r}/r.txt').read())\n\
+         probe('write_read_only', lambda: write('{r}/new.txt'))\n\
+         probe('append_read_only', lambda: open('{r}/r.txt', 'a').close())\n\
+         probe('write_allowed', lambda: write('{w}/new.txt'))\n\
+         probe('read_outside', lambda: open('{o}/secret.txt').read())\n\
+         probe('list_outside', lambda: os.listdir('{o}'))\n\
+         probe('write_outside', lambda: write('{o}/new.txt'))\n\
+         probe('write_etc', lambda: write('/etc/nono-test-must-not-exist'))\n\
+         probe('symlink_out', lambda: open('{w}/link').read())\n\
+         os.symlink('{o}/secret.txt', '{w}/link2')\n\
+         probe('own_symlink_out', lambda: open('{w}/link2').read())\n\
+         probe('hardlink_in', lambda: os.link('{o}/secret.txt', '{w}/hard'))\n\
+         probe('rename_in', lambda: os.rename('{o}/secret.txt', '{w}/moved'))\n\
+         probe('hardlink_ro_to_rw', lambda: os.link('{r}/r.txt', '{w}/hard_r'))\n\
+         probe('hardlink_within', lambda: os.link('{w}/new.txt', '{w}/hard_w'))\n"
+    );
+    let out = sandboxed_py(&["--read", &r, "--allow", &w, "--block-net"], &body);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let expect = [
+        ("read_granted", "OK"),
+        ("write_read_only", "EACCES"),
+        ("append_read_only", "EACCES"),
+        ("write_allowed", "OK"),
+        ("read_outside", "EACCES"),
+        ("list_outside", "EACCES"),
+        ("write_outside", "EACCES"),
+        ("write_etc", "EACCES"),
+        ("symlink_out", "EACCES"),
+        ("own_symlink_out", "EACCES"),
+        // Landlock refuses to link a file into a hierarchy that grants more than its source
+        // (EXDEV: the "refer" right is missing).
+        ("hardlink_in", "EXDEV"),
+        // Renaming needs the right to remove from the (unreadable) source directory.
+        ("rename_in", "EACCES"),
+        ("hardlink_ro_to_rw", "EXDEV"),
+        ("hardlink_within", "OK"),
+    ];
+    let got = out.probes();
+    for (name, want) in expect {
+        assert_eq!(
+            got.get(name).map(String::as_str),
+            Some(want),
+            "{name}\n{}",
+            out.dump()
+        );
+    }
+    assert!(!outside.path().join("new.txt").exists());
+    assert!(!rw_dir.path().join("hard").exists());
+    assert!(outside.path().join("secret.txt").exists());
+    assert_eq!(
+        std::fs::read_to_string(rw_dir.path().join("new.txt")).expect("written"),
+        "x"
+    );
+
+    // Positive control: the same script outside the sandbox reads and writes everything.
+    std::fs::remove_dir_all(rw_dir.path()).expect("reset");
+    std::fs::create_dir(rw_dir.path()).expect("reset");
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.txt"),
+        rw_dir.path().join("link"),
+    )
+    .expect("symlink");
+    let out = outside_py(&body);
+    let got = out.probes();
+    for (name, _) in expect {
+        if name != "write_etc" {
+            assert_eq!(
+                got.get(name).map(String::as_str),
+                Some("OK"),
+                "{name}\n{}",
+                out.dump()
+            );
+        }
+    }
+}
+
+#[test]
+fn inherited_descriptors_do_not_reach_the_child() {
+    let outside = TempDir::new("run-fd");
+    let secret = outside.path().join("secret.txt");
+    std::fs::write(&secret, "secret").expect("write");
+    // fd 7 is open without close-on-exec in nono, so only nono's own cleanup keeps it out.
+    // Asks each descriptor number directly, so listing /proc/self/fd adds none of its own.
+    let body = "import fcntl\n\
+                def is_open(fd):\n\
+                \x20   try:\n\
+                \x20       fcntl.fcntl(fd, fcntl.F_GETFD); return True\n\
+                \x20   except OSError:\n\
+                \x20       return False\n\
+                print('FDS', [fd for fd in range(1024) if is_open(fd)], flush=True)\n\
+                probe('fd7', lambda: os.read(7, 6))\n";
+    let s = script(body);
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("exec 7<\"{}\"; exec \"$@\"", secret.display()))
+        .arg("sh")
+        .arg(nono_bin())
+        .args(["run", "--allow-domain", "127.0.0.1", "--", PY, "-c", &s]);
+    let out = run(cmd);
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(out.stdout.contains("FDS [0, 1, 2]"), "{}", out.dump());
+    assert_eq!(out.probe("fd7"), "EBADF", "{}", out.dump());
+
+    // Positive control: without nono the child does inherit fd 7.
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(format!("exec 7<\"{}\"; exec \"$@\"", secret.display()))
+        .args(["sh", PY, "-c", &s]);
+    let out = run(cmd);
+    assert_eq!(out.probe("fd7"), "OK", "{}", out.dump());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Escape attempts through system calls and /proc.
+
+/// Probes that must be refused inside the sandbox. `TARGET` is the process to attack: the
+/// supervising nono inside, a throwaway `sleep` outside; `cleanup()` ends it.
+const SYSCALL_PROBES: &str = r#"
+probe("raw", lambda: sock(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
+probe("packet", lambda: sock(17, socket.SOCK_RAW, 0))
+probe("mptcp", lambda: sock(socket.AF_INET, socket.SOCK_STREAM, 262))
+probe("sctp", lambda: sock(socket.AF_INET, socket.SOCK_STREAM, 132))
+probe("seqpacket", lambda: sock(socket.AF_INET, socket.SOCK_SEQPACKET, 0))
+probe("ping", lambda: sock(socket.AF_INET, socket.SOCK_DGRAM, socket.IPPROTO_ICMP))
+probe("netlink_audit", lambda: sock(socket.AF_NETLINK, socket.SOCK_RAW, 9))
+probe("netlink_route", lambda: sock(socket.AF_NETLINK, socket.SOCK_RAW, 0))
+probe("vsock", lambda: sock(40, socket.SOCK_STREAM, 0))
+probe("socketpair_inet", lambda: chk(libc.socketpair(2, 1, 0, (ctypes.c_int * 2)())))
+def uring():
+    params = ctypes.create_string_buffer(120)
+    os.close(chk(libc.syscall(NR_IO_URING_SETUP, 1, params)))
+probe("io_uring", uring)
+def attach():
+    chk(libc.ptrace(16, TARGET, None, None))
+    libc.ptrace(17, TARGET, None, None)
+probe("ptrace", attach)
+class Iov(ctypes.Structure):
+    _fields_ = [("base", ctypes.c_void_p), ("len", ctypes.c_size_t)]
+def vm_read():
+    buf = ctypes.create_string_buffer(8)
+    local = Iov(ctypes.cast(buf, ctypes.c_void_p), 8)
+    remote = Iov(0x1000, 8)
+    chk(libc.process_vm_readv(TARGET, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0))
+probe("process_vm_readv", vm_read)
+probe("kill_target", lambda: os.kill(TARGET, 0))
+probe("keyctl", lambda: chk(libc.syscall(NR_KEYCTL, 0, -3, 0)))
+probe("tiocsti", lambda: chk(libc.ioctl(0, 0x5412, b"x")))
+probe("tiocsti_high_bits", lambda: chk(libc.ioctl(0, ctypes.c_ulong(0x100005412), b"x")))
+probe("proc_mem", lambda: open("/proc/%d/mem" % TARGET, "rb").close())
+probe("proc_fd", lambda: os.listdir("/proc/%d/fd" % TARGET))
+probe("proc_fd0", lambda: os.readlink("/proc/%d/fd/0" % TARGET))
+probe("proc_fd0_open", lambda: open("/proc/%d/fd/0" % TARGET, "rb").close())
+probe("proc_fdinfo0", lambda: open("/proc/%d/fdinfo/0" % TARGET, "rb").read())
+probe("proc_io", lambda: open("/proc/%d/io" % TARGET, "rb").read())
+probe("proc_syscall", lambda: open("/proc/%d/syscall" % TARGET, "rb").read())
+probe("proc_exe", lambda: os.readlink("/proc/%d/exe" % TARGET))
+probe("proc_root", lambda: os.listdir("/proc/%d/root/" % TARGET))
+probe("proc_cmdline", lambda: open("/proc/%d/cmdline" % TARGET, "rb").read())
+probe("self_environ", lambda: open("/proc/self/environ", "rb").read())
+probe("kill_self", lambda: os.kill(os.getpid(), 0))
+# Last: outside, a successful unshare moves Python into a user namespace with no rights over
+# TARGET, which would spoil the /proc probes (and could no longer kill it).
+cleanup()
+probe("mount", lambda: chk(libc.mount(b"none", b"/nonexistent-nono-mount", b"tmpfs", 0, None)))
+probe("unshare", lambda: chk(libc.unshare(0x10000000 | 0x40000000)))
+"#;
+
+#[test]
+fn syscall_and_proc_escapes_are_refused() {
+    let inside = sandboxed_py(
+        &[
+            "--allow-domain",
+            "127.0.0.1",
+            "--allow-domain",
+            "127.0.0.1:9",
+        ],
+        &format!("TARGET = os.getppid()\ncleanup = lambda: None\n{SYSCALL_PROBES}"),
+    );
+    assert_eq!(inside.code, 0, "{}", inside.dump());
+    let outside = outside_py(&format!(
+        "import subprocess\nvictim = subprocess.Popen(['sleep', '30'])\nTARGET = victim.pid\n\
+         def cleanup():\n\
+         \x20   # Traced after the ptrace probe: wait for the real exit, not a ptrace stop.\n\
+         \x20   victim.kill()\n\
+         \x20   while not os.WIFSIGNALED(os.waitpid(victim.pid, 0)[1]): pass\n\
+         {SYSCALL_PROBES}"
+    ));
+
+    // (probe, errno inside). The allowed ones are the positive controls inside.
+    let expect = [
+        ("raw", "EPERM"),
+        ("packet", "EPERM"),
+        ("mptcp", "EPERM"),
+        ("sctp", "EPERM"),
+        ("seqpacket", "EPERM"),
+        // UDP is open here (a direct host:port entry), yet ICMP datagrams are not UDP.
+        ("ping", "EPERM"),
+        ("netlink_audit", "EPERM"),
+        ("netlink_route", "OK"),
+        ("vsock", "EPERM"),
+        ("socketpair_inet", "EPERM"),
+        ("io_uring", "ENOSYS"),
+        ("ptrace", "EPERM"),
+        ("process_vm_readv", "EPERM"),
+        ("kill_target", "EPERM"),
+        ("keyctl", "EPERM"),
+        ("unshare", "EPERM"),
+        ("mount", "EPERM"),
+        ("tiocsti", "EPERM"),
+        ("tiocsti_high_bits", "EPERM"),
+        ("proc_mem", "EACCES"),
+        ("proc_fd0", "EACCES"),
+        ("proc_fd0_open", "EACCES"),
+        ("proc_fdinfo0", "EACCES"),
+        ("proc_io", "EACCES"),
+        ("proc_syscall", "EPERM"),
+        ("proc_exe", "EACCES"),
+        ("proc_root", "EACCES"),
+        ("proc_cmdline", "OK"),
+        // Listing descriptor numbers only needs the directory's mode (root passes); what they
+        // point to (fd/N, fdinfo/N) is refused above.
+        ("proc_fd", "OK"),
+        ("self_environ", "OK"),
+        ("kill_self", "OK"),
+    ];
+    let (got_in, got_out) = (inside.probes(), outside.probes());
+    let mut failures = Vec::new();
+    for (name, want) in expect {
+        let i = got_in.get(name).map(String::as_str).unwrap_or("missing");
+        let o = got_out.get(name).map(String::as_str).unwrap_or("missing");
+        if i != want {
+            failures.push(format!("{name}: inside {i}, want {want}"));
+        }
+        // The control: outside, the probe gets past the permission check (it may still fail
+        // for another reason, e.g. ENOTTY on /dev/null or ENOENT for the mount point, or a
+        // protocol this kernel lacks).
+        if want != "OK" && (o == want || o == "missing") {
+            failures.push(format!("{name}: outside {o}, so the probe proves nothing"));
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{}\n--- inside\n{}\n--- outside\n{}",
+        failures.join("\n"),
+        inside.dump(),
+        outside.dump()
+    );
+}
+
+/// BUG: the child reads the supervisor's `/proc/PID/environ` (and `maps`, `auxv`, `pagemap`).
+/// `paths.rs` grants all of `/proc` on the assumption that Landlock's ptrace scoping hides
+/// other processes' sensitive entries; on this kernel it does for `mem`, `fd/N`, `fdinfo`,
+/// `io`, `exe`, but not for the files opened through `mm_access` in PTRACE_MODE_READ. nono's
+/// environment holds what the child's must not: here NONO_UPSTREAM_PROXY with its password
+/// (the same holds for a parent HTTP_PROXY nono strips, or an `env://` credential source).
+#[test]
+fn bug_child_reads_the_supervisors_environ_through_proc() {
+    let body = "pp = os.getppid()\n\
+                probe('proc_environ', lambda: open('/proc/%d/environ' % pp, 'rb').read())\n\
+                probe('proc_maps', lambda: open('/proc/%d/maps' % pp, 'rb').read())\n\
+                try:\n\
+                \x20   leaked = b'parent-only-S3CRET' in open('/proc/%d/environ' % pp, 'rb').read()\n\
+                except OSError:\n\
+                \x20   leaked = False\n\
+                print('LEAKED', leaked, flush=True)\n";
+    let s = script(body);
+    let out = run(nono_cmd(
+        &["--allow-domain", "127.0.0.1"],
+        &[PY, "-c", &s],
+        &[(
+            "HTTP_PROXY",
+            "http://u:parent-only-S3CRET@corp.example:3128",
+        )],
+    ));
+    assert_eq!(out.code, 0, "{}", out.dump());
+    // Control: nono stripped the variable from the child's own environment.
+    let own = out
+        .stdout
+        .lines()
+        .filter(|l| l.contains("parent-only"))
+        .count();
+    assert_eq!(own, 0, "{}", out.dump());
+    assert_eq!(out.probe("proc_environ"), "EACCES", "{}", out.dump());
+    assert_eq!(out.probe("proc_maps"), "EACCES", "{}", out.dump());
+    assert!(out.stdout.contains("LEAKED False"), "{}", out.dump());
+}
+
+/// BUG: NONO_UPSTREAM_PROXY, which may carry the corporate proxy's password, is passed
+/// through to the child's environment (only *_PROXY variables are stripped).
+#[test]
+fn bug_upstream_proxy_password_reaches_the_child_environment() {
+    let s = script("print('VALUE', os.environ.get('NONO_UPSTREAM_PROXY'), flush=True)\n");
+    let out = run(nono_cmd(
+        &[
+            "--allow-domain",
+            "127.0.0.1",
+            "--upstream-bypass",
+            "127.0.0.1",
+        ],
+        &[PY, "-c", &s],
+        &[(
+            "NONO_UPSTREAM_PROXY",
+            "http://u:upstream-S3CRET@127.0.0.1:9",
+        )],
+    ));
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(out.stdout.contains("VALUE "), "{}", out.dump());
+    assert!(!out.stdout.contains("upstream-S3CRET"), "{}", out.dump());
+}
+
+#[test]
+fn abstract_unix_socket_outside_is_unreachable() {
+    let name = format!("nono-test-{}-{}", std::process::id(), free_port());
+    let server = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_UNIX); s.bind('\\0{name}'); s.listen()\n\
+         print('READY', flush=True)\n\
+         while True:\n    c, _ = s.accept(); c.sendall(b'hi'); c.close()\n"
+    );
+    let mut child = Command::new(PY)
+        .args(["-c", &server])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout"));
+    let _server = Reaped(child);
+    assert_eq!(read_line(&mut lines), "READY");
+    let body = format!(
+        "def conn():\n    s = socket.socket(socket.AF_UNIX); s.connect('\\0{name}'); s.recv(2)\n\
+         probe('abstract', conn)\n\
+         def own():\n    l = socket.socket(socket.AF_UNIX); l.bind('\\0{name}-inner'); l.listen()\n    socket.socket(socket.AF_UNIX).connect('\\0{name}-inner')\n\
+         probe('abstract_own', own)\n"
+    );
+    let out = sandboxed_py(&["--block-net"], &body);
+    assert_eq!(out.probe("abstract"), "EPERM", "{}", out.dump());
+    assert_eq!(out.probe("abstract_own"), "OK", "{}", out.dump());
+    let out = outside_py(&body);
+    assert_eq!(out.probe("abstract"), "OK", "control\n{}", out.dump());
+}
+
+#[test]
+fn proxy_port_on_a_non_loopback_address_of_this_machine_is_refused_by_nobody_listening() {
+    // Landlock rules name ports, not addresses: the child may connect to the proxy's port on
+    // any address. On this machine's other addresses nothing listens there (the proxy binds
+    // 127.0.0.1 only), so the kernel refuses (ECONNREFUSED, not Landlock's EACCES).
+    let ns = NetNs::new("nonorun", "10.211.1.1/24", "10.211.1.2/24").expect("network namespace");
+    let body = format!(
+        "probe('host_addr', lambda: connect('{h}', proxy_port()))\n\
+         probe('host_addr_other_port', lambda: connect('{h}', 9))\n\
+         probe('loopback', lambda: connect('127.0.0.1', proxy_port()))\n",
+        h = ns.host_addr
+    );
+    let out = sandboxed_py(&["--allow-domain", "127.0.0.1"], &body);
+    assert_eq!(out.probe("host_addr"), "ECONNREFUSED", "{}", out.dump());
+    assert_eq!(
+        out.probe("host_addr_other_port"),
+        "EACCES",
+        "{}",
+        out.dump()
+    );
+    assert_eq!(out.probe("loopback"), "OK", "{}", out.dump());
+}
+
+/// BUG: the proxy's port is open to every address. Landlock allows `connect` by port only,
+/// so a child can reach any host on the internet on the port the proxy happens to use (the
+/// port is in its environment, and a server can listen on all ports). Fix needs address
+/// filtering (e.g. a network namespace whose only route is to the proxy), not a Landlock rule.
+#[test]
+fn bug_proxy_port_is_reachable_on_remote_hosts() {
+    let ns = NetNs::new("nonorun", "10.211.2.1/24", "10.211.2.2/24").expect("network namespace");
+    let port = free_port();
+    let _remote = tcp_banner_server(Some(&ns), &ns.ns_addr, port, "escaped");
+    let body = format!(
+        "def fetch():\n    s = socket.create_connection(('{a}', {port}), timeout=5)\n    print('GOT', s.recv(20).decode(), flush=True)\n\
+         probe('remote_on_proxy_port', fetch)\n",
+        a = ns.ns_addr
+    );
+    let p = port.to_string();
+    // Control: outside the sandbox the remote server answers.
+    let out = outside_py(&body);
+    assert_eq!(out.probe("remote_on_proxy_port"), "OK", "{}", out.dump());
+    let out = sandboxed_py(&["--allow-domain", "127.0.0.1", "--proxy-port", &p], &body);
+    assert!(
+        out.stderr.contains(&format!("proxy on 127.0.0.1:{port}")),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(
+        out.probe("remote_on_proxy_port"),
+        "EACCES",
+        "the child reached {}:{port} directly, bypassing the proxy\n{}",
+        ns.ns_addr,
+        out.dump()
+    );
+}
+
+/// BUG: `--open-port` is documented as a localhost port ("--open-port / --listen-port on
+/// localhost"), but Landlock opens it towards every address, so `--block-net --open-port N`
+/// lets the child talk to any remote host on port N.
+#[test]
+fn bug_open_port_is_reachable_on_remote_hosts() {
+    let ns = NetNs::new("nonorun", "10.211.3.1/24", "10.211.3.2/24").expect("network namespace");
+    let port = free_port();
+    let _remote = tcp_banner_server(Some(&ns), &ns.ns_addr, port, "escaped");
+    let body = format!(
+        "def fetch():\n    s = socket.create_connection(('{a}', {port}), timeout=5)\n    print('GOT', s.recv(20).decode(), flush=True)\n\
+         probe('remote_on_open_port', fetch)\n",
+        a = ns.ns_addr
+    );
+    let out = outside_py(&body);
+    assert_eq!(
+        out.probe("remote_on_open_port"),
+        "OK",
+        "control\n{}",
+        out.dump()
+    );
+    let p = port.to_string();
+    let out = sandboxed_py(&["--block-net", "--open-port", &p], &body);
+    assert_eq!(
+        out.probe("remote_on_open_port"),
+        "EACCES",
+        "--block-net --open-port {port} reached {}:{port}\n{}",
+        ns.ns_addr,
+        out.dump()
+    );
+}
+
+/// BUG: `listen()` on an unbound TCP socket binds an ephemeral port on 0.0.0.0 without the
+/// `bind` hook Landlock checks, so a child with no --listen-port (even under --block-net)
+/// can accept connections from anywhere, and hand data to whoever connects.
+#[test]
+fn bug_listen_without_bind_opens_an_ephemeral_port() {
+    let body = "def serve():\n\
+                \x20   s = socket.socket(); s.listen()\n\
+                \x20   print('LISTENING', s.getsockname()[1], flush=True)\n\
+                \x20   c, _ = s.accept(); c.sendall(b'leaked'); c.close()\n\
+                probe('listen_unbound', serve)\n";
+    let s = script(body);
+    for flags in [&["--block-net"][..], &["--allow-domain", "127.0.0.1"][..]] {
+        let mut cmd = nono_cmd(flags, &[PY, "-c", &s], &[]);
+        let mut child = Reaped(
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("spawn"),
+        );
+        let mut lines = BufReader::new(child.0.stdout.take().expect("stdout"));
+        let first = read_line(&mut lines);
+        if let Some(port) = first.strip_prefix("LISTENING ") {
+            let mut conn =
+                std::net::TcpStream::connect(("127.0.0.1", port.parse::<u16>().expect("port")))
+                    .expect("connect to the sandbox's listener");
+            let mut got = String::new();
+            let _ = conn.read_to_string(&mut got);
+            panic!("{flags:?}: the sandboxed child listened on port {port} and sent {got:?}");
+        }
+        assert_eq!(first, "PROBE listen_unbound EACCES", "{flags:?}");
+    }
+}
+
+/// BUG: Landlock (up to ABI 7) does not restrict connecting to a named UNIX socket, so the
+/// child reaches sockets outside its granted paths: the Docker socket, an ssh-agent (whose
+/// SSH_AUTH_SOCK passes through the environment), D-Bus, other agents' servers.
+#[test]
+fn bug_named_unix_socket_outside_granted_paths_is_reachable() {
+    let outside = TempDir::new("run-unix");
+    let path = outside.path().join("agent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind unix socket");
+    let server = thread::spawn(move || {
+        if let Ok((mut c, _)) = listener.accept() {
+            use std::io::Write;
+            let _ = c.write_all(b"hi");
+        }
+    });
+    let body = format!(
+        "def conn():\n    s = socket.socket(socket.AF_UNIX); s.connect('{}'); s.recv(2)\n\
+         probe('named_unix', conn)\n\
+         probe('list_dir', lambda: os.listdir('{}'))\n",
+        path.display(),
+        outside.path().display()
+    );
+    let out = sandboxed_py(&["--block-net"], &body);
+    assert_eq!(out.probe("list_dir"), "EACCES", "{}", out.dump());
+    let inside = out.probe("named_unix").to_string();
+    if inside != "EACCES" {
+        // Wake the server thread if the probe did not connect.
+        let _ = std::os::unix::net::UnixStream::connect(&path);
+    }
+    let _ = server.join();
+    assert_eq!(
+        inside,
+        "EACCES",
+        "the child connected to {}\n{}",
+        path.display(),
+        out.dump()
+    );
+}
+
+/// BUG: TCP Fast Open (`sendto(..., MSG_FASTOPEN, addr)`) connects without the
+/// `socket_connect` hook Landlock checks, so it reached any port, even under --block-net.
+/// Fixed in crates/nono-sandbox: seccomp refuses MSG_FASTOPEN on sendto/sendmsg/sendmmsg.
+#[test]
+fn bug_tcp_fast_open_bypasses_landlock_connect_rules() {
+    let echo = EchoServer::plain();
+    let body = format!(
+        "def tfo():\n    s = socket.socket()\n    s.sendto(b'exfil', socket.MSG_FASTOPEN, ('127.0.0.1', {p}))\n    s.settimeout(5); print('ECHO', s.recv(5), flush=True)\n\
+         def tfo_msg():\n    s = socket.socket()\n    s.sendmsg([b'exfil'], [], socket.MSG_FASTOPEN, ('127.0.0.1', {p}))\n\
+         probe('tfo_sendto', tfo)\n\
+         probe('tfo_sendmsg', tfo_msg)\n",
+        p = echo.port
+    );
+    for flags in [&["--block-net"][..], &["--allow-domain", "127.0.0.1"][..]] {
+        let out = sandboxed_py(flags, &body);
+        assert_eq!(
+            out.probe("tfo_sendto"),
+            "EPERM",
+            "{flags:?}\n{}",
+            out.dump()
+        );
+        assert_eq!(
+            out.probe("tfo_sendmsg"),
+            "EPERM",
+            "{flags:?}\n{}",
+            out.dump()
+        );
+    }
+    assert_eq!(
+        echo.accepted(),
+        0,
+        "a Fast Open connection reached the server"
+    );
+    // Control: without network confinement the same calls connect.
+    let out = sandboxed_py(&[], &body);
+    assert_eq!(out.probe("tfo_sendto"), "OK", "{}", out.dump());
+    assert!(echo.accepted() >= 1);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Exit codes and signals.
+
+#[test]
+fn exit_codes_propagate() {
+    assert_eq!(nono(&["-q"], &["sh", "-c", "exit 42"]).code, 42);
+    assert_eq!(
+        nono(&["-q", "--block-net"], &["sh", "-c", "exit 3"]).code,
+        3
+    );
+    assert_eq!(nono(&["-q"], &["sh", "-c", "kill -9 $$"]).code, 137);
+    let out = nono(&["-q"], &["nono-no-such-command-for-tests"]);
+    assert_eq!(out.code, 127, "{}", out.dump());
+    assert!(
+        out.stderr.contains("nono-no-such-command-for-tests"),
+        "{}",
+        out.dump()
+    );
+
+    let dir = TempDir::new("run-noexec");
+    let file = dir.path().join("script.sh");
+    std::fs::write(&file, "#!/bin/sh\nexit 0\n").expect("write");
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    let f = file.to_str().expect("utf-8");
+    let out = nono(&["-q", "--read", dir.path().to_str().expect("utf-8")], &[f]);
+    assert_eq!(out.code, 126, "{}", out.dump());
+    // Control: once executable it runs.
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let out = nono(&["-q", "--read", dir.path().to_str().expect("utf-8")], &[f]);
+    assert_eq!(out.code, 0, "{}", out.dump());
+
+    // A refused policy: a granted path that does not exist.
+    let out = nono(&["--read", "/nonexistent/nono-test"], &["true"]);
+    assert_eq!(out.code, 125, "{}", out.dump());
+    assert!(
+        out.stderr.contains("/nonexistent/nono-test"),
+        "{}",
+        out.dump()
+    );
+}
+
+#[test]
+fn sigterm_to_nono_is_forwarded_to_the_child() {
+    let s = script(
+        "import signal\n\
+         def on_term(sig, frame):\n    print('GOT', sig, flush=True); os._exit(7)\n\
+         signal.signal(signal.SIGTERM, on_term)\n\
+         print('READY', flush=True)\n\
+         while True: signal.pause()\n",
+    );
+    for flags in [&["-q"][..], &["-q", "--allow-domain", "127.0.0.1"][..]] {
+        let mut cmd = nono_cmd(flags, &[PY, "-c", &s], &[]);
+        let mut child = Reaped(
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn"),
+        );
+        let mut lines = BufReader::new(child.0.stdout.take().expect("stdout"));
+        assert_eq!(read_line(&mut lines), "READY");
+        let pid = child.0.id() as libc::pid_t;
+        // SAFETY: kill has no memory effects; the pid is our unreaped child.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        assert_eq!(read_line(&mut lines), format!("GOT {}", libc::SIGTERM));
+        let status = child.0.wait().expect("wait");
+        assert_eq!(
+            status.code(),
+            Some(7),
+            "{flags:?}: nono must exit with the child's code"
+        );
+    }
+    // Default disposition: the child dies of SIGTERM and nono reports 128 + 15.
+    let mut cmd = nono_cmd(
+        &["-q"],
+        &["sh", "-c", "echo READY; while :; do sleep 0.05; done"],
+        &[],
+    );
+    let mut child = Reaped(
+        cmd.stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().expect("stdout"));
+    assert_eq!(read_line(&mut lines), "READY");
+    // SAFETY: as above.
+    assert_eq!(
+        unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    let status = child.0.wait().expect("wait");
+    assert_eq!(status.code(), Some(143));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Old kernels (simulated Landlock ABI 3: no TCP port rules).
+
+#[test]
+fn abi3_refuses_proxy_mode_naming_the_kernel_feature() {
+    let out = run(nono_cmd(
+        &["--allow-domain", "127.0.0.1"],
+        &["true"],
+        &[("NONO_TEST_LANDLOCK_ABI", "3")],
+    ));
+    assert_eq!(out.code, 125, "{}", out.dump());
+    for needle in ["Landlock ABI 4", "TCP port rules", "Landlock ABI 3"] {
+        assert!(out.stderr.contains(needle), "{needle}\n{}", out.dump());
+    }
+    // Control: the same command runs on the real kernel.
+    assert_eq!(
+        nono(&["-q", "--allow-domain", "127.0.0.1"], &["true"]).code,
+        0
+    );
+}
+
+#[test]
+fn abi3_insecure_proxy_profile_runs_with_a_warning() {
+    let dir = TempDir::new("run-profile");
+    let profile = dir.path().join("insecure.json");
+    std::fs::write(
+        &profile,
+        r#"{"extends": "default", "security": {"wsl2_proxy_policy": "insecure_proxy"}}"#,
+    )
+    .expect("write profile");
+    let echo = EchoServer::plain();
+    let body = format!(
+        "probe('proxy', lambda: connect('127.0.0.1', proxy_port()))\n\
+         probe('direct', lambda: connect('127.0.0.1', {p}))\n\
+         probe('udp', lambda: sock(socket.AF_INET, socket.SOCK_DGRAM, 0))\n\
+         probe('raw', lambda: sock(socket.AF_INET, socket.SOCK_RAW, 1))\n",
+        p = echo.port
+    );
+    let s = script(&body);
+    let out = run(nono_cmd(
+        &[
+            "--profile",
+            profile.to_str().expect("utf-8"),
+            "--allow-domain",
+            "127.0.0.1",
+        ],
+        &[PY, "-c", &s],
+        &[("NONO_TEST_LANDLOCK_ABI", "3")],
+    ));
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(out.stderr.contains("WARNING: INSECURE"), "{}", out.dump());
+    assert!(out.stderr.contains("insecure_proxy"), "{}", out.dump());
+    assert_eq!(out.probe("proxy"), "OK", "{}", out.dump());
+    // What the warning says: TCP goes anywhere; seccomp still removes UDP and raw sockets.
+    assert_eq!(out.probe("direct"), "OK", "{}", out.dump());
+    assert_eq!(out.probe("udp"), "EPERM", "{}", out.dump());
+    assert_eq!(out.probe("raw"), "EPERM", "{}", out.dump());
+}
+
+#[test]
+fn abi3_block_net_still_blocks_with_seccomp() {
+    let echo = EchoServer::plain();
+    let body = format!(
+        "probe('tcp', lambda: connect('127.0.0.1', {p}))\n\
+         probe('udp', lambda: sock(socket.AF_INET, socket.SOCK_DGRAM, 0))\n\
+         probe('unix', lambda: sock(socket.AF_UNIX, socket.SOCK_STREAM, 0))\n",
+        p = echo.port
+    );
+    let s = script(&body);
+    let out = run(nono_cmd(
+        &["--block-net"],
+        &[PY, "-c", &s],
+        &[("NONO_TEST_LANDLOCK_ABI", "3")],
+    ));
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(out.stderr.contains("Landlock ABI 3"), "{}", out.dump());
+    // Without Landlock port rules the socket itself is refused (EPERM from seccomp).
+    assert_eq!(out.probe("tcp"), "EPERM", "{}", out.dump());
+    assert_eq!(out.probe("udp"), "EPERM", "{}", out.dump());
+    assert_eq!(out.probe("unix"), "OK", "{}", out.dump());
+    assert_eq!(echo.accepted(), 0);
+    // Ports cannot be opened without Landlock port rules: refused, not silently widened.
+    let out = run(nono_cmd(
+        &["--block-net", "--open-port", "3000"],
+        &["true"],
+        &[("NONO_TEST_LANDLOCK_ABI", "3")],
+    ));
+    assert_eq!(out.code, 125, "{}", out.dump());
+    assert!(out.stderr.contains("Landlock ABI 4"), "{}", out.dump());
+}

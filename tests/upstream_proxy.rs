@@ -1,0 +1,535 @@
+//! End-to-end tests of upstream (corporate) proxy chaining: the real `nono proxy` and
+//! `nono run` binaries in front of a real tinyproxy the test starts, with HTTPS origins on
+//! loopback.
+//!
+//! Every test that needs tinyproxy fails with an install hint when it is missing.
+
+mod support;
+
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::thread;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use support::*;
+
+/// Upper bound for one `nono` invocation.
+const T: Duration = Duration::from_secs(20);
+/// How long `nono proxy --json` may take to print its first line.
+const STARTUP: Duration = Duration::from_secs(10);
+/// The upstream proxy's user and password in the authenticated tests.
+const TP_USER: &str = "corp-user";
+const TP_PASSWORD: &str = "pw-Zq81-upstream-secret";
+/// Environment variables nono reads for the upstream proxy; removed so the tests' own
+/// environment cannot change what they check.
+const UPSTREAM_VARS: [&str; 2] = ["NONO_UPSTREAM_PROXY", "NONO_UPSTREAM_BYPASS"];
+
+/// `nono proxy --json ARGS` with exactly the upstream variables in `env`; killed on drop.
+struct EnvProxy {
+    port: u16,
+    json: Value,
+    child: Child,
+    stderr_path: PathBuf,
+    _dir: TempDir,
+}
+
+impl EnvProxy {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> EnvProxy {
+        let dir = TempDir::new("upproxy");
+        let stderr_path = dir.path().join("stderr.log");
+        let mut cmd = Command::new(nono_bin());
+        for var in UPSTREAM_VARS {
+            cmd.env_remove(var);
+        }
+        let mut child = cmd
+            .args(["proxy", "--json", "-v"])
+            .args(args)
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr_path).expect("create stderr log"))
+            .spawn()
+            .expect("spawn nono proxy");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, rx) = mpsc::channel();
+        thread::spawn(move || {
+            let mut reader = BufReader::new(stdout);
+            let mut line = String::new();
+            let _ = reader.read_line(&mut line);
+            let _ = tx.send(line);
+            let _ = std::io::copy(&mut reader, &mut std::io::sink());
+        });
+        let line = rx.recv_timeout(STARTUP).unwrap_or_default();
+        let json: Value = serde_json::from_str(line.trim()).unwrap_or(Value::Null);
+        let port = json["port"].as_u64().and_then(|p| u16::try_from(p).ok());
+        let Some(port) = port else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "nono proxy --json {args:?} printed no JSON with a port: {line:?}\n--- stderr\n{}",
+                std::fs::read_to_string(&stderr_path).unwrap_or_default()
+            );
+        };
+        EnvProxy {
+            port,
+            json,
+            child,
+            stderr_path,
+            _dir: dir,
+        }
+    }
+
+    fn stderr(&self) -> String {
+        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
+    }
+
+    /// `Proxy-Authorization` for this proxy's session token.
+    fn auth(&self) -> String {
+        basic_auth(self.json["token"].as_str().expect("token in the JSON"))
+    }
+
+    /// The proxy URL with its token, as clients use it.
+    fn url(&self) -> String {
+        self.json["url"]
+            .as_str()
+            .expect("url in the JSON")
+            .to_string()
+    }
+}
+
+impl Drop for EnvProxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Runs `nono ARGS` with exactly the upstream variables in `env`; (exit code, stdout, stderr).
+fn nono_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let dir = TempDir::new("upnono");
+    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+    let mut cmd = Command::new(nono_bin());
+    for var in UPSTREAM_VARS {
+        cmd.env_remove(var);
+    }
+    let mut child = cmd
+        .args(args)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(std::fs::File::create(&out_path).expect("create stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("create stderr file"))
+        .spawn()
+        .expect("spawn nono");
+    let deadline = Instant::now() + T;
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("try_wait") {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("nono {args:?} still running after {T:?}");
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
+    (
+        status.code().unwrap_or(-1),
+        read(&out_path),
+        read(&err_path),
+    )
+}
+
+/// `curl https://localhost:PORT/PATH` through the proxy at `proxy_url`; (success, stdout,
+/// stderr). `--noproxy ''` keeps a `NO_PROXY` in the test's environment from skipping it.
+fn curl_via(proxy_url: &str, ca: &TestCa, port: u16, path: &str) -> (bool, String, String) {
+    let out = Command::new("curl")
+        .args([
+            "-sS",
+            "--fail",
+            "--max-time",
+            "10",
+            "--noproxy",
+            "",
+            "--cacert",
+        ])
+        .arg(&ca.ca_path)
+        .args([
+            "--proxy",
+            proxy_url,
+            &format!("https://localhost:{port}{path}"),
+        ])
+        .output()
+        .expect("curl runs (install curl)");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Panics if tinyproxy received no request naming `localhost:PORT`.
+fn assert_chained(tp: &Tinyproxy, port: u16) {
+    let requests = tp.requests();
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.contains(&format!("CONNECT localhost:{port}"))),
+        "tinyproxy did not see the tunnel to localhost:{port}:\n{}",
+        tp.log()
+    );
+}
+
+#[test]
+fn connect_is_chained_through_tinyproxy_without_auth() {
+    let tp = Tinyproxy::start();
+    let ca = TestCa::new();
+    let origin = HttpOrigin::start_tls(&ca);
+    let p = EnvProxy::start(
+        &[
+            "--upstream-proxy",
+            &tp.spec(None),
+            "--allow-domain",
+            "localhost",
+        ],
+        &[],
+    );
+    assert_eq!(
+        p.json["upstream_proxy"],
+        tp.spec(None).as_str(),
+        "{}",
+        p.json
+    );
+    let (ok, out, err) = curl_via(&p.url(), &ca, origin.port, "/chained");
+    assert!(
+        ok,
+        "curl through nono and tinyproxy failed: {err}\n--- nono\n{}",
+        p.stderr()
+    );
+    assert!(out.contains("\"/chained\""), "{out}");
+    assert_chained(&tp, origin.port);
+    assert_eq!(origin.requests().len(), 1);
+    let log = p.stderr();
+    assert!(
+        log.contains(&format!("ALLOW CONNECT localhost:{}", origin.port)),
+        "{log}"
+    );
+}
+
+#[test]
+fn upstream_credentials_from_the_flag_work_and_the_password_never_appears() {
+    let tp = Tinyproxy::start_with(Some((TP_USER, TP_PASSWORD)));
+    let ca = TestCa::new();
+    let origin = HttpOrigin::start_tls(&ca);
+    let spec = tp.spec(Some(&format!("{TP_USER}:{TP_PASSWORD}")));
+    let p = EnvProxy::start(
+        &["--upstream-proxy", &spec, "--allow-domain", "localhost"],
+        &[],
+    );
+    let (ok, out, err) = curl_via(&p.url(), &ca, origin.port, "/authed");
+    assert!(
+        ok,
+        "curl failed: {err}\n--- nono\n{}\n--- tinyproxy\n{}",
+        p.stderr(),
+        tp.log()
+    );
+    assert!(out.contains("\"/authed\""), "{out}");
+    assert_chained(&tp, origin.port);
+    // Shown without userinfo; the password is in neither the JSON nor the log.
+    assert_eq!(
+        p.json["upstream_proxy"],
+        tp.spec(None).as_str(),
+        "{}",
+        p.json
+    );
+    assert!(!p.json.to_string().contains(TP_PASSWORD), "{}", p.json);
+    assert!(!p.stderr().contains(TP_PASSWORD), "{}", p.stderr());
+
+    // A wrong password: the client gets a 502 naming the upstream's refusal.
+    let wrong = tp.spec(Some(&format!("{TP_USER}:not-the-password")));
+    let p = EnvProxy::start(
+        &["--upstream-proxy", &wrong, "--allow-domain", "localhost"],
+        &[],
+    );
+    let target = format!("localhost:{}", origin.port);
+    let (status, body) =
+        connect_tunnel(p.port, &target, Some(&p.auth())).expect_err("tinyproxy refuses");
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("upstream_proxy_status_40"), "{body}");
+    assert!(!p.stderr().contains("not-the-password"), "{}", p.stderr());
+}
+
+#[test]
+fn upstream_proxy_and_bypass_are_read_from_the_environment() {
+    let tp = Tinyproxy::start_with(Some((TP_USER, TP_PASSWORD)));
+    let ca = TestCa::new();
+    let origin = HttpOrigin::start_tls(&ca);
+    let spec = tp.spec(Some(&format!("{TP_USER}:{TP_PASSWORD}")));
+    let p = EnvProxy::start(
+        &["--allow-domain", "localhost"],
+        &[("NONO_UPSTREAM_PROXY", &spec)],
+    );
+    assert_eq!(
+        p.json["upstream_proxy"],
+        tp.spec(None).as_str(),
+        "{}",
+        p.json
+    );
+    let (ok, _, err) = curl_via(&p.url(), &ca, origin.port, "/from-env");
+    assert!(ok, "curl failed: {err}\n--- nono\n{}", p.stderr());
+    assert_chained(&tp, origin.port);
+    assert!(!p.json.to_string().contains(TP_PASSWORD), "{}", p.json);
+    assert!(!p.stderr().contains(TP_PASSWORD), "{}", p.stderr());
+
+    // NONO_UPSTREAM_BYPASS (comma-separated, spaces allowed) sends localhost direct.
+    let before = tp.requests().len();
+    let p = EnvProxy::start(
+        &["--allow-domain", "localhost"],
+        &[
+            ("NONO_UPSTREAM_PROXY", &spec),
+            ("NONO_UPSTREAM_BYPASS", "*.corp.example, localhost"),
+        ],
+    );
+    let (ok, out, err) = curl_via(&p.url(), &ca, origin.port, "/bypassed-env");
+    assert!(ok, "curl failed: {err}\n--- nono\n{}", p.stderr());
+    assert!(out.contains("\"/bypassed-env\""), "{out}");
+    assert_eq!(
+        tp.requests().len(),
+        before,
+        "a bypassed host went through tinyproxy:\n{}",
+        tp.log()
+    );
+}
+
+#[test]
+fn bypass_flag_reaches_matching_hosts_directly_and_others_through_the_chain() {
+    let tp = Tinyproxy::start();
+    let ca = TestCa::new();
+    let origin = HttpOrigin::start_tls(&ca);
+    let p = EnvProxy::start(
+        &[
+            "--upstream-proxy",
+            &tp.spec(None),
+            "--allow-domain",
+            "localhost",
+            "--upstream-bypass",
+            "localhost",
+        ],
+        &[],
+    );
+    let (ok, out, err) = curl_via(&p.url(), &ca, origin.port, "/direct");
+    assert!(ok, "curl failed: {err}\n--- nono\n{}", p.stderr());
+    assert!(out.contains("\"/direct\""), "{out}");
+    assert!(
+        tp.requests().is_empty(),
+        "bypassed, yet tinyproxy saw:\n{}",
+        tp.log()
+    );
+
+    // A pattern that does not match leaves localhost on the chain.
+    let p = EnvProxy::start(
+        &[
+            "--upstream-proxy",
+            &tp.spec(None),
+            "--allow-domain",
+            "localhost",
+            "--upstream-bypass",
+            "*.corp.example",
+        ],
+        &[],
+    );
+    let (ok, _, err) = curl_via(&p.url(), &ca, origin.port, "/chained");
+    assert!(ok, "curl failed: {err}\n--- nono\n{}", p.stderr());
+    assert_chained(&tp, origin.port);
+}
+
+#[test]
+fn denied_hosts_never_reach_tinyproxy() {
+    let tp = Tinyproxy::start();
+    let ca = TestCa::new();
+    let origin = HttpOrigin::start_tls(&ca);
+    let p = EnvProxy::start(
+        &[
+            "--upstream-proxy",
+            &tp.spec(None),
+            "--allow-domain",
+            "localhost",
+        ],
+        &[],
+    );
+    let auth = p.auth();
+    for (target, reason) in [
+        ("denied-host.example:443", "not_allowlisted"),
+        ("169.254.169.254:80", "denied_metadata"),
+        ("metadata.google.internal:80", "denied_metadata"),
+    ] {
+        let (status, body) = connect_tunnel(p.port, target, Some(&auth)).expect_err(target);
+        assert_eq!(status, 403, "{target}: {body}");
+        assert!(body.contains(reason), "{target}: {body}");
+        let (status, body) = raw_request(
+            p.port,
+            format!("GET http://{target}/x HTTP/1.1\r\nHost: {target}\r\nProxy-Authorization: {auth}\r\n\r\n")
+                .as_bytes(),
+        );
+        assert_eq!(status, 403, "forward {target}: {body}");
+    }
+    let log = tp.log();
+    assert!(
+        tp.requests().is_empty(),
+        "a denied request reached tinyproxy:\n{log}"
+    );
+    for name in ["denied-host", "169.254", "metadata"] {
+        assert!(!log.contains(name), "`{name}` in tinyproxy's log:\n{log}");
+    }
+    // tinyproxy was there all along: the allowed host goes through it.
+    let (ok, _, err) = curl_via(&p.url(), &ca, origin.port, "/ok");
+    assert!(ok, "{err}");
+    assert_chained(&tp, origin.port);
+    assert_eq!(tp.requests().len(), 1, "{}", tp.log());
+}
+
+/// Arguments, environment, what stderr must name, expected exit code.
+type Case = (
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+    &'static str,
+    i32,
+);
+
+#[test]
+fn upstream_flags_that_cannot_work_are_usage_errors_in_one_line() {
+    // `nono run` reports its own failures, usage errors included, as 125 (see exit.rs).
+    let cases: [Case; 5] = [
+        (
+            &["proxy", "--upstream-bypass", "x.example"],
+            &[],
+            "--upstream-bypass",
+            2,
+        ),
+        (
+            &["proxy"],
+            &[("NONO_UPSTREAM_BYPASS", "x.example")],
+            "upstream",
+            2,
+        ),
+        (
+            &[
+                "proxy",
+                "--upstream-proxy",
+                "http://u:pw-no-port-secret@127.0.0.1",
+            ],
+            &[],
+            "--upstream-proxy",
+            2,
+        ),
+        (
+            &["proxy", "--upstream-proxy", "https://127.0.0.1:3128"],
+            &[],
+            "--upstream-proxy",
+            2,
+        ),
+        (
+            &["run", "--upstream-bypass", "x.example", "--", "true"],
+            &[],
+            "--upstream-bypass",
+            125,
+        ),
+    ];
+    for (args, env, names, expected) in cases {
+        let (code, out, err) = nono_with_env(args, env);
+        assert_eq!(
+            code, expected,
+            "{args:?} {env:?}: stdout:\n{out}\nstderr:\n{err}"
+        );
+        assert_eq!(
+            err.trim().lines().count(),
+            1,
+            "{args:?}: not one line:\n{err}"
+        );
+        assert!(
+            err.contains(names),
+            "{args:?}: does not name {names}:\n{err}"
+        );
+        assert!(
+            !err.contains("pw-no-port-secret"),
+            "password echoed:\n{err}"
+        );
+    }
+}
+
+#[test]
+fn nono_run_curl_goes_through_the_chain() {
+    let tp = Tinyproxy::start_with(Some((TP_USER, TP_PASSWORD)));
+    let ca = TestCa::new();
+    let origin = HttpOrigin::start_tls(&ca);
+    let spec = tp.spec(Some(&format!("{TP_USER}:{TP_PASSWORD}")));
+    let ca_dir = ca
+        .ca_path
+        .parent()
+        .expect("CA dir")
+        .to_string_lossy()
+        .into_owned();
+    let ca_path = ca.ca_path.to_string_lossy().into_owned();
+    let url = format!("https://localhost:{}/from-sandbox", origin.port);
+    // The child's NO_PROXY lists localhost; `--noproxy ''` makes curl use HTTPS_PROXY anyway,
+    // which is the only way out of the sandbox.
+    let (code, out, err) = nono_with_env(
+        &[
+            "run",
+            "--upstream-proxy",
+            &spec,
+            "--allow-domain",
+            "localhost",
+            "--read",
+            &ca_dir,
+            "--",
+            "curl",
+            "-sS",
+            "--fail",
+            "--max-time",
+            "10",
+            "--noproxy",
+            "",
+            "--cacert",
+            &ca_path,
+            &url,
+        ],
+        &[],
+    );
+    assert_eq!(
+        code,
+        0,
+        "stdout:\n{out}\nstderr:\n{err}\n--- tinyproxy\n{}",
+        tp.log()
+    );
+    assert!(out.contains("\"/from-sandbox\""), "{out}");
+    assert_chained(&tp, origin.port);
+    assert!(!err.contains(TP_PASSWORD), "{err}");
+
+    // Without --noproxy the sandbox blocks the direct connection: the proxy is the only path.
+    let (code, out, _) = nono_with_env(
+        &[
+            "run",
+            "--upstream-proxy",
+            &spec,
+            "--allow-domain",
+            "localhost",
+            "--read",
+            &ca_dir,
+            "--",
+            "curl",
+            "-sS",
+            "--fail",
+            "--max-time",
+            "10",
+            "--cacert",
+            &ca_path,
+            &url,
+        ],
+        &[],
+    );
+    assert_ne!(code, 0, "a direct connection left the sandbox: {out}");
+}
