@@ -800,7 +800,7 @@ fn syscall_and_proc_escapes_are_refused() {
         "import subprocess\nvictim = subprocess.Popen(['sleep', '30'])\nTARGET = victim.pid\n\
          def cleanup():\n\
          \x20   # Traced after the ptrace probe: wait for the real exit, not a ptrace stop.\n\
-         \x20   victim.kill()\n\
+         \x20   os.kill(victim.pid, 9)\n\
          \x20   while not os.WIFSIGNALED(os.waitpid(victim.pid, 0)[1]): pass\n\
          {SYSCALL_PROBES}"
     ));
@@ -1226,12 +1226,10 @@ fn sigterm_to_nono_is_forwarded_to_the_child() {
             "{flags:?}: nono must exit with the child's code"
         );
     }
-    // Default disposition: the child dies of SIGTERM and nono reports 128 + 15.
-    let mut cmd = nono_cmd(
-        &["-q"],
-        &["sh", "-c", "echo READY; while :; do sleep 0.05; done"],
-        &[],
-    );
+    // Default disposition: the child dies of SIGTERM and nono reports 128 + 15. Python's
+    // start-up gives nono time to install its handler (see the bug test below).
+    let pause = script("import signal\nprint('READY', flush=True)\nsignal.pause()\n");
+    let mut cmd = nono_cmd(&["-q"], &[PY, "-c", &pause], &[]);
     let mut child = Reaped(
         cmd.stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -1247,6 +1245,36 @@ fn sigterm_to_nono_is_forwarded_to_the_child() {
     );
     let status = child.0.wait().expect("wait");
     assert_eq!(status.code(), Some(143));
+}
+
+/// BUG (crates/nono-cli/src/cmd_run.rs): nono installs its SIGTERM handler in `supervise`,
+/// after the child has already been released and exec'd. A SIGTERM in that window kills nono
+/// by the default action (the child then dies of PDEATHSIG SIGKILL) instead of being
+/// forwarded; nono's status is "killed by signal 15", not the child's exit code.
+#[test]
+fn bug_sigterm_right_after_the_child_starts_kills_nono_instead_of_forwarding() {
+    for attempt in 0..10 {
+        let mut cmd = nono_cmd(&["-q"], &["sh", "-c", "echo READY; exec sleep 5"], &[]);
+        let mut child = Reaped(
+            cmd.stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .spawn()
+                .expect("spawn"),
+        );
+        let mut lines = BufReader::new(child.0.stdout.take().expect("stdout"));
+        assert_eq!(read_line(&mut lines), "READY");
+        // SAFETY: kill has no memory effects; the pid is our unreaped child.
+        assert_eq!(
+            unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) },
+            0
+        );
+        let status = child.0.wait().expect("wait");
+        assert_eq!(
+            status.code(),
+            Some(143),
+            "attempt {attempt}: nono itself died ({status:?}) instead of forwarding SIGTERM"
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -60,7 +60,7 @@ pub fn run(args: ProxyArgs) -> Result<(), Failure> {
     let config = build_config(&args)?;
     crate::logging::init(args.verbose, false, "info");
     crate::limits::raise_fd_limit();
-    let rt = if std::env::var_os("NONO_CT").is_some() { tokio::runtime::Builder::new_current_thread() } else { tokio::runtime::Builder::new_multi_thread() }
+    let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .context("starting the async runtime")
