@@ -20,13 +20,21 @@ fn allowed_connect_to_tls_server_is_byte_exact() {
     let ca = TestCa::new();
     let echo = EchoServer::tls(&ca);
     let p = ProxyProcess::start(&["--allow-domain", "127.0.0.1"]);
-    let tunnel = connect_tunnel(p.port, &format!("127.0.0.1:{}", echo.port), Some(&auth_header(&p))).expect("tunnel opens");
+    let tunnel = connect_tunnel(
+        p.port,
+        &format!("127.0.0.1:{}", echo.port),
+        Some(&auth_header(&p)),
+    )
+    .expect("tunnel opens");
     let payload: Vec<u8> = (0..2_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
     let got = tls_roundtrip(tunnel, &ca, "127.0.0.1", &payload);
     assert_eq!(got.len(), payload.len());
     assert!(got == payload, "echo through the tunnel differs");
     let log = p.stderr();
-    assert!(log.contains(&format!("ALLOW CONNECT 127.0.0.1:{}", echo.port)), "{log}");
+    assert!(
+        log.contains(&format!("ALLOW CONNECT 127.0.0.1:{}", echo.port)),
+        "{log}"
+    );
 }
 
 #[test]
@@ -37,12 +45,20 @@ fn curl_through_proxy_with_credentials_in_url() {
     let out = Command::new("curl")
         .args(["-sS", "--fail", "--max-time", "10", "--cacert"])
         .arg(&ca.ca_path)
-        .args(["--proxy", &p.url, &format!("https://localhost:{}/hello", origin.port)])
+        .args([
+            "--proxy",
+            &p.url,
+            &format!("https://localhost:{}/hello", origin.port),
+        ])
         .env_remove("NO_PROXY")
         .env_remove("no_proxy")
         .output()
         .expect("curl runs (install curl)");
-    assert!(out.status.success(), "curl failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "curl failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let body = String::from_utf8_lossy(&out.stdout);
     assert!(body.contains("\"/hello\""), "{body}");
     // TLS was end-to-end: the origin saw the request, the proxy only a tunnel.
@@ -52,12 +68,14 @@ fn curl_through_proxy_with_credentials_in_url() {
 #[test]
 fn host_not_on_the_list_gets_403_naming_the_reason() {
     let p = ProxyProcess::start(&["--allow-domain", "allowed.example"]);
-    let err = connect_tunnel(p.port, "other.example:443", Some(&auth_header(&p))).expect_err("must be refused");
+    let err = connect_tunnel(p.port, "other.example:443", Some(&auth_header(&p)))
+        .expect_err("must be refused");
     assert_eq!(err.0, 403, "{}", err.1);
     assert!(err.1.contains("not_allowlisted"), "{}", err.1);
     // Wildcards do not match the apex.
     let p = ProxyProcess::start(&["--allow-domain", "*.allowed.example"]);
-    let err = connect_tunnel(p.port, "allowed.example:443", Some(&auth_header(&p))).expect_err("apex refused");
+    let err = connect_tunnel(p.port, "allowed.example:443", Some(&auth_header(&p)))
+        .expect_err("apex refused");
     assert_eq!(err.0, 403);
 }
 
@@ -83,21 +101,43 @@ fn metadata_and_link_local_denied_in_every_spelling_even_when_allowlisted() {
         ("0.0.0.0:80", "denied_cidr"),
         ("[::]:80", "denied_cidr"),
     ];
-    let mut args = vec!["--allow-domain", "169.254.169.254", "--allow-domain", "169.254.1.1", "--allow-domain", "fe80::1"];
-    args.extend(["--allow-domain", "metadata.google.internal", "--allow-domain", "0.0.0.0"]);
+    let mut args = vec![
+        "--allow-domain",
+        "169.254.169.254",
+        "--allow-domain",
+        "169.254.1.1",
+        "--allow-domain",
+        "fe80::1",
+    ];
+    args.extend([
+        "--allow-domain",
+        "metadata.google.internal",
+        "--allow-domain",
+        "0.0.0.0",
+    ]);
     let p = ProxyProcess::start(&args);
     let auth = auth_header(&p);
     for (target, reason) in spellings {
         let err = connect_tunnel(p.port, target, Some(&auth)).expect_err(target);
         assert_eq!(err.0, 403, "{target}: {}", err.1);
-        assert!(err.1.contains(reason), "{target}: expected {reason}: {}", err.1);
+        assert!(
+            err.1.contains(reason),
+            "{target}: expected {reason}: {}",
+            err.1
+        );
         // Plain forwarding applies the same rules.
         let (status, body) = raw_request(p.port, format!("GET http://{target}/latest/meta-data/ HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {auth}\r\n\r\n").as_bytes());
         assert!(status == 403 || status == 400, "{target}: {status} {body}");
     }
     let log = p.stderr();
-    assert!(log.contains("DENY CONNECT 169.254.169.254:80 reason=denied_metadata"), "{log}");
-    assert!(!log.contains(p.token.as_deref().expect("token")), "token leaked into logs");
+    assert!(
+        log.contains("DENY CONNECT 169.254.169.254:80 reason=denied_metadata"),
+        "{log}"
+    );
+    assert!(
+        !log.contains(p.token.as_deref().expect("token")),
+        "token leaked into logs"
+    );
 }
 
 #[test]
@@ -130,14 +170,37 @@ fn names_resolving_to_denied_addresses_are_denied() {
 #[test]
 fn a_real_metadata_server_in_a_namespace_is_unreachable_through_the_proxy() {
     // A test host that really is 169.254.169.254, reachable directly from here.
-    let ns = NetNs::new("nonomd", "169.254.169.1/16", "169.254.169.254/16").expect("network namespace for the fake metadata server");
-    let mut server = ns.exec(&["python3", "-m", "http.server", "80", "--bind", "169.254.169.254"]);
+    let ns = NetNs::new("nonomd", "169.254.169.1/16", "169.254.169.254/16")
+        .expect("network namespace for the fake metadata server");
+    let mut server = ns.exec(&[
+        "python3",
+        "-m",
+        "http.server",
+        "80",
+        "--bind",
+        "169.254.169.254",
+    ]);
     let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect_timeout(&"169.254.169.254:80".parse().expect("addr"), Duration::from_millis(200)).is_err() {
-        assert!(Instant::now() < deadline, "fake metadata server did not come up");
+    while TcpStream::connect_timeout(
+        &"169.254.169.254:80".parse().expect("addr"),
+        Duration::from_millis(200),
+    )
+    .is_err()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "fake metadata server did not come up"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
-    let p = ProxyProcess::start(&["--allow-domain", "169.254.169.254", "--resolve", "md.test=169.254.169.254", "--allow-domain", "md.test"]);
+    let p = ProxyProcess::start(&[
+        "--allow-domain",
+        "169.254.169.254",
+        "--resolve",
+        "md.test=169.254.169.254",
+        "--allow-domain",
+        "md.test",
+    ]);
     let auth = auth_header(&p);
     for target in ["169.254.169.254:80", "md.test:80", "2852039166:80"] {
         let err = connect_tunnel(p.port, target, Some(&auth)).expect_err(target);
@@ -157,11 +220,32 @@ fn auth_407_without_or_with_wrong_token_basic_and_bearer_work() {
     let token = p.token.clone().expect("token");
     let err = connect_tunnel(p.port, &target, None).expect_err("no token");
     assert_eq!(err.0, 407);
-    assert!(err.1.to_ascii_lowercase().contains("proxy-authenticate: basic"), "{}", err.1);
+    assert!(
+        err.1
+            .to_ascii_lowercase()
+            .contains("proxy-authenticate: basic"),
+        "{}",
+        err.1
+    );
     let wrong = format!("{}0", &token[..token.len() - 1]);
-    assert_eq!(connect_tunnel(p.port, &target, Some(&basic_auth(&wrong))).expect_err("wrong").0, 407);
-    assert_eq!(connect_tunnel(p.port, &target, Some(&bearer(&wrong))).expect_err("wrong").0, 407);
-    assert_eq!(connect_tunnel(p.port, &target, Some("Basic !!notbase64")).expect_err("garbage").0, 407);
+    assert_eq!(
+        connect_tunnel(p.port, &target, Some(&basic_auth(&wrong)))
+            .expect_err("wrong")
+            .0,
+        407
+    );
+    assert_eq!(
+        connect_tunnel(p.port, &target, Some(&bearer(&wrong)))
+            .expect_err("wrong")
+            .0,
+        407
+    );
+    assert_eq!(
+        connect_tunnel(p.port, &target, Some("Basic !!notbase64"))
+            .expect_err("garbage")
+            .0,
+        407
+    );
     for auth in [basic_auth(&token), bearer(&token)] {
         let mut s = connect_tunnel(p.port, &target, Some(&auth)).expect("valid token");
         s.write_all(b"ping").expect("write");
@@ -182,7 +266,12 @@ fn user_chosen_pass_and_no_auth_on_loopback() {
     let p = ProxyProcess::start(&["--allow-domain", "127.0.0.1", "--pass", "hunter2hunter2"]);
     assert_eq!(p.token.as_deref(), Some("hunter2hunter2"));
     assert!(connect_tunnel(p.port, &target, Some(&basic_auth("hunter2hunter2"))).is_ok());
-    assert_eq!(connect_tunnel(p.port, &target, None).expect_err("needs pass").0, 407);
+    assert_eq!(
+        connect_tunnel(p.port, &target, None)
+            .expect_err("needs pass")
+            .0,
+        407
+    );
     let open = ProxyProcess::start(&["--allow-domain", "127.0.0.1", "--no-auth"]);
     assert!(open.token.is_none());
     assert!(open.json["token"].is_null());
@@ -208,18 +297,27 @@ fn plain_http_forwarding_rewrites_host_strips_hop_headers_and_keeps_alive() {
     let reqs = origin.requests();
     assert_eq!(reqs.len(), 3);
     for r in &reqs {
-        assert_eq!(r.header("host"), Some(format!("127.0.0.1:{}", origin.port).as_str()));
+        assert_eq!(
+            r.header("host"),
+            Some(format!("127.0.0.1:{}", origin.port).as_str())
+        );
         assert_eq!(r.header("x-keep"), Some("yes"));
         assert!(r.header("proxy-authorization").is_none());
         assert!(r.header("x-hop").is_none());
         assert!(r.header("proxy-connection").is_none());
     }
     assert_eq!(reqs[2].path, "/item/2?q=1");
-    assert_eq!(origin.accepted(), 1, "upstream connection was not kept alive");
+    assert_eq!(
+        origin.accepted(),
+        1,
+        "upstream connection was not kept alive"
+    );
     // Redirects are handed to the client, not followed.
     let (status, head) = raw_request(p.port, format!("GET http://127.0.0.1:{}/redirect HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {auth}\r\n\r\n", origin.port).as_bytes());
     assert_eq!(status, 302, "{head}");
-    assert!(head.to_ascii_lowercase().contains("location: http://example.invalid/elsewhere"));
+    assert!(head
+        .to_ascii_lowercase()
+        .contains("location: http://example.invalid/elsewhere"));
     // Filtered like CONNECT.
     let (status, body) = raw_request(p.port, format!("GET http://not-allowed.example/ HTTP/1.1\r\nHost: 127.0.0.1\r\nProxy-Authorization: {auth}\r\n\r\n").as_bytes());
     assert_eq!(status, 403, "{body}");
@@ -241,7 +339,9 @@ fn max_connections_is_enforced_and_slots_come_back() {
     loop {
         match connect_tunnel(p.port, &target, Some(&auth)) {
             Ok(_) => break,
-            Err((503, _)) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(50)),
+            Err((503, _)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
             Err(e) => panic!("slot did not come back: {e:?}"),
         }
     }
@@ -254,12 +354,36 @@ fn malformed_and_oversized_requests_get_400_and_431_and_serving_continues() {
     let p = ProxyProcess::start(&["--allow-domain", "127.0.0.1"]);
     let auth = auth_header(&p);
     assert_eq!(raw_request(p.port, b"THIS IS NOT HTTP\r\n\r\n").0, 400);
-    assert_eq!(raw_request(p.port, b"GET http://a b/ HTTP/1.1\r\n\r\n").0, 400);
-    assert_eq!(raw_request(p.port, format!("CONNECT bad_host!:443 HTTP/1.1\r\nProxy-Authorization: {auth}\r\n\r\n").as_bytes()).0, 400);
-    assert_eq!(raw_request(p.port, format!("CONNECT host:0 HTTP/1.1\r\nProxy-Authorization: {auth}\r\n\r\n").as_bytes()).0, 400);
-    let big = format!("GET http://127.0.0.1/ HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(70_000));
+    assert_eq!(
+        raw_request(p.port, b"GET http://a b/ HTTP/1.1\r\n\r\n").0,
+        400
+    );
+    assert_eq!(
+        raw_request(
+            p.port,
+            format!("CONNECT bad_host!:443 HTTP/1.1\r\nProxy-Authorization: {auth}\r\n\r\n")
+                .as_bytes()
+        )
+        .0,
+        400
+    );
+    assert_eq!(
+        raw_request(
+            p.port,
+            format!("CONNECT host:0 HTTP/1.1\r\nProxy-Authorization: {auth}\r\n\r\n").as_bytes()
+        )
+        .0,
+        400
+    );
+    let big = format!(
+        "GET http://127.0.0.1/ HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(70_000)
+    );
     assert_eq!(raw_request(p.port, big.as_bytes()).0, 431);
-    let huge = format!("GET http://127.0.0.1/ HTTP/1.1\r\nX-Big: {}\r\n\r\n", "a".repeat(400_000));
+    let huge = format!(
+        "GET http://127.0.0.1/ HTTP/1.1\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(400_000)
+    );
     assert_eq!(raw_request(p.port, huge.as_bytes()).0, 431);
     // Still serving.
     assert!(connect_tunnel(p.port, &format!("127.0.0.1:{}", echo.port), Some(&auth)).is_ok());
@@ -270,11 +394,16 @@ fn slowloris_client_is_dropped_after_the_header_timeout() {
     let p = ProxyProcess::start(&["--header-timeout", "1", "--max-connections", "1"]);
     let mut slow = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
     slow.write_all(b"GET http://a").expect("partial head");
-    slow.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+    slow.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("timeout");
     let start = Instant::now();
     let mut buf = [0u8; 256];
     let _ = slow.read(&mut buf);
-    assert!(start.elapsed() < Duration::from_secs(4), "slow client held its slot for {:?}", start.elapsed());
+    assert!(
+        start.elapsed() < Duration::from_secs(4),
+        "slow client held its slot for {:?}",
+        start.elapsed()
+    );
     // The only slot is free again.
     let (status, _) = raw_request(p.port, b"GET http://x/ HTTP/1.1\r\n\r\n");
     assert_eq!(status, 407);
@@ -283,15 +412,21 @@ fn slowloris_client_is_dropped_after_the_header_timeout() {
 #[test]
 fn unreachable_upstream_502_and_connect_timeout_504() {
     // A port with nothing listening.
-    let closed = TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let closed = TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port();
     let p = ProxyProcess::start(&["--allow-domain", "127.0.0.1", "--connect-timeout", "1"]);
     let auth = auth_header(&p);
-    let err = connect_tunnel(p.port, &format!("127.0.0.1:{closed}"), Some(&auth)).expect_err("closed port");
+    let err = connect_tunnel(p.port, &format!("127.0.0.1:{closed}"), Some(&auth))
+        .expect_err("closed port");
     assert_eq!(err.0, 502, "{}", err.1);
     // A listener whose accept queue is full drops SYNs: the connect hangs until our timeout.
     let full = socket_with_full_backlog();
     let start = Instant::now();
-    let err = connect_tunnel(p.port, &format!("127.0.0.1:{}", full.port), Some(&auth)).expect_err("hangs");
+    let err = connect_tunnel(p.port, &format!("127.0.0.1:{}", full.port), Some(&auth))
+        .expect_err("hangs");
     assert_eq!(err.0, 504, "{}", err.1);
     assert!(start.elapsed() < Duration::from_secs(5));
     drop(full);
@@ -324,7 +459,10 @@ fn socket_with_full_backlog() -> FullBacklog {
     while stdout.read(&mut b).expect("read") == 1 && b[0] != b'\n' {
         line.push(char::from(b[0]));
     }
-    FullBacklog { port: line.trim().parse().expect("port"), child }
+    FullBacklog {
+        port: line.trim().parse().expect("port"),
+        child,
+    }
 }
 
 #[test]
@@ -338,7 +476,10 @@ fn fail_secure_refusals_exit_2_with_one_line() {
     ] {
         let (code, stdout, stderr) = run_nono(&args, T);
         assert_eq!(code, 2, "{args:?}: {stderr}");
-        assert!(stdout.is_empty(), "{args:?} printed connection details: {stdout}");
+        assert!(
+            stdout.is_empty(),
+            "{args:?} printed connection details: {stdout}"
+        );
         assert_eq!(stderr.trim().lines().count(), 1, "{args:?}: {stderr}");
     }
     let (_, _, stderr) = run_nono(&["proxy", "--allow-domain", "*.com"], T);
@@ -351,9 +492,23 @@ fn json_line_has_the_connection_details_and_sigterm_exits_0() {
     let j = &p.json;
     let token = j["token"].as_str().expect("token");
     assert_eq!(j["port"].as_u64(), Some(u64::from(p.port)));
-    assert_eq!(j["listen"].as_str(), Some(format!("127.0.0.1:{}", p.port).as_str()));
-    assert_eq!(j["url"].as_str(), Some(format!("http://nono:{token}@127.0.0.1:{}", p.port).as_str()));
-    for k in ["HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "NONO_PROXY_TOKEN"] {
+    assert_eq!(
+        j["listen"].as_str(),
+        Some(format!("127.0.0.1:{}", p.port).as_str())
+    );
+    assert_eq!(
+        j["url"].as_str(),
+        Some(format!("http://nono:{token}@127.0.0.1:{}", p.port).as_str())
+    );
+    for k in [
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "NO_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "no_proxy",
+        "NONO_PROXY_TOKEN",
+    ] {
         assert!(j["env"][k].is_string(), "env lacks {k}: {j}");
     }
     assert_eq!(j["env"]["NONO_PROXY_TOKEN"].as_str(), Some(token));

@@ -47,10 +47,15 @@ pub fn run_profile(cmd: ProfileCommand) -> Result<(), Failure> {
     let env = env()?;
     match cmd {
         ProfileCommand::List => {
-            let list = nono_policy::list_profiles(&env).map_err(|e| Failure::usage(e.to_string()))?;
+            let list =
+                nono_policy::list_profiles(&env).map_err(|e| Failure::usage(e.to_string()))?;
             let width = list.iter().map(|p| p.name.len()).max().unwrap_or(0);
             for p in list {
-                let mut line = format!("{:width$}  {}", p.name, p.description.as_deref().unwrap_or("-"));
+                let mut line = format!(
+                    "{:width$}  {}",
+                    p.name,
+                    p.description.as_deref().unwrap_or("-")
+                );
                 if p.source != "builtin" {
                     line.push_str(&format!("  ({})", p.source));
                 }
@@ -64,13 +69,20 @@ pub fn run_profile(cmd: ProfileCommand) -> Result<(), Failure> {
             }
         }
         ProfileCommand::Show { name } => {
-            let v = nono_policy::show_profile(&name, &env).map_err(|e| Failure::usage(e.to_string()))?;
+            let v = nono_policy::show_profile(&name, &env)
+                .map_err(|e| Failure::usage(e.to_string()))?;
             let text = serde_json::to_string_pretty(&v).map_err(Failure::runtime)?;
             println!("{text}");
         }
         ProfileCommand::Validate { file } => {
-            let info = nono_policy::validate_profile_file(&file, &env).map_err(|e| Failure::usage(e.to_string()))?;
-            println!("{}: valid (profile \"{}\", chain: {})", file.display(), info.name, info.chain.join(" -> "));
+            let info = nono_policy::validate_profile_file(&file, &env)
+                .map_err(|e| Failure::usage(e.to_string()))?;
+            println!(
+                "{}: valid (profile \"{}\", chain: {})",
+                file.display(),
+                info.name,
+                info.chain.join(" -> ")
+            );
         }
     }
     Ok(())
@@ -80,14 +92,21 @@ pub fn run_profile(cmd: ProfileCommand) -> Result<(), Failure> {
 pub fn run_network_profile(cmd: NetworkProfileCommand) -> Result<(), Failure> {
     match cmd {
         NetworkProfileCommand::List => {
-            let list = nono_policy::network_profiles().map_err(|e| Failure::usage(e.to_string()))?;
+            let list =
+                nono_policy::network_profiles().map_err(|e| Failure::usage(e.to_string()))?;
             let width = list.iter().map(|p| p.name.len()).max().unwrap_or(0);
             for p in list {
-                println!("{:width$}  {}  [{}]", p.name, p.description, p.groups.join(", "));
+                println!(
+                    "{:width$}  {}  [{}]",
+                    p.name,
+                    p.description,
+                    p.groups.join(", ")
+                );
             }
         }
         NetworkProfileCommand::Show { name, json } => {
-            let d = nono_policy::network_profile_show(&name).map_err(|e| Failure::usage(e.to_string()))?;
+            let d = nono_policy::network_profile_show(&name)
+                .map_err(|e| Failure::usage(e.to_string()))?;
             if json {
                 let text = serde_json::to_string_pretty(&d).map_err(Failure::runtime)?;
                 println!("{text}");

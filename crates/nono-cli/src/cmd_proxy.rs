@@ -29,7 +29,12 @@ pub struct ProxyArgs {
     #[arg(long)]
     pub no_auth: bool,
     /// Use this secret instead of a random session token (also read from NONO_PROXY_PASS).
-    #[arg(long, value_name = "SECRET", env = "NONO_PROXY_PASS", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "NONO_PROXY_PASS",
+        hide_env_values = true
+    )]
     pub pass: Option<String>,
     /// Policy: profile, network profile, allowed hosts, credentials, upstream proxy.
     #[command(flatten)]
@@ -65,7 +70,8 @@ pub fn run(args: ProxyArgs) -> Result<(), Failure> {
         .build()
         .context("starting the async runtime")
         .map_err(Failure::runtime)?;
-    rt.block_on(serve(args.json, config)).map_err(Failure::runtime)
+    rt.block_on(serve(args.json, config))
+        .map_err(Failure::runtime)
 }
 
 /// Validates the flags and builds the proxy configuration. Every refusal happens here,
@@ -84,7 +90,9 @@ fn build_config(args: &ProxyArgs) -> Result<ProxyConfig, Failure> {
         AuthConfig::Disabled
     } else if let Some(p) = &args.pass {
         if p.is_empty() {
-            return Err(Failure::usage("--pass is empty: give a non-empty secret or omit it for a random session token"));
+            return Err(Failure::usage(
+                "--pass is empty: give a non-empty secret or omit it for a random session token",
+            ));
         }
         AuthConfig::Token(SessionToken::from_secret(Zeroizing::new(p.clone())))
     } else {
@@ -93,10 +101,13 @@ fn build_config(args: &ProxyArgs) -> Result<ProxyConfig, Failure> {
     let (policy_args, upstream_proxy_spec) = args.net.policy_args()?;
     let env = nono_policy::Env::from_process().map_err(|e| Failure::usage(e.to_string()))?;
     // Same resolution as `nono run`; filesystem settings are not used here.
-    let resolved = nono_policy::resolve(&policy_args, &env).map_err(|e| Failure::usage(e.to_string()))?;
-    let mut timeouts = nono_proxy::Timeouts::default();
-    timeouts.connect = secs("--connect-timeout", args.connect_timeout)?;
-    timeouts.header_read = secs("--header-timeout", args.header_timeout)?;
+    let resolved =
+        nono_policy::resolve(&policy_args, &env).map_err(|e| Failure::usage(e.to_string()))?;
+    let timeouts = nono_proxy::Timeouts {
+        connect: secs("--connect-timeout", args.connect_timeout)?,
+        header_read: secs("--header-timeout", args.header_timeout)?,
+        ..nono_proxy::Timeouts::default()
+    };
     let opts = nono_policy::ProxyOptions {
         bind_addr: args.listen,
         bind_port: args.port,
@@ -107,13 +118,16 @@ fn build_config(args: &ProxyArgs) -> Result<ProxyConfig, Failure> {
         tolerate_unavailable_routes: true,
         upstream_proxy_spec,
     };
-    let config = nono_policy::proxy_config(&resolved.network, opts).map_err(|e| Failure::usage(e.to_string()))?;
+    let config = nono_policy::proxy_config(&resolved.network, opts)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     Ok(config)
 }
 
 fn secs(flag: &str, v: f64) -> Result<Duration, Failure> {
     if !(v.is_finite() && v > 0.0 && v <= 86_400.0) {
-        return Err(Failure::usage(format!("{flag} must be between 0 and 86400 seconds, got {v}")));
+        return Err(Failure::usage(format!(
+            "{flag} must be between 0 and 86400 seconds, got {v}"
+        )));
     }
     Ok(Duration::from_secs_f64(v))
 }
@@ -131,7 +145,10 @@ pub fn resolver_from_pins(pins: &[String]) -> anyhow::Result<Arc<dyn Resolver>> 
         let mut addrs = Vec::new();
         for ip in ips.split(',') {
             let ip = ip.trim().trim_start_matches('[').trim_end_matches(']');
-            addrs.push(ip.parse::<IpAddr>().with_context(|| format!("--resolve `{p}`: `{ip}` is not an IP address"))?);
+            addrs.push(
+                ip.parse::<IpAddr>()
+                    .with_context(|| format!("--resolve `{p}`: `{ip}` is not an IP address"))?,
+            );
         }
         map.entry(name.to_string()).or_default().extend(addrs);
     }
@@ -145,7 +162,9 @@ async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
     let handle = nono_proxy::start(config).await?;
     if let Some(u) = &upstream {
         if let Err(e) = nono_proxy::upstream::check_reachable(u, connect_timeout).await {
-            tracing::warn!("{e}; requests will get 502 upstream_proxy_unreachable until it is reachable");
+            tracing::warn!(
+                "{e}; requests will get 502 upstream_proxy_unreachable until it is reachable"
+            );
         }
     }
     let routes = handle.routes_status();
@@ -153,8 +172,10 @@ async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
     env.extend(handle.route_env());
     let mut out = std::io::stdout().lock();
     if json {
-        let env_map: serde_json::Map<String, serde_json::Value> =
-            env.iter().map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone()))).collect();
+        let env_map: serde_json::Map<String, serde_json::Value> = env
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
         let obj = serde_json::json!({
             "url": handle.url(),
             "listen": handle.addr().to_string(),
@@ -182,8 +203,19 @@ async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
             writeln!(out, "  upstream proxy: {}", u.address())?;
         }
         for r in &routes {
-            let state = if r.loaded { "loaded".to_string() } else { format!("UNAVAILABLE ({})", r.error.as_deref().unwrap_or("not loaded")) };
-            writeln!(out, "  route {}: {} -> {} [credential {}: {state}]", r.name, r.local_url, r.upstream, r.source)?;
+            let state = if r.loaded {
+                "loaded".to_string()
+            } else {
+                format!(
+                    "UNAVAILABLE ({})",
+                    r.error.as_deref().unwrap_or("not loaded")
+                )
+            };
+            writeln!(
+                out,
+                "  route {}: {} -> {} [credential {}: {state}]",
+                r.name, r.local_url, r.upstream, r.source
+            )?;
             if !r.endpoint_rules.is_empty() {
                 writeln!(out, "    endpoints: {}", r.endpoint_rules.join(", "))?;
             }

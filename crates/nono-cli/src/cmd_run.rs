@@ -52,7 +52,12 @@ pub struct RunArgs {
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
     /// The command and its arguments.
-    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+    #[arg(
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true,
+        value_name = "CMD"
+    )]
     pub command: Vec<OsString>,
 }
 
@@ -84,26 +89,46 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         .iter()
         .filter_map(|c| c.credential_key.strip_prefix("env://"))
         .collect();
-    let parent_env = std::env::vars_os().filter(|(k, _)| !secret_vars.iter().any(|s| k.as_os_str() == *s));
+    let parent_env =
+        std::env::vars_os().filter(|(k, _)| !secret_vars.iter().any(|s| k.as_os_str() == *s));
     let child_env = nono_proxy::env::child_env(parent_env, &add_env);
 
     let sandbox_policy = nono_policy::sandbox_policy(&resolved, proxy.as_ref().map(|p| p.port()));
-    let prepared = nono_sandbox::prepare(&sandbox_policy).map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))?;
-    let path_var = child_env.iter().find(|(k, _)| k == "PATH").map(|(_, v)| v.clone());
+    let prepared = nono_sandbox::prepare(&sandbox_policy)
+        .map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))?;
+    let path_var = child_env
+        .iter()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.clone());
     let program = nono_sandbox::resolve_program(&args.command[0], path_var.as_deref())
         .map_err(|e| Failure::with_code(e.exec_exit_code().unwrap_or(EXIT_NONO_FAILED), e))?;
     if !args.quiet {
-        print_summary(&resolved, &sandbox_policy, prepared.report(), proxy.as_ref());
+        print_summary(
+            &resolved,
+            &sandbox_policy,
+            prepared.report(),
+            proxy.as_ref(),
+        );
     }
     for w in &prepared.report().warnings {
         eprintln!("nono: WARNING: {w}");
     }
-    let spec = ExecSpec { program, argv: args.command.clone(), env: child_env };
-    let mut child = nono_sandbox::spawn(&prepared, &spec).map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))?;
+    let spec = ExecSpec {
+        program,
+        argv: args.command.clone(),
+        env: child_env,
+    };
+    let mut child = nono_sandbox::spawn(&prepared, &spec)
+        .map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))?;
     drop(prepared);
-    child.release().map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))?;
+    child
+        .release()
+        .map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))?;
     if let Err(e) = child.wait_for_exec() {
-        return Err(Failure::with_code(e.exec_exit_code().unwrap_or(EXIT_NONO_FAILED), e));
+        return Err(Failure::with_code(
+            e.exec_exit_code().unwrap_or(EXIT_NONO_FAILED),
+            e,
+        ));
     }
     let pid = child.pid();
     let code = rt.block_on(supervise(child, pid)).map_err(nono_err)?;
@@ -125,7 +150,10 @@ fn resolve(args: &RunArgs) -> Result<ResolvedPolicy, Failure> {
     nono_policy::resolve(&pargs, &env).map_err(|e| Failure::usage(e.to_string()))
 }
 
-async fn start_proxy(args: &RunArgs, resolved: &ResolvedPolicy) -> Result<nono_proxy::ProxyHandle, Failure> {
+async fn start_proxy(
+    args: &RunArgs,
+    resolved: &ResolvedPolicy,
+) -> Result<nono_proxy::ProxyHandle, Failure> {
     let (_, upstream_proxy_spec) = args.net.policy_args()?;
     let opts = nono_policy::ProxyOptions {
         bind_addr: Ipv4Addr::LOCALHOST.into(),
@@ -137,13 +165,15 @@ async fn start_proxy(args: &RunArgs, resolved: &ResolvedPolicy) -> Result<nono_p
         tolerate_unavailable_routes: false,
         upstream_proxy_spec,
     };
-    let config = nono_policy::proxy_config(&resolved.network, opts).map_err(|e| Failure::usage(e.to_string()))?;
+    let config = nono_policy::proxy_config(&resolved.network, opts)
+        .map_err(|e| Failure::usage(e.to_string()))?;
     let addr = SocketAddr::new(config.bind_addr, config.bind_port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on {addr} for the proxy"))
         .map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))?;
-    nono_proxy::start_with_listener(listener, config).map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))
+    nono_proxy::start_with_listener(listener, config)
+        .map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))
 }
 
 /// Waits for the child while the proxy serves; forwards SIGTERM and SIGHUP, ignores the
@@ -187,14 +217,34 @@ fn print_summary(
     proxy: Option<&nono_proxy::ProxyHandle>,
 ) {
     let net = match (&sp.net, proxy) {
-        (NetPolicy::ProxyOnly { connect_ports, bind_ports, allow_udp, .. }, Some(h)) => {
-            let hosts = if p.network.allowed_hosts.is_empty() { "any host".to_string() } else { format!("{} allowed hosts", p.network.allowed_hosts.len()) };
+        (
+            NetPolicy::ProxyOnly {
+                connect_ports,
+                bind_ports,
+                allow_udp,
+                ..
+            },
+            Some(h),
+        ) => {
+            let hosts = if p.network.allowed_hosts.is_empty() {
+                "any host".to_string()
+            } else {
+                format!("{} allowed hosts", p.network.allowed_hosts.len())
+            };
             let mut s = format!("proxy on 127.0.0.1:{} ({hosts}", h.port());
             if let Some(np) = &p.network.network_profile {
                 s.push_str(&format!(", network profile {np}"));
             }
             if !p.network.credentials.is_empty() {
-                s.push_str(&format!(", credentials: {}", p.network.credentials.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")));
+                s.push_str(&format!(
+                    ", credentials: {}",
+                    p.network
+                        .credentials
+                        .iter()
+                        .map(|c| c.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ));
             }
             s.push(')');
             if !connect_ports.is_empty() {
@@ -208,10 +258,18 @@ fn print_summary(
             }
             s
         }
-        (NetPolicy::Blocked { connect_ports, bind_ports }, _) => {
+        (
+            NetPolicy::Blocked {
+                connect_ports,
+                bind_ports,
+            },
+            _,
+        ) => {
             let mut s = "blocked".to_string();
             if !connect_ports.is_empty() || !bind_ports.is_empty() {
-                s.push_str(&format!(" (localhost ports: connect {connect_ports:?}, listen {bind_ports:?})"));
+                s.push_str(&format!(
+                    " (localhost ports: connect {connect_ports:?}, listen {bind_ports:?})"
+                ));
             }
             s
         }
@@ -219,7 +277,11 @@ fn print_summary(
     };
     let rw = p.filesystem.allow.len();
     let ro = p.filesystem.read.len();
-    let profile = p.profile.as_ref().map(|i| format!("profile {}, ", i.name)).unwrap_or_default();
+    let profile = p
+        .profile
+        .as_ref()
+        .map(|i| format!("profile {}, ", i.name))
+        .unwrap_or_default();
     eprintln!(
         "nono: {profile}network {net}; filesystem: {rw} read-write and {ro} read-only paths plus system paths; Landlock ABI {}, seccomp {}",
         report.landlock_abi,

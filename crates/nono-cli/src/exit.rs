@@ -29,16 +29,25 @@ pub struct Failure {
 impl Failure {
     /// A usage error (exit 2).
     pub fn usage(msg: impl Into<String>) -> Failure {
-        Failure { code: EXIT_USAGE, error: anyhow::anyhow!(msg.into()) }
+        Failure {
+            code: EXIT_USAGE,
+            error: anyhow::anyhow!(msg.into()),
+        }
     }
 
     /// A runtime failure (exit 1).
     pub fn runtime(error: impl Into<anyhow::Error>) -> Failure {
-        Failure { code: EXIT_FAILURE, error: error.into() }
+        Failure {
+            code: EXIT_FAILURE,
+            error: error.into(),
+        }
     }
 
     /// Any error with an explicit code.
     pub fn with_code(code: i32, error: impl Into<anyhow::Error>) -> Failure {
-        Failure { code, error: error.into() }
+        Failure {
+            code,
+            error: error.into(),
+        }
     }
 }

@@ -47,7 +47,13 @@ fn main() {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            let code = if !e.use_stderr() { 0 } else if is_run { exit::EXIT_NONO_FAILED } else { exit::EXIT_USAGE };
+            let code = if !e.use_stderr() {
+                0
+            } else if is_run {
+                exit::EXIT_NONO_FAILED
+            } else {
+                exit::EXIT_USAGE
+            };
             std::process::exit(code);
         }
     };

@@ -27,7 +27,12 @@ pub struct NetFlags {
     #[arg(long = "allow-endpoint", value_name = "RULE")]
     pub allow_endpoint: Vec<String>,
     /// Chain through a corporate proxy: `HOST:PORT` or `http://user:pass@HOST:PORT`.
-    #[arg(long, value_name = "PROXY", env = "NONO_UPSTREAM_PROXY", hide_env_values = true)]
+    #[arg(
+        long,
+        value_name = "PROXY",
+        env = "NONO_UPSTREAM_PROXY",
+        hide_env_values = true
+    )]
     pub upstream_proxy: Option<String>,
     /// Reach this host directly instead of through the upstream proxy (repeatable):
     /// exact host or `*.suffix`. Also NONO_UPSTREAM_BYPASS (comma-separated).
@@ -43,7 +48,12 @@ impl NetFlags {
         if let Ok(list) = std::env::var("NONO_UPSTREAM_BYPASS") {
             bypass.extend(nono_proxy::upstream::split_bypass_list(&list));
         }
-        let (upstream_host, spec) = match self.upstream_proxy.as_deref().map(str::trim).filter(|s| !s.is_empty()) {
+        let (upstream_host, spec) = match self
+            .upstream_proxy
+            .as_deref()
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
             None => (None, None),
             Some(s) => {
                 let parsed = nono_proxy::UpstreamProxyConfig::parse::<&str>(s, &[])

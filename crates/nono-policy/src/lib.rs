@@ -61,11 +61,11 @@ pub use network_policy::{
     network_profile_show, network_profiles, Group, NamedGroup, NetworkPolicy, NetworkProfileDef,
     NetworkProfileDetail, NetworkProfileSummary,
 };
-pub use sandbox_config::sandbox_policy;
-pub use proxy_config::{proxy_config, ProxyOptions, ProxySetupError};
 pub use policy::{
     DirectEndpoint, NetworkMode, PolicyArgs, ResolvedFs, ResolvedNetwork, ResolvedPolicy, Security,
     Wsl2ProxyPolicy,
 };
+pub use proxy_config::{proxy_config, ProxyOptions, ProxySetupError};
 pub use resolve::resolve;
+pub use sandbox_config::sandbox_policy;
 pub use vars::{expand, Env, KNOWN_VARS};

@@ -5,7 +5,10 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use nono_proxy::dns::Resolver;
-use nono_proxy::{AuthConfig, EndpointRule as ProxyEndpointRule, ProxyConfig, RouteConfig, Timeouts, UpstreamProxyConfig};
+use nono_proxy::{
+    AuthConfig, EndpointRule as ProxyEndpointRule, ProxyConfig, RouteConfig, Timeouts,
+    UpstreamProxyConfig,
+};
 use zeroize::Zeroizing;
 
 use crate::credentials::{CredentialService, InjectMode};
@@ -51,20 +54,25 @@ pub enum ProxySetupError {
 }
 
 /// Builds the proxy configuration for a resolved network policy.
-pub fn proxy_config(net: &ResolvedNetwork, opts: ProxyOptions) -> Result<ProxyConfig, ProxySetupError> {
+pub fn proxy_config(
+    net: &ResolvedNetwork,
+    opts: ProxyOptions,
+) -> Result<ProxyConfig, ProxySetupError> {
     let routes = net
         .credentials
         .iter()
         .map(|svc| route_for(svc, net))
         .collect::<Result<Vec<_>, _>>()?;
-    nono_proxy::validate_routes(&routes).map_err(|e| ProxySetupError::Proxy(nono_proxy::ProxyError::Config(e.to_string())))?;
+    nono_proxy::validate_routes(&routes)
+        .map_err(|e| ProxySetupError::Proxy(nono_proxy::ProxyError::Config(e.to_string())))?;
     let spec = opts
         .upstream_proxy_spec
         .as_ref()
         .map(|s| s.as_str().to_string())
         .map(Zeroizing::new)
         .or_else(|| net.upstream_proxy.clone().map(Zeroizing::new));
-    let upstream_proxy = UpstreamProxyConfig::from_options(spec.as_ref().map(|s| s.as_str()), &net.upstream_bypass)?;
+    let upstream_proxy =
+        UpstreamProxyConfig::from_options(spec.as_ref().map(|s| s.as_str()), &net.upstream_bypass)?;
     // Hosts reached directly (host:port entries) bypass the proxy in clients.
     let no_proxy = net.direct.iter().map(|d| d.host.clone()).collect();
     let config = ProxyConfig {
@@ -82,28 +90,46 @@ pub fn proxy_config(net: &ResolvedNetwork, opts: ProxyOptions) -> Result<ProxyCo
         ..ProxyConfig::default()
     };
     // Parse the allowlist now so a bad pattern is reported before anything starts.
-    nono_proxy::filter::HostFilter::new(&config.allowed_hosts).map_err(nono_proxy::ProxyError::from)?;
+    nono_proxy::filter::HostFilter::new(&config.allowed_hosts)
+        .map_err(nono_proxy::ProxyError::from)?;
     Ok(config)
 }
 
-fn route_for(svc: &CredentialService, net: &ResolvedNetwork) -> Result<RouteConfig, ProxySetupError> {
-    let bad = |message: String| ProxySetupError::Route { service: svc.name.clone(), message };
-    let upstream = url::Url::parse(&svc.upstream).map_err(|e| bad(format!("upstream `{}`: {e}", svc.upstream)))?;
+fn route_for(
+    svc: &CredentialService,
+    net: &ResolvedNetwork,
+) -> Result<RouteConfig, ProxySetupError> {
+    let bad = |message: String| ProxySetupError::Route {
+        service: svc.name.clone(),
+        message,
+    };
+    let upstream = url::Url::parse(&svc.upstream)
+        .map_err(|e| bad(format!("upstream `{}`: {e}", svc.upstream)))?;
     let inject = match svc.inject_mode {
         InjectMode::Header => nono_proxy::InjectMode::Header {
             name: svc.inject_header.clone(),
             format: svc.credential_format.clone(),
         },
         InjectMode::UrlPath => nono_proxy::InjectMode::UrlPath {
-            pattern: svc.path_pattern.clone().ok_or_else(|| bad("url_path needs path_pattern".into()))?,
-            replacement: svc.path_replacement.clone().ok_or_else(|| bad("url_path needs path_replacement".into()))?,
+            pattern: svc
+                .path_pattern
+                .clone()
+                .ok_or_else(|| bad("url_path needs path_pattern".into()))?,
+            replacement: svc
+                .path_replacement
+                .clone()
+                .ok_or_else(|| bad("url_path needs path_replacement".into()))?,
         },
         InjectMode::QueryParam => nono_proxy::InjectMode::QueryParam {
-            name: svc.query_param_name.clone().ok_or_else(|| bad("query_param needs query_param_name".into()))?,
+            name: svc
+                .query_param_name
+                .clone()
+                .ok_or_else(|| bad("query_param needs query_param_name".into()))?,
         },
         InjectMode::BasicAuth => nono_proxy::InjectMode::BasicAuth,
     };
-    let source = nono_proxy::CredentialSource::parse(&svc.credential_key).map_err(|e| bad(e.to_string()))?;
+    let source =
+        nono_proxy::CredentialSource::parse(&svc.credential_key).map_err(|e| bad(e.to_string()))?;
     let mut rules = Vec::new();
     for m in &svc.endpoint_rules {
         rules.push(ProxyEndpointRule::new(&m.method, &m.path).map_err(|e| bad(e.to_string()))?);

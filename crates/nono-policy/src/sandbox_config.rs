@@ -14,19 +14,40 @@ pub fn sandbox_policy(p: &ResolvedPolicy, proxy_port: Option<u16>) -> SandboxPol
     fs.extend(p.filesystem.read.iter().map(FsRule::read));
     fs.extend(p.filesystem.allow.iter().map(FsRule::read_write));
     let n = &p.network;
-    let mut bind_ports: Vec<u16> = n.open_ports.iter().chain(&n.listen_ports).copied().collect();
+    let mut bind_ports: Vec<u16> = n
+        .open_ports
+        .iter()
+        .chain(&n.listen_ports)
+        .copied()
+        .collect();
     bind_ports.sort_unstable();
     bind_ports.dedup();
     let net = match (n.mode, proxy_port) {
         (NetworkMode::Proxy, Some(proxy_port)) => {
-            let mut connect_ports: Vec<u16> = n.direct.iter().map(|d| d.port).chain(n.open_ports.iter().copied()).collect();
+            let mut connect_ports: Vec<u16> = n
+                .direct
+                .iter()
+                .map(|d| d.port)
+                .chain(n.open_ports.iter().copied())
+                .collect();
             connect_ports.sort_unstable();
             connect_ports.dedup();
-            NetPolicy::ProxyOnly { proxy_port, connect_ports, bind_ports, allow_udp: !n.direct.is_empty() }
+            NetPolicy::ProxyOnly {
+                proxy_port,
+                connect_ports,
+                bind_ports,
+                allow_udp: !n.direct.is_empty(),
+            }
         }
-        (NetworkMode::Blocked, _) => NetPolicy::Blocked { connect_ports: n.open_ports.clone(), bind_ports },
+        (NetworkMode::Blocked, _) => NetPolicy::Blocked {
+            connect_ports: n.open_ports.clone(),
+            bind_ports,
+        },
         // Proxy mode without a port cannot happen; refuse everything rather than open it.
-        (NetworkMode::Proxy, None) => NetPolicy::Blocked { connect_ports: Vec::new(), bind_ports: Vec::new() },
+        (NetworkMode::Proxy, None) => NetPolicy::Blocked {
+            connect_ports: Vec::new(),
+            bind_ports: Vec::new(),
+        },
         (NetworkMode::Unrestricted, _) => NetPolicy::Unrestricted,
     };
     SandboxPolicy {
@@ -43,7 +64,12 @@ mod tests {
     use crate::vars::Env;
 
     fn resolved(args: PolicyArgs) -> ResolvedPolicy {
-        let env = Env { workdir: "/w".into(), home: "/h".into(), tmpdir: "/t".into(), xdg_config_home: Some("/nonexistent-xdg".into()) };
+        let env = Env {
+            workdir: "/w".into(),
+            home: "/h".into(),
+            tmpdir: "/t".into(),
+            xdg_config_home: Some("/nonexistent-xdg".into()),
+        };
         crate::resolve(&args, &env).unwrap()
     }
 
@@ -55,9 +81,20 @@ mod tests {
             listen_port: vec![8080],
             ..Default::default()
         });
-        assert_eq!(p.network.direct, vec![DirectEndpoint { host: "nats.internal".into(), port: 4222 }]);
+        assert_eq!(
+            p.network.direct,
+            vec![DirectEndpoint {
+                host: "nats.internal".into(),
+                port: 4222
+            }]
+        );
         match sandbox_policy(&p, Some(40000)).net {
-            NetPolicy::ProxyOnly { proxy_port, connect_ports, bind_ports, allow_udp } => {
+            NetPolicy::ProxyOnly {
+                proxy_port,
+                connect_ports,
+                bind_ports,
+                allow_udp,
+            } => {
                 assert_eq!(proxy_port, 40000);
                 assert_eq!(connect_ports, vec![3000, 4222]);
                 assert_eq!(bind_ports, vec![3000, 8080]);
@@ -71,17 +108,31 @@ mod tests {
 
     #[test]
     fn bare_hosts_open_no_direct_port_and_block_net_blocks() {
-        let p = resolved(PolicyArgs { allow_domain: vec!["api.example.com".into()], ..Default::default() });
+        let p = resolved(PolicyArgs {
+            allow_domain: vec!["api.example.com".into()],
+            ..Default::default()
+        });
         match sandbox_policy(&p, Some(5)).net {
-            NetPolicy::ProxyOnly { connect_ports, allow_udp, .. } => {
+            NetPolicy::ProxyOnly {
+                connect_ports,
+                allow_udp,
+                ..
+            } => {
                 assert!(connect_ports.is_empty());
                 assert!(!allow_udp);
             }
             other => panic!("{other:?}"),
         }
-        let b = resolved(PolicyArgs { block_net: true, open_port: vec![3000], ..Default::default() });
+        let b = resolved(PolicyArgs {
+            block_net: true,
+            open_port: vec![3000],
+            ..Default::default()
+        });
         match sandbox_policy(&b, None).net {
-            NetPolicy::Blocked { connect_ports, bind_ports } => {
+            NetPolicy::Blocked {
+                connect_ports,
+                bind_ports,
+            } => {
                 assert_eq!(connect_ports, vec![3000]);
                 assert_eq!(bind_ports, vec![3000]);
             }

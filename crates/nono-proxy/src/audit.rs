@@ -156,7 +156,13 @@ mod tests {
     fn buffer_is_bounded_and_drains() {
         let log = AuditLog::new();
         for i in 0..(AUDIT_CAPACITY + 10) {
-            log.record(AuditEvent::new(Mode::Connect, Decision::Allow, "h", (i % 60000) as u16, 200));
+            log.record(AuditEvent::new(
+                Mode::Connect,
+                Decision::Allow,
+                "h",
+                (i % 60000) as u16,
+                200,
+            ));
         }
         let ev = log.drain();
         assert_eq!(ev.len(), AUDIT_CAPACITY);

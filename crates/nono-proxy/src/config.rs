@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::dns::{Resolver, SystemResolver};
-use crate::token::SessionToken;
 use crate::route::RouteConfig;
+use crate::token::SessionToken;
 use crate::upstream::UpstreamProxyConfig;
 
 /// Default cap on simultaneous client connections.
@@ -114,7 +114,10 @@ impl std::fmt::Debug for ProxyConfig {
             .field("no_proxy", &self.no_proxy)
             .field("upstream_proxy", &self.upstream_proxy)
             .field("routes", &self.routes)
-            .field("tolerate_unavailable_routes", &self.tolerate_unavailable_routes)
+            .field(
+                "tolerate_unavailable_routes",
+                &self.tolerate_unavailable_routes,
+            )
             .finish_non_exhaustive()
     }
 }

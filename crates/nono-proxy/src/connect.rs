@@ -19,20 +19,58 @@ use crate::server::{ConnState, Shared};
 const DEFAULT_CONNECT_PORT: u16 = 443;
 
 /// Handles one CONNECT request.
-pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnState>) -> Response<Body> {
-    let raw_target = req.uri().authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+pub(crate) async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+) -> Response<Body> {
+    let raw_target = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_default();
     let Some((host_raw, port)) = split_target(req.uri()) else {
-        return shared.refuse(Mode::Connect, &raw_target, 0, None, StatusCode::BAD_REQUEST, "malformed_target");
+        return shared.refuse(
+            Mode::Connect,
+            &raw_target,
+            0,
+            None,
+            StatusCode::BAD_REQUEST,
+            "malformed_target",
+        );
     };
     if !shared.authorized(req.headers()) {
-        return shared.refuse(Mode::Connect, &host_raw, port, None, StatusCode::PROXY_AUTHENTICATION_REQUIRED, "auth_required");
+        return shared.refuse(
+            Mode::Connect,
+            &host_raw,
+            port,
+            None,
+            StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            "auth_required",
+        );
     }
     let host = match Host::parse(&host_raw) {
         Ok(h) => h,
-        Err(_) => return shared.refuse(Mode::Connect, &host_raw, port, None, StatusCode::BAD_REQUEST, "malformed_target"),
+        Err(_) => {
+            return shared.refuse(
+                Mode::Connect,
+                &host_raw,
+                port,
+                None,
+                StatusCode::BAD_REQUEST,
+                "malformed_target",
+            )
+        }
     };
     if shared.is_route_host(&host) {
-        return shared.refuse(Mode::Connect, &host.to_string(), port, None, StatusCode::FORBIDDEN, crate::deny::DenyReason::ConnectBypassesL7.as_str());
+        return shared.refuse(
+            Mode::Connect,
+            &host.to_string(),
+            port,
+            None,
+            StatusCode::FORBIDDEN,
+            crate::deny::DenyReason::ConnectBypassesL7.as_str(),
+        );
     }
     let upstream = match shared.open_upstream(&host, port, Mode::Connect, None).await {
         Ok(s) => s,
@@ -88,7 +126,11 @@ async fn tunnel(upgraded: Upgraded, mut upstream: TcpStream) -> std::io::Result<
 /// `host:port` from a CONNECT request target; a missing port means 443.
 fn split_target(uri: &http::Uri) -> Option<(String, u16)> {
     let auth = uri.authority()?;
-    if uri.scheme().is_some() || uri.path_and_query().is_some_and(|p| !p.as_str().is_empty() && p.as_str() != "/") {
+    if uri.scheme().is_some()
+        || uri
+            .path_and_query()
+            .is_some_and(|p| !p.as_str().is_empty() && p.as_str() != "/")
+    {
         return None;
     }
     if auth.as_str().contains('@') {

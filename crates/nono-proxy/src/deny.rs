@@ -73,7 +73,9 @@ const METADATA_V6: &[Ipv6Addr] = &[Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 
 /// Checks a target by name before anything is resolved.
 pub fn check_host(host: &Host) -> Option<DenyReason> {
     match host {
-        Host::Name(n) => METADATA_NAMES.contains(&n.as_str()).then_some(DenyReason::Metadata),
+        Host::Name(n) => METADATA_NAMES
+            .contains(&n.as_str())
+            .then_some(DenyReason::Metadata),
         Host::Ip(ip) => check_ip(*ip),
     }
 }
@@ -119,14 +121,20 @@ pub fn is_loopback(ip: IpAddr) -> bool {
 ///
 /// `loopback_ok` is true only when the user allowed this target explicitly; `own` is the
 /// proxy's listening address, never a valid destination.
-pub fn check_addr(addr: SocketAddr, loopback_ok: bool, own: Option<SocketAddr>) -> Option<DenyReason> {
+pub fn check_addr(
+    addr: SocketAddr,
+    loopback_ok: bool,
+    own: Option<SocketAddr>,
+) -> Option<DenyReason> {
     if let Some(r) = check_ip(addr.ip()) {
         return Some(r);
     }
     let ip = addr.ip();
     if let Some(own) = own {
         let own_ip = canonical_ip(own.ip());
-        let same_host = canonical_ip(ip) == own_ip || (own_ip.is_unspecified() && is_local_candidate(ip)) || (is_loopback(ip) && is_loopback(own_ip));
+        let same_host = canonical_ip(ip) == own_ip
+            || (own_ip.is_unspecified() && is_local_candidate(ip))
+            || (is_loopback(ip) && is_loopback(own_ip));
         if addr.port() == own.port() && same_host {
             return Some(DenyReason::SelfLoop);
         }
@@ -180,11 +188,21 @@ pub fn ipv4_views(ip: IpAddr) -> Vec<Ipv4Addr> {
     }
     // 6to4 2002:AABB:CCDD::/48.
     if s[0] == 0x2002 {
-        out.push(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8));
+        out.push(Ipv4Addr::new(
+            (s[1] >> 8) as u8,
+            s[1] as u8,
+            (s[2] >> 8) as u8,
+            s[2] as u8,
+        ));
     }
     // Teredo 2001:0::/32: server in bits 32-63, client obfuscated in the last 32 bits.
     if s[0] == 0x2001 && s[1] == 0 {
-        out.push(Ipv4Addr::new((s[2] >> 8) as u8, s[2] as u8, (s[3] >> 8) as u8, s[3] as u8));
+        out.push(Ipv4Addr::new(
+            (s[2] >> 8) as u8,
+            s[2] as u8,
+            (s[3] >> 8) as u8,
+            s[3] as u8,
+        ));
         out.push(Ipv4Addr::from(!u32::from(low)));
     }
     out
@@ -200,21 +218,48 @@ mod tests {
 
     #[test]
     fn metadata_names_any_case_and_trailing_dot() {
-        for n in ["metadata.google.internal", "METADATA.Google.Internal.", "metadata.azure.internal", "metadata.goog"] {
-            assert_eq!(check_host(&Host::parse(n).unwrap()), Some(DenyReason::Metadata), "{n}");
+        for n in [
+            "metadata.google.internal",
+            "METADATA.Google.Internal.",
+            "metadata.azure.internal",
+            "metadata.goog",
+        ] {
+            assert_eq!(
+                check_host(&Host::parse(n).unwrap()),
+                Some(DenyReason::Metadata),
+                "{n}"
+            );
         }
         assert_eq!(check_host(&Host::parse("api.openai.com").unwrap()), None);
     }
 
     #[test]
     fn metadata_and_link_local_addresses() {
-        for a in ["169.254.169.254", "fd00:ec2::254", "100.100.100.200", "192.0.0.192"] {
+        for a in [
+            "169.254.169.254",
+            "fd00:ec2::254",
+            "100.100.100.200",
+            "192.0.0.192",
+        ] {
             assert_eq!(check_ip(ip(a)), Some(DenyReason::Metadata), "{a}");
         }
-        for a in ["169.254.1.1", "fe80::1", "febf::1", "0.0.0.0", "::", "0.1.2.3"] {
+        for a in [
+            "169.254.1.1",
+            "fe80::1",
+            "febf::1",
+            "0.0.0.0",
+            "::",
+            "0.1.2.3",
+        ] {
             assert_eq!(check_ip(ip(a)), Some(DenyReason::Cidr), "{a}");
         }
-        for a in ["10.0.0.1", "192.168.1.1", "172.16.0.1", "8.8.8.8", "2606:4700::1"] {
+        for a in [
+            "10.0.0.1",
+            "192.168.1.1",
+            "172.16.0.1",
+            "8.8.8.8",
+            "2606:4700::1",
+        ] {
             assert_eq!(check_ip(ip(a)), None, "{a}");
         }
     }
@@ -246,9 +291,15 @@ mod tests {
         assert_eq!(check_addr(lo, true, Some(own)), None);
         assert_eq!(check_addr(own, true, Some(own)), Some(DenyReason::SelfLoop));
         let mapped: SocketAddr = "[::ffff:127.0.0.1]:3128".parse().unwrap();
-        assert_eq!(check_addr(mapped, true, Some(own)), Some(DenyReason::SelfLoop));
+        assert_eq!(
+            check_addr(mapped, true, Some(own)),
+            Some(DenyReason::SelfLoop)
+        );
         let v6lo: SocketAddr = "[::1]:3128".parse().unwrap();
-        assert_eq!(check_addr(v6lo, true, Some(own)), Some(DenyReason::SelfLoop));
+        assert_eq!(
+            check_addr(v6lo, true, Some(own)),
+            Some(DenyReason::SelfLoop)
+        );
         let any: SocketAddr = "0.0.0.0:3128".parse().unwrap();
         let lan: SocketAddr = "192.168.1.5:3128".parse().unwrap();
         assert_eq!(check_addr(lan, true, Some(any)), Some(DenyReason::SelfLoop));

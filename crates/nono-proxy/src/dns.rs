@@ -68,6 +68,8 @@ impl Resolver for StaticResolver {
 
 impl std::fmt::Debug for StaticResolver {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StaticResolver").field("pinned", &self.pinned).finish()
+        f.debug_struct("StaticResolver")
+            .field("pinned", &self.pinned)
+            .finish()
     }
 }

@@ -46,11 +46,20 @@ pub fn client_env(proxy_url: &str, token: Option<&str>, no_proxy: &str) -> Vec<(
 }
 
 /// Names of proxy variables a child must not inherit from the parent (any case).
-const PROXY_VARS: [&str; 5] = ["http_proxy", "https_proxy", "all_proxy", "no_proxy", "ftp_proxy"];
+const PROXY_VARS: [&str; 5] = [
+    "http_proxy",
+    "https_proxy",
+    "all_proxy",
+    "no_proxy",
+    "ftp_proxy",
+];
 
 /// The child's environment: the parent's, without its proxy variables and without any
 /// variable `add` sets, followed by `add`.
-pub fn child_env(parent: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>, add: &[(String, String)]) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
+pub fn child_env(
+    parent: impl IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+    add: &[(String, String)],
+) -> Vec<(std::ffi::OsString, std::ffi::OsString)> {
     let mut out: Vec<(std::ffi::OsString, std::ffi::OsString)> = parent
         .into_iter()
         .filter(|(k, _)| {
@@ -77,7 +86,12 @@ mod tests {
 
     #[test]
     fn no_proxy_strips_ports_and_handles_ipv6() {
-        let v = no_proxy_value(&["nats.internal:4222".into(), "[fd00::5]:8080".into(), "NATS.internal:1".into(), "10.0.0.1".into()]);
+        let v = no_proxy_value(&[
+            "nats.internal:4222".into(),
+            "[fd00::5]:8080".into(),
+            "NATS.internal:1".into(),
+            "10.0.0.1".into(),
+        ]);
         assert_eq!(v, "localhost,127.0.0.1,::1,nats.internal,fd00::5,10.0.0.1");
     }
 
@@ -88,9 +102,15 @@ mod tests {
             ("Http_Proxy".into(), "http://corp:3128".into()),
             ("OPENAI_API_KEY".into(), "sk-real".into()),
         ];
-        let add = vec![("OPENAI_API_KEY".to_string(), "phantom".to_string()), ("HTTP_PROXY".to_string(), "http://p".to_string())];
+        let add = vec![
+            ("OPENAI_API_KEY".to_string(), "phantom".to_string()),
+            ("HTTP_PROXY".to_string(), "http://p".to_string()),
+        ];
         let env = child_env(parent, &add);
-        let s: Vec<(String, String)> = env.iter().map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into())).collect();
+        let s: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string_lossy().into(), v.to_string_lossy().into()))
+            .collect();
         assert!(s.contains(&("PATH".into(), "/bin".into())));
         assert!(!s.iter().any(|(k, _)| k == "Http_Proxy"));
         assert!(!s.iter().any(|(_, v)| v == "sk-real"));
@@ -100,7 +120,16 @@ mod tests {
     #[test]
     fn env_has_twins_and_token() {
         let env = client_env("http://nono:t@127.0.0.1:1", Some("t"), "localhost");
-        for k in ["HTTP_PROXY", "http_proxy", "HTTPS_PROXY", "https_proxy", "ALL_PROXY", "NO_PROXY", "no_proxy", "NONO_PROXY_TOKEN"] {
+        for k in [
+            "HTTP_PROXY",
+            "http_proxy",
+            "HTTPS_PROXY",
+            "https_proxy",
+            "ALL_PROXY",
+            "NO_PROXY",
+            "no_proxy",
+            "NONO_PROXY_TOKEN",
+        ] {
             assert!(env.iter().any(|(n, _)| n == k), "{k}");
         }
     }

@@ -26,7 +26,10 @@ impl Host {
     /// `169.254.43518`) is normalised to its address, exactly as `inet_aton` would read it, so
     /// that no spelling reaches a resolver that would silently reinterpret it.
     pub fn parse(raw: &str) -> Result<Host, FilterError> {
-        let s = raw.strip_prefix('[').and_then(|r| r.strip_suffix(']')).unwrap_or(raw);
+        let s = raw
+            .strip_prefix('[')
+            .and_then(|r| r.strip_suffix(']'))
+            .unwrap_or(raw);
         if s.is_empty() {
             return Err(FilterError::InvalidHost {
                 host: raw.to_string(),
@@ -120,7 +123,9 @@ impl HostPattern {
             }
             validate_dns_name(suffix).map_err(|r| bad(&r))?;
             if !suffix.contains('.') {
-                return Err(bad("a wildcard needs at least two labels, e.g. `*.example.com`"));
+                return Err(bad(
+                    "a wildcard needs at least two labels, e.g. `*.example.com`",
+                ));
             }
             return Ok(HostPattern {
                 host: HostMatch::Wildcard(suffix.to_ascii_lowercase()),
@@ -146,7 +151,9 @@ impl HostPattern {
         match (&self.host, host) {
             (HostMatch::Exact(e), Host::Name(n)) => e == n,
             (HostMatch::Wildcard(s), Host::Name(n)) => {
-                n.len() > s.len() + 1 && n.ends_with(s.as_str()) && n[..n.len() - s.len()].ends_with('.')
+                n.len() > s.len() + 1
+                    && n.ends_with(s.as_str())
+                    && n[..n.len() - s.len()].ends_with('.')
             }
             (HostMatch::Ip(a), Host::Ip(b)) => *a == crate::deny::canonical_ip(*b),
             _ => false,
@@ -246,7 +253,9 @@ fn split_host_port(p: &str) -> Result<(&str, Option<u16>), String> {
         if after.is_empty() {
             return Ok((host, None));
         }
-        let port = after.strip_prefix(':').ok_or("expected `:port` after `]`")?;
+        let port = after
+            .strip_prefix(':')
+            .ok_or("expected `:port` after `]`")?;
         return Ok((host, Some(parse_port(port)?)));
     }
     match p.matches(':').count() {
@@ -268,7 +277,9 @@ fn split_host_port(p: &str) -> Result<(&str, Option<u16>), String> {
 pub fn parse_port(s: &str) -> Result<u16, String> {
     match s.parse::<u16>() {
         Ok(0) | Err(_) => Err(format!("`{s}` is not a port (1-65535)")),
-        Ok(p) if !s.bytes().all(|b| b.is_ascii_digit()) => Err(format!("`{p}` must be plain digits")),
+        Ok(p) if !s.bytes().all(|b| b.is_ascii_digit()) => {
+            Err(format!("`{p}` must be plain digits"))
+        }
         Ok(p) => Ok(p),
     }
 }
@@ -282,15 +293,24 @@ fn validate_dns_name(name: &str) -> Result<(), String> {
         if label.is_empty() || label.len() > 63 {
             return Err("empty or over-long label".into());
         }
-        if !label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return Err(format!("label `{label}` has characters a host name cannot contain"));
+        if !label
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(format!(
+                "label `{label}` has characters a host name cannot contain"
+            ));
         }
         if label.starts_with('-') || label.ends_with('-') {
             return Err(format!("label `{label}` starts or ends with `-`"));
         }
     }
     // An all-numeric last label is not a name; it is a malformed address (e.g. `1.2.3.4.5`).
-    if name.rsplit('.').next().is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit())) {
+    if name
+        .rsplit('.')
+        .next()
+        .is_some_and(|l| l.bytes().all(|b| b.is_ascii_digit()))
+    {
         return Err("looks like a malformed IPv4 address".into());
     }
     Ok(())
@@ -409,7 +429,14 @@ mod tests {
     #[test]
     fn inet_aton_spellings_normalise() {
         let m = Ipv4Addr::new(169, 254, 169, 254);
-        for s in ["2852039166", "0xA9FEA9FE", "0251.0376.0251.0376", "169.254.43518", "169.16689662", "0xa9.0xfe.0xa9.0xfe"] {
+        for s in [
+            "2852039166",
+            "0xA9FEA9FE",
+            "0251.0376.0251.0376",
+            "169.254.43518",
+            "169.16689662",
+            "0xa9.0xfe.0xa9.0xfe",
+        ] {
             assert_eq!(host(s), Host::Ip(IpAddr::V4(m)), "{s}");
         }
         assert_eq!(parse_inet_aton("256.1.1.1"), None);
@@ -423,13 +450,19 @@ mod tests {
         assert_eq!(f.check(&host("api.example.com"), 443), AllowMatch::Explicit);
         assert_eq!(f.check(&host("x.example.com"), 443), AllowMatch::Wildcard);
         assert_eq!(f.check(&host("other.com"), 443), AllowMatch::NotListed);
-        assert_eq!(HostFilter::default().check(&host("x"), 1), AllowMatch::AllowAll);
+        assert_eq!(
+            HostFilter::default().check(&host("x"), 1),
+            AllowMatch::AllowAll
+        );
     }
 
     #[test]
     fn ip_patterns_match_normalised_spellings() {
         let f = HostFilter::new(&["10.0.0.1"]).unwrap();
         assert_eq!(f.check(&host("167772161"), 80), AllowMatch::Explicit);
-        assert_eq!(f.check(&host("[::ffff:10.0.0.1]"), 80), AllowMatch::Explicit);
+        assert_eq!(
+            f.check(&host("[::ffff:10.0.0.1]"), 80),
+            AllowMatch::Explicit
+        );
     }
 }

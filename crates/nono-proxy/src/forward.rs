@@ -31,30 +31,86 @@ pub(crate) struct CachedUpstream {
 }
 
 /// Forwards one absolute-form request.
-pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnState>) -> Response<Body> {
+pub(crate) async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+) -> Response<Body> {
     let method = req.method().as_str().to_string();
-    let path = req.uri().path_and_query().map(|p| p.as_str().to_string()).unwrap_or_else(|| "/".into());
+    let path = req
+        .uri()
+        .path_and_query()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "/".into());
     let info = Some((method.as_str(), path.as_str()));
-    let authority = req.uri().authority().map(|a| a.as_str().to_string()).unwrap_or_default();
+    let authority = req
+        .uri()
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_default();
     if !shared.authorized(req.headers()) {
-        return shared.refuse(Mode::Forward, &authority, 0, info, StatusCode::PROXY_AUTHENTICATION_REQUIRED, "auth_required");
+        return shared.refuse(
+            Mode::Forward,
+            &authority,
+            0,
+            info,
+            StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+            "auth_required",
+        );
     }
     if req.uri().scheme_str() != Some("http") {
-        return shared.refuse(Mode::Forward, &authority, 0, info, StatusCode::BAD_REQUEST, "only_http_forwarding_use_connect_for_https");
+        return shared.refuse(
+            Mode::Forward,
+            &authority,
+            0,
+            info,
+            StatusCode::BAD_REQUEST,
+            "only_http_forwarding_use_connect_for_https",
+        );
     }
     let Some(auth) = req.uri().authority().cloned() else {
-        return shared.refuse(Mode::Forward, "", 0, info, StatusCode::BAD_REQUEST, "malformed_target");
+        return shared.refuse(
+            Mode::Forward,
+            "",
+            0,
+            info,
+            StatusCode::BAD_REQUEST,
+            "malformed_target",
+        );
     };
     if auth.as_str().contains('@') {
-        return shared.refuse(Mode::Forward, &authority, 0, info, StatusCode::BAD_REQUEST, "userinfo_in_target");
+        return shared.refuse(
+            Mode::Forward,
+            &authority,
+            0,
+            info,
+            StatusCode::BAD_REQUEST,
+            "userinfo_in_target",
+        );
     }
     let port = auth.port_u16().unwrap_or(80);
     let host = match Host::parse(auth.host()) {
         Ok(h) => h,
-        Err(_) => return shared.refuse(Mode::Forward, &authority, port, info, StatusCode::BAD_REQUEST, "malformed_target"),
+        Err(_) => {
+            return shared.refuse(
+                Mode::Forward,
+                &authority,
+                port,
+                info,
+                StatusCode::BAD_REQUEST,
+                "malformed_target",
+            )
+        }
     };
     if shared.is_route_host(&host) {
-        return shared.refuse(Mode::Forward, &host.to_string(), port, info, StatusCode::FORBIDDEN, crate::deny::DenyReason::ConnectBypassesL7.as_str());
+        return shared.refuse(
+            Mode::Forward,
+            &host.to_string(),
+            port,
+            info,
+            StatusCode::FORBIDDEN,
+            crate::deny::DenyReason::ConnectBypassesL7.as_str(),
+        );
     }
     let chain = shared.chain_for(&host, port);
     let key = match chain {
@@ -65,8 +121,15 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Ar
         Some(s) => {
             // Policy is re-checked even on reuse: the allowlist decision is per request.
             let checked = match chain {
-                Some(c) => shared.admit_chained(c, &host, port, Mode::Forward, info).await,
-                None => shared.admit_only(&host, port, Mode::Forward, info).await.map(|_| ()),
+                Some(c) => {
+                    shared
+                        .admit_chained(c, &host, port, Mode::Forward, info)
+                        .await
+                }
+                None => shared
+                    .admit_only(&host, port, Mode::Forward, info)
+                    .await
+                    .map(|_| ()),
             };
             if let Err(resp) = checked {
                 return resp;
@@ -75,7 +138,11 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Ar
         }
         None => {
             let opened = match chain {
-                Some(c) => shared.open_upstream_proxy(c, &host, port, Mode::Forward, info).await,
+                Some(c) => {
+                    shared
+                        .open_upstream_proxy(c, &host, port, Mode::Forward, info)
+                        .await
+                }
                 None => shared.open_upstream(&host, port, Mode::Forward, info).await,
             };
             let stream = match opened {
@@ -93,7 +160,14 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Ar
                 }
                 Err(e) => {
                     tracing::debug!("upstream handshake failed: {e}");
-                    return shared.refuse(Mode::Forward, &host.to_string(), port, info, StatusCode::BAD_GATEWAY, "upstream_unreachable");
+                    return shared.refuse(
+                        Mode::Forward,
+                        &host.to_string(),
+                        port,
+                        info,
+                        StatusCode::BAD_GATEWAY,
+                        "upstream_unreachable",
+                    );
                 }
             }
         }
@@ -109,7 +183,16 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Ar
         Ok(v) => {
             parts.headers.insert(header::HOST, v);
         }
-        Err(_) => return shared.refuse(Mode::Forward, &authority, port, info, StatusCode::BAD_REQUEST, "malformed_target"),
+        Err(_) => {
+            return shared.refuse(
+                Mode::Forward,
+                &authority,
+                port,
+                info,
+                StatusCode::BAD_REQUEST,
+                "malformed_target",
+            )
+        }
     }
     // The upstream proxy gets the absolute form and its own credentials (the client's were
     // stripped above); an origin server gets the origin form.
@@ -124,7 +207,16 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Ar
     };
     parts.uri = match target.parse::<Uri>() {
         Ok(u) => u,
-        Err(_) => return shared.refuse(Mode::Forward, &authority, port, info, StatusCode::BAD_REQUEST, "malformed_target"),
+        Err(_) => {
+            return shared.refuse(
+                Mode::Forward,
+                &authority,
+                port,
+                info,
+                StatusCode::BAD_REQUEST,
+                "malformed_target",
+            )
+        }
     };
     parts.version = Version::HTTP_11;
     let upstream_req = Request::from_parts(parts, body);
@@ -133,18 +225,38 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>, conn: Ar
         Ok(r) => r,
         Err(e) => {
             tracing::debug!("forwarding to {key} failed: {e}");
-            return shared.refuse(Mode::Forward, &host.to_string(), port, info, StatusCode::BAD_GATEWAY, "upstream_failed");
+            return shared.refuse(
+                Mode::Forward,
+                &host.to_string(),
+                port,
+                info,
+                StatusCode::BAD_GATEWAY,
+                "upstream_failed",
+            );
         }
     };
     let status = resp.status();
     if chain.is_some() && status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
         // The upstream proxy refused our credentials; passing its 407 on would make the
         // client believe nono wants different ones.
-        return shared.refuse(Mode::Forward, &host.to_string(), port, info, StatusCode::BAD_GATEWAY, "upstream_proxy_status_407");
+        return shared.refuse(
+            Mode::Forward,
+            &host.to_string(),
+            port,
+            info,
+            StatusCode::BAD_GATEWAY,
+            "upstream_proxy_status_407",
+        );
     }
     store(&conn, key, sender).await;
-    let mut event =
-        AuditEvent::new(Mode::Forward, Decision::Allow, &host.to_string(), port, status.as_u16()).with_request(&method, Some(&path));
+    let mut event = AuditEvent::new(
+        Mode::Forward,
+        Decision::Allow,
+        &host.to_string(),
+        port,
+        status.as_u16(),
+    )
+    .with_request(&method, Some(&path));
     if chain.is_some() {
         event = event.with_reason(VIA_UPSTREAM);
     }

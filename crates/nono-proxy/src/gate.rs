@@ -3,7 +3,7 @@
 //! may connect to (no re-resolution, so DNS rebinding cannot swap them).
 
 use std::io;
-use std::net::{SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::deny::{self, DenyReason};
@@ -28,8 +28,16 @@ pub struct Gate {
 
 impl Gate {
     /// Builds the gate; `own_addr` is the proxy's listening address.
-    pub fn new(filter: HostFilter, own_addr: Option<SocketAddr>, resolver: Arc<dyn Resolver>) -> Self {
-        Gate { filter, own_addr, resolver }
+    pub fn new(
+        filter: HostFilter,
+        own_addr: Option<SocketAddr>,
+        resolver: Arc<dyn Resolver>,
+    ) -> Self {
+        Gate {
+            filter,
+            own_addr,
+            resolver,
+        }
     }
 
     /// The allowlist.
@@ -53,7 +61,11 @@ impl Gate {
         let how = self.precheck(host, port).map_err(Refusal::Denied)?;
         let ips = match host {
             Host::Ip(ip) => vec![*ip],
-            Host::Name(name) => self.resolver.resolve(name).await.map_err(Refusal::Unresolvable)?,
+            Host::Name(name) => self
+                .resolver
+                .resolve(name)
+                .await
+                .map_err(Refusal::Unresolvable)?,
         };
         if ips.is_empty() {
             return Err(Refusal::Unresolvable(io::Error::new(
@@ -61,7 +73,10 @@ impl Gate {
                 "name resolved to no address",
             )));
         }
-        self.check_addrs(ips.into_iter().map(|ip| SocketAddr::new(ip, port)), how == AllowMatch::Explicit)
+        self.check_addrs(
+            ips.into_iter().map(|ip| SocketAddr::new(ip, port)),
+            how == AllowMatch::Explicit,
+        )
     }
 
     /// Checks addresses obtained elsewhere (e.g. from an upstream proxy bypass); any denied
@@ -92,10 +107,22 @@ mod tests {
     fn gate(allow: &[&str], pins: &[(&str, &[&str])]) -> Gate {
         let pinned: HashMap<String, Vec<IpAddr>> = pins
             .iter()
-            .map(|(n, a)| (n.to_string(), a.iter().map(|s| s.parse().unwrap()).collect()))
+            .map(|(n, a)| {
+                (
+                    n.to_string(),
+                    a.iter().map(|s| s.parse().unwrap()).collect(),
+                )
+            })
             .collect();
-        let resolver = Arc::new(StaticResolver::new(pinned, Arc::new(crate::dns::SystemResolver)));
-        Gate::new(HostFilter::new(allow).unwrap(), Some("127.0.0.1:3128".parse().unwrap()), resolver)
+        let resolver = Arc::new(StaticResolver::new(
+            pinned,
+            Arc::new(crate::dns::SystemResolver),
+        ));
+        Gate::new(
+            HostFilter::new(allow).unwrap(),
+            Some("127.0.0.1:3128".parse().unwrap()),
+            resolver,
+        )
     }
 
     fn reason(r: Result<Vec<SocketAddr>, Refusal>) -> &'static str {
@@ -108,27 +135,63 @@ mod tests {
 
     #[tokio::test]
     async fn rebinding_to_link_local_is_denied_even_if_one_address_is_fine() {
-        let g = gate(&["*.example.com"], &[("evil.example.com", &["93.184.216.34", "169.254.169.254"])]);
+        let g = gate(
+            &["*.example.com"],
+            &[("evil.example.com", &["93.184.216.34", "169.254.169.254"])],
+        );
         let h = Host::parse("evil.example.com").unwrap();
         assert_eq!(reason(g.admit(&h, 443).await), "denied_metadata");
     }
 
     #[tokio::test]
     async fn loopback_only_when_named_exactly() {
-        let g = gate(&["*.example.com", "dev.internal"], &[("a.example.com", &["127.0.0.1"]), ("dev.internal", &["127.0.0.1"])]);
-        assert_eq!(reason(g.admit(&Host::parse("a.example.com").unwrap(), 80).await), "denied_loopback");
-        assert_eq!(reason(g.admit(&Host::parse("dev.internal").unwrap(), 80).await), "ok");
-        assert_eq!(reason(g.admit(&Host::parse("dev.internal").unwrap(), 3128).await), "denied_self");
+        let g = gate(
+            &["*.example.com", "dev.internal"],
+            &[
+                ("a.example.com", &["127.0.0.1"]),
+                ("dev.internal", &["127.0.0.1"]),
+            ],
+        );
+        assert_eq!(
+            reason(g.admit(&Host::parse("a.example.com").unwrap(), 80).await),
+            "denied_loopback"
+        );
+        assert_eq!(
+            reason(g.admit(&Host::parse("dev.internal").unwrap(), 80).await),
+            "ok"
+        );
+        assert_eq!(
+            reason(g.admit(&Host::parse("dev.internal").unwrap(), 3128).await),
+            "denied_self"
+        );
         let open = gate(&[], &[]);
-        assert_eq!(reason(open.admit(&Host::parse("127.0.0.1").unwrap(), 80).await), "denied_loopback");
+        assert_eq!(
+            reason(open.admit(&Host::parse("127.0.0.1").unwrap(), 80).await),
+            "denied_loopback"
+        );
     }
 
     #[tokio::test]
     async fn metadata_denied_even_when_allowlisted() {
-        let g = gate(&["169.254.169.254", "metadata.google.internal", "2852039166"], &[]);
-        for h in ["169.254.169.254", "2852039166", "[::ffff:169.254.169.254]", "metadata.google.internal."] {
-            assert_eq!(reason(g.admit(&Host::parse(h).unwrap(), 80).await), "denied_metadata", "{h}");
+        let g = gate(
+            &["169.254.169.254", "metadata.google.internal", "2852039166"],
+            &[],
+        );
+        for h in [
+            "169.254.169.254",
+            "2852039166",
+            "[::ffff:169.254.169.254]",
+            "metadata.google.internal.",
+        ] {
+            assert_eq!(
+                reason(g.admit(&Host::parse(h).unwrap(), 80).await),
+                "denied_metadata",
+                "{h}"
+            );
         }
-        assert_eq!(reason(g.admit(&Host::parse("other.com").unwrap(), 80).await), "not_allowlisted");
+        assert_eq!(
+            reason(g.admit(&Host::parse("other.com").unwrap(), 80).await),
+            "not_allowlisted"
+        );
     }
 }

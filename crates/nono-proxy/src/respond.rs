@@ -12,8 +12,10 @@ pub type Body = BoxBody<Bytes, hyper::Error>;
 pub fn text(status: StatusCode, msg: &str) -> Response<Body> {
     let mut r = Response::new(full(format!("{msg}\n")));
     *r.status_mut() = status;
-    r.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -26,9 +28,14 @@ pub fn text_empty(status: StatusCode) -> Response<Body> {
 
 /// 407 with the challenge clients expect.
 pub fn proxy_auth_required() -> Response<Body> {
-    let mut r = text(StatusCode::PROXY_AUTHENTICATION_REQUIRED, "proxy authentication required");
-    r.headers_mut()
-        .insert(header::PROXY_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"nono\""));
+    let mut r = text(
+        StatusCode::PROXY_AUTHENTICATION_REQUIRED,
+        "proxy authentication required",
+    );
+    r.headers_mut().insert(
+        header::PROXY_AUTHENTICATE,
+        HeaderValue::from_static("Basic realm=\"nono\""),
+    );
     r
 }
 
@@ -77,9 +84,15 @@ mod tests {
     #[test]
     fn strips_listed_and_named_headers() {
         let mut h = HeaderMap::new();
-        h.insert(header::CONNECTION, HeaderValue::from_static("keep-alive, X-Secret-Hop"));
+        h.insert(
+            header::CONNECTION,
+            HeaderValue::from_static("keep-alive, X-Secret-Hop"),
+        );
         h.insert("x-secret-hop", HeaderValue::from_static("1"));
-        h.insert(header::PROXY_AUTHORIZATION, HeaderValue::from_static("Basic x"));
+        h.insert(
+            header::PROXY_AUTHORIZATION,
+            HeaderValue::from_static("Basic x"),
+        );
         h.insert("proxy-connection", HeaderValue::from_static("keep-alive"));
         h.insert(header::HOST, HeaderValue::from_static("a"));
         strip_hop_by_hop(&mut h);

@@ -111,7 +111,8 @@ impl Shared {
         status: StatusCode,
         reason: &str,
     ) -> Response<Body> {
-        let mut ev = AuditEvent::new(mode, Decision::Deny, target, port, status.as_u16()).with_reason(reason);
+        let mut ev = AuditEvent::new(mode, Decision::Deny, target, port, status.as_u16())
+            .with_reason(reason);
         if let Some((m, p)) = info {
             ev = ev.with_request(m, Some(p));
         }
@@ -132,10 +133,24 @@ impl Shared {
     ) -> Result<Vec<SocketAddr>, Response<Body>> {
         match self.gate_for(mode).admit(host, port).await {
             Ok(a) => Ok(a),
-            Err(Refusal::Denied(r)) => Err(self.refuse(mode, &host.to_string(), port, info, StatusCode::FORBIDDEN, r.as_str())),
+            Err(Refusal::Denied(r)) => Err(self.refuse(
+                mode,
+                &host.to_string(),
+                port,
+                info,
+                StatusCode::FORBIDDEN,
+                r.as_str(),
+            )),
             Err(Refusal::Unresolvable(e)) => {
                 tracing::debug!("resolving {host} failed: {e}");
-                Err(self.refuse(mode, &host.to_string(), port, info, StatusCode::BAD_GATEWAY, "dns_failed"))
+                Err(self.refuse(
+                    mode,
+                    &host.to_string(),
+                    port,
+                    info,
+                    StatusCode::BAD_GATEWAY,
+                    "dns_failed",
+                ))
             }
         }
     }
@@ -153,17 +168,31 @@ impl Shared {
         if let Some(chain) = self.chain_for(host, port) {
             self.admit_chained(chain, host, port, mode, info).await?;
             let tunnel = chain.tunnel(host, port).await;
-            return tunnel.map(|s| chained(chain, host, port, s)).map_err(|e| self.chain_refused(chain, host, port, mode, info, e));
+            return tunnel
+                .map(|s| chained(chain, host, port, s))
+                .map_err(|e| self.chain_refused(chain, host, port, mode, info, e));
         }
         let addrs = self.admit_only(host, port, mode, info).await?;
         match connect_checked(&addrs, self.timeouts.connect).await {
             Ok(s) => Ok(s),
-            Err(ConnectFailure::Timeout) => {
-                Err(self.refuse(mode, &host.to_string(), port, info, StatusCode::GATEWAY_TIMEOUT, "upstream_connect_timeout"))
-            }
+            Err(ConnectFailure::Timeout) => Err(self.refuse(
+                mode,
+                &host.to_string(),
+                port,
+                info,
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_connect_timeout",
+            )),
             Err(ConnectFailure::Failed(e)) => {
                 tracing::debug!("connecting to {host}:{port} failed: {e}");
-                Err(self.refuse(mode, &host.to_string(), port, info, StatusCode::BAD_GATEWAY, "upstream_unreachable"))
+                Err(self.refuse(
+                    mode,
+                    &host.to_string(),
+                    port,
+                    info,
+                    StatusCode::BAD_GATEWAY,
+                    "upstream_unreachable",
+                ))
             }
         }
     }
@@ -185,7 +214,16 @@ impl Shared {
         chain
             .admit(self.gate_for(mode), host, port)
             .await
-            .map_err(|r| self.refuse(mode, &host.to_string(), port, info, StatusCode::FORBIDDEN, r.as_str()))
+            .map_err(|r| {
+                self.refuse(
+                    mode,
+                    &host.to_string(),
+                    port,
+                    info,
+                    StatusCode::FORBIDDEN,
+                    r.as_str(),
+                )
+            })
     }
 
     /// Local admission, then a connection to the upstream proxy itself, for an absolute-form
@@ -200,7 +238,8 @@ impl Shared {
     ) -> Result<TcpStream, Response<Body>> {
         self.admit_chained(chain, host, port, mode, info).await?;
         let conn = chain.connect_proxy().await;
-        conn.map(|s| chained(chain, host, port, s)).map_err(|e| self.chain_refused(chain, host, port, mode, info, e))
+        conn.map(|s| chained(chain, host, port, s))
+            .map_err(|e| self.chain_refused(chain, host, port, mode, info, e))
     }
 
     /// Records a failure to chain through the upstream proxy, with the upstream's reason.
@@ -213,7 +252,10 @@ impl Shared {
         info: Option<(&str, &str)>,
         e: ChainError,
     ) -> Response<Body> {
-        tracing::debug!("chaining {host}:{port} through {} failed: {e}", chain.address());
+        tracing::debug!(
+            "chaining {host}:{port} through {} failed: {e}",
+            chain.address()
+        );
         self.refuse(mode, &host.to_string(), port, info, e.status(), &e.reason())
     }
 
@@ -274,23 +316,33 @@ impl ProxyHandle {
 
     /// The proxy URL, with credentials when auth is on.
     pub fn url(&self) -> String {
-        env::proxy_url(&self.client_host(), self.port(), self.token.as_ref().map(|t| t.expose()))
+        env::proxy_url(
+            &self.client_host(),
+            self.port(),
+            self.token.as_ref().map(|t| t.expose()),
+        )
     }
 
     /// The variables a client needs (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`, twins, token).
     pub fn env_vars(&self) -> Vec<(String, String)> {
-        env::client_env(&self.url(), self.token.as_ref().map(|t| t.expose()), &self.no_proxy)
+        env::client_env(
+            &self.url(),
+            self.token.as_ref().map(|t| t.expose()),
+            &self.no_proxy,
+        )
     }
 
     /// Per credential route: `<base_url_env>=http://HOST:PORT/<name>` and
     /// `<env_var>=<phantom token>`, for the client's environment.
     pub fn route_env(&self) -> Vec<(String, String)> {
-        self.routes.env(&format!("http://{}:{}", self.client_host(), self.port()))
+        self.routes
+            .env(&format!("http://{}:{}", self.client_host(), self.port()))
     }
 
     /// Each credential route's local URL, upstream, source and whether it is loaded.
     pub fn routes_status(&self) -> Vec<RouteStatus> {
-        self.routes.status(&format!("http://{}:{}", self.client_host(), self.port()))
+        self.routes
+            .status(&format!("http://{}:{}", self.client_host(), self.port()))
     }
 
     /// The audit buffer.
@@ -309,12 +361,17 @@ impl ProxyHandle {
 /// Binds the configured address and starts serving.
 pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
     let addr = SocketAddr::new(config.bind_addr, config.bind_port);
-    let listener = TcpListener::bind(addr).await.map_err(|source| ProxyError::Bind { addr, source })?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| ProxyError::Bind { addr, source })?;
     start_with_listener(listener, config)
 }
 
 /// Starts serving on an already-bound listener (e.g. one bound before `fork`).
-pub fn start_with_listener(listener: TcpListener, config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
+pub fn start_with_listener(
+    listener: TcpListener,
+    config: ProxyConfig,
+) -> Result<ProxyHandle, ProxyError> {
     let addr = listener.local_addr().map_err(|source| ProxyError::Io {
         context: "reading the listening address".into(),
         source,
@@ -332,7 +389,11 @@ pub fn start_with_listener(listener: TcpListener, config: ProxyConfig) -> Result
         .map(|u| Chain::new(u, config.resolver.clone(), addr, config.timeouts.connect))
         .transpose()?;
     let prepared = PreparedRoutes::load(&config.routes, config.tolerate_unavailable_routes)?;
-    let route_gate = Gate::new(HostFilter::new(&prepared.gate_patterns())?, Some(addr), config.resolver.clone());
+    let route_gate = Gate::new(
+        HostFilter::new(&prepared.gate_patterns())?,
+        Some(addr),
+        config.resolver.clone(),
+    );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (tracker, done_rx) = mpsc::channel(1);
     let audit = Arc::new(AuditLog::new());
@@ -370,10 +431,17 @@ pub fn start_with_listener(listener: TcpListener, config: ProxyConfig) -> Result
         .filter(|e| !routes.covers_no_proxy_entry(e))
         .cloned()
         .collect();
-    let limit = (config.max_connections > 0).then(|| Arc::new(Semaphore::new(config.max_connections)));
+    let limit =
+        (config.max_connections > 0).then(|| Arc::new(Semaphore::new(config.max_connections)));
     // Slack so the exact check in `dispatch` decides, not hyper's buffer growth.
     let max_header_bytes = config.max_header_bytes.max(8192) + 16 * 1024;
-    let accept_task = tokio::spawn(accept_loop(listener, shared, limit, max_header_bytes, shutdown_rx));
+    let accept_task = tokio::spawn(accept_loop(
+        listener,
+        shared,
+        limit,
+        max_header_bytes,
+        shutdown_rx,
+    ));
     Ok(ProxyHandle {
         addr,
         token,
@@ -464,7 +532,9 @@ async fn serve_connection(
         .header_read_timeout(shared.timeouts.header_read)
         .max_buf_size(max_header_bytes)
         .keep_alive(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), svc).with_upgrades();
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), svc)
+        .with_upgrades();
     tokio::pin!(conn);
     let idle = shared.timeouts.idle;
     let result = tokio::select! {
@@ -479,10 +549,21 @@ async fn serve_connection(
     }
 }
 
-async fn dispatch(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnState>) -> Response<Body> {
+async fn dispatch(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+) -> Response<Body> {
     // hyper's buffer limit is approximate; the documented limit is enforced exactly here.
     if head_size(&req) > shared.max_header_bytes {
-        return shared.refuse(Mode::Forward, "-", 0, None, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "header_too_large");
+        return shared.refuse(
+            Mode::Forward,
+            "-",
+            0,
+            None,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "header_too_large",
+        );
     }
     if req.method() == Method::CONNECT {
         return crate::connect::handle(req, shared, conn).await;
@@ -496,5 +577,7 @@ async fn dispatch(req: Request<Incoming>, shared: Arc<Shared>, conn: Arc<ConnSta
 /// Approximate wire size of a request head.
 fn head_size(req: &Request<Incoming>) -> usize {
     let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
-    req.headers().iter().fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+    req.headers()
+        .iter()
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
 }

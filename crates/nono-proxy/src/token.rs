@@ -92,7 +92,10 @@ mod tests {
     #[test]
     fn basic_and_bearer_accepted_wrong_refused() {
         let t = SessionToken::from_secret(Zeroizing::new("s3cret".into()));
-        let basic = format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("nono:s3cret"));
+        let basic = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("nono:s3cret")
+        );
         assert!(t.verify_proxy_authorization(basic.as_bytes()));
         assert!(t.verify_proxy_authorization(b"Bearer s3cret"));
         assert!(t.verify_proxy_authorization(b"bearer   s3cret"));

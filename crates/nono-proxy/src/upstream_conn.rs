@@ -16,7 +16,10 @@ pub enum ConnectFailure {
 }
 
 /// Connects to the first address that accepts, never resolving anything again.
-pub async fn connect_checked(addrs: &[SocketAddr], deadline: Duration) -> Result<TcpStream, ConnectFailure> {
+pub async fn connect_checked(
+    addrs: &[SocketAddr],
+    deadline: Duration,
+) -> Result<TcpStream, ConnectFailure> {
     let attempt = async {
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address to connect to");
         for a in addrs {

@@ -285,12 +285,21 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
                 break;
             }
         }
-        if libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0) != 0
+        if libc::prctl(
+            libc::PR_CAP_AMBIENT,
+            libc::PR_CAP_AMBIENT_CLEAR_ALL,
+            0,
+            0,
+            0,
+        ) != 0
             && *libc::__errno_location() != libc::EINVAL
         {
             fail(fd, ChildStage::Capabilities.code());
         }
-        let header = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
+        let header = CapHeader {
+            version: LINUX_CAPABILITY_VERSION_3,
+            pid: 0,
+        };
         let data = [CapData::default(); 2];
         if libc::syscall(libc::SYS_capset, &header as *const CapHeader, data.as_ptr()) != 0 {
             fail(fd, ChildStage::Capabilities.code());
