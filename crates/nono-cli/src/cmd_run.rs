@@ -118,6 +118,9 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         argv: args.command.clone(),
         env: child_env,
     };
+    // Handlers exist before the child does, so a SIGTERM right after the fork is forwarded
+    // instead of killing nono (the child resets them before exec).
+    let signals = rt.block_on(async { Signals::install() }).map_err(nono_err)?;
     let mut child = nono_sandbox::spawn(&prepared, &spec)
         .map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))?;
     drop(prepared);
@@ -131,7 +134,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         ));
     }
     let pid = child.pid();
-    let code = rt.block_on(supervise(child, pid)).map_err(nono_err)?;
+    let code = rt.block_on(supervise(child, pid, signals)).map_err(nono_err)?;
     // Open tunnels die with us; the child is gone, so there is nobody left to serve.
     drop(proxy);
     rt.shutdown_background();
@@ -178,8 +181,27 @@ async fn start_proxy(
 
 /// Waits for the child while the proxy serves; forwards SIGTERM and SIGHUP, ignores the
 /// terminal's SIGINT/SIGQUIT (they reach the child directly, it shares our process group).
-async fn supervise(mut child: nono_sandbox::SandboxedChild, pid: i32) -> anyhow::Result<i32> {
-    use tokio::signal::unix::{signal, SignalKind};
+/// The signals nono handles while a child runs.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    quit: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            quit: signal(SignalKind::quit()).context("installing the SIGQUIT handler")?,
+        })
+    }
+}
+
+async fn supervise(mut child: nono_sandbox::SandboxedChild, pid: i32, mut sig: Signals) -> anyhow::Result<i32> {
     let (tx, mut rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("nono-wait".into())
@@ -187,20 +209,16 @@ async fn supervise(mut child: nono_sandbox::SandboxedChild, pid: i32) -> anyhow:
             let _ = tx.send(child.wait());
         })
         .context("starting the child waiter")?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    let mut quit = signal(SignalKind::quit())?;
     loop {
         tokio::select! {
             r = &mut rx => {
                 let exit = r.context("child waiter vanished")??;
                 return Ok(exit.shell_status());
             }
-            _ = term.recv() => forward(pid, nix::sys::signal::Signal::SIGTERM),
-            _ = hup.recv() => forward(pid, nix::sys::signal::Signal::SIGHUP),
-            _ = int.recv() => {}
-            _ = quit.recv() => {}
+            _ = sig.term.recv() => forward(pid, nix::sys::signal::Signal::SIGTERM),
+            _ = sig.hup.recv() => forward(pid, nix::sys::signal::Signal::SIGHUP),
+            _ = sig.int.recv() => {}
+            _ = sig.quit.recv() => {}
         }
     }
 }

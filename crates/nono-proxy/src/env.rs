@@ -45,13 +45,17 @@ pub fn client_env(proxy_url: &str, token: Option<&str>, no_proxy: &str) -> Vec<(
     v
 }
 
-/// Names of proxy variables a child must not inherit from the parent (any case).
-const PROXY_VARS: [&str; 5] = [
+/// Variables a child must not inherit from the parent (any case): proxy settings it would
+/// bypass nono with, and nono's own settings that may carry passwords.
+const PROXY_VARS: [&str; 8] = [
     "http_proxy",
     "https_proxy",
     "all_proxy",
     "no_proxy",
     "ftp_proxy",
+    "nono_upstream_proxy",
+    "nono_upstream_bypass",
+    "nono_proxy_pass",
 ];
 
 /// The child's environment: the parent's, without its proxy variables and without any
