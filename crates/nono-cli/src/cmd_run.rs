@@ -102,17 +102,6 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         .map(|(_, v)| v.clone());
     let program = nono_sandbox::resolve_program(&args.command[0], path_var.as_deref())
         .map_err(|e| Failure::with_code(e.exec_exit_code().unwrap_or(EXIT_NONO_FAILED), e))?;
-    if !args.quiet {
-        print_summary(
-            &resolved,
-            &sandbox_policy,
-            prepared.report(),
-            proxy.as_ref(),
-        );
-    }
-    for w in &prepared.report().warnings {
-        eprintln!("nono: WARNING: {w}");
-    }
     let spec = ExecSpec {
         program,
         argv: args.command.clone(),
@@ -120,9 +109,23 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     };
     // Handlers exist before the child does, so a SIGTERM right after the fork is forwarded
     // instead of killing nono (the child resets them before exec).
-    let signals = rt.block_on(async { Signals::install() }).map_err(nono_err)?;
-    let mut child = nono_sandbox::spawn(&prepared, &spec)
-        .map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))?;
+    let signals = rt
+        .block_on(async { Signals::install() })
+        .map_err(nono_err)?;
+    let isolation = nono_policy::network_isolation(&resolved, proxy.as_ref().map(|p| p.port()));
+    let (mut child, isolated) = spawn_child(&prepared, &spec, isolation, proxy.as_ref(), &rt)?;
+    if !args.quiet {
+        print_summary(
+            &resolved,
+            &sandbox_policy,
+            prepared.report(),
+            proxy.as_ref(),
+            &isolated,
+        );
+    }
+    for w in &prepared.report().warnings {
+        eprintln!("nono: WARNING: {w}");
+    }
     drop(prepared);
     child
         .release()
@@ -134,11 +137,56 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         ));
     }
     let pid = child.pid();
-    let code = rt.block_on(supervise(child, pid, signals)).map_err(nono_err)?;
+    let code = rt
+        .block_on(supervise(child, pid, signals))
+        .map_err(nono_err)?;
     // Open tunnels die with us; the child is gone, so there is nobody left to serve.
     drop(proxy);
     rt.shutdown_background();
     Ok(code)
+}
+
+/// Forks the child, in a private network namespace when the policy allows one; in proxy
+/// mode the proxy then also serves the listener the child bound inside it. Returns the
+/// child and a one-line description of the address isolation.
+fn spawn_child(
+    prepared: &nono_sandbox::PreparedSandbox,
+    spec: &ExecSpec,
+    isolation: nono_policy::NetworkIsolation,
+    proxy: Option<&nono_proxy::ProxyHandle>,
+    rt: &tokio::runtime::Runtime,
+) -> Result<(nono_sandbox::SandboxedChild, String), Failure> {
+    let failed = |e: nono_sandbox::SandboxError| Failure::with_code(EXIT_NONO_FAILED, e);
+    let nono_sandbox_net = match isolation {
+        nono_policy::NetworkIsolation::Shared => None,
+        nono_policy::NetworkIsolation::Private { proxy_port } => Some(proxy_port),
+    };
+    #[cfg(target_os = "linux")]
+    if let Some(proxy_port) = nono_sandbox_net {
+        let net = nono_sandbox::PrivateNetwork {
+            loopback_listener_port: proxy_port,
+        };
+        let mut child = nono_sandbox::spawn_isolated(prepared, spec, &net).map_err(failed)?;
+        let text = match child.take_network_isolation() {
+            Some(nono_sandbox::NetnsOutcome::Isolated { listener }) => {
+                if let (Some(l), Some(p)) = (listener, proxy) {
+                    let _guard = rt.enter();
+                    p.add_listener(l).map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))?;
+                }
+                "private network namespace (loopback only)".to_string()
+            }
+            Some(nono_sandbox::NetnsOutcome::Unavailable { errno }) => format!(
+                "shared network namespace (a private one needs CAP_SYS_ADMIN or user namespaces: {})",
+                std::io::Error::from_raw_os_error(errno)
+            ),
+            // The child died during set-up; wait_for_exec reports why.
+            _ => String::new(),
+        };
+        return Ok((child, text));
+    }
+    let _ = (nono_sandbox_net, rt, proxy);
+    let child = nono_sandbox::spawn(prepared, spec).map_err(failed)?;
+    Ok((child, "shared network namespace".to_string()))
 }
 
 fn resolve(args: &RunArgs) -> Result<ResolvedPolicy, Failure> {
@@ -201,7 +249,11 @@ impl Signals {
     }
 }
 
-async fn supervise(mut child: nono_sandbox::SandboxedChild, pid: i32, mut sig: Signals) -> anyhow::Result<i32> {
+async fn supervise(
+    mut child: nono_sandbox::SandboxedChild,
+    pid: i32,
+    mut sig: Signals,
+) -> anyhow::Result<i32> {
     let (tx, mut rx) = tokio::sync::oneshot::channel();
     std::thread::Builder::new()
         .name("nono-wait".into())
@@ -233,6 +285,7 @@ fn print_summary(
     sp: &nono_sandbox::SandboxPolicy,
     report: &nono_sandbox::EnforcementReport,
     proxy: Option<&nono_proxy::ProxyHandle>,
+    isolation: &str,
 ) {
     let net = match (&sp.net, proxy) {
         (
@@ -301,8 +354,9 @@ fn print_summary(
         .map(|i| format!("profile {}, ", i.name))
         .unwrap_or_default();
     eprintln!(
-        "nono: {profile}network {net}; filesystem: {rw} read-write and {ro} read-only paths plus system paths; Landlock ABI {}, seccomp {}",
+        "nono: {profile}network {net}; filesystem: {rw} read-write and {ro} read-only paths plus system paths; Landlock ABI {}, seccomp {}{}",
         report.landlock_abi,
-        if report.seccomp.is_full() { "on" } else { "PARTIAL" }
+        if report.seccomp.is_full() { "on" } else { "PARTIAL" },
+        if isolation.is_empty() { String::new() } else { format!("; {isolation}") }
     );
 }

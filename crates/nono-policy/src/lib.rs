@@ -67,5 +67,5 @@ pub use policy::{
 };
 pub use proxy_config::{proxy_config, ProxyOptions, ProxySetupError};
 pub use resolve::resolve;
-pub use sandbox_config::sandbox_policy;
+pub use sandbox_config::{network_isolation, sandbox_policy, NetworkIsolation};
 pub use vars::{expand, Env, KNOWN_VARS};

@@ -57,6 +57,33 @@ pub fn sandbox_policy(p: &ResolvedPolicy, proxy_port: Option<u16>) -> SandboxPol
     }
 }
 
+/// Whether the child can live in a private network namespace with only loopback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NetworkIsolation {
+    /// The child shares the host's network (it needs direct ports, or no restriction).
+    Shared,
+    /// The child needs no address but the proxy's (`proxy_port`), or none at all.
+    Private {
+        /// Port the proxy must also listen on inside the child's namespace.
+        proxy_port: Option<u16>,
+    },
+}
+
+/// Proxy mode and `--block-net` without any direct, open or listen port need no address of
+/// this machine or another host: a private namespace then closes what Landlock's port rules
+/// cannot (the proxy port on other addresses, `listen()` autobind).
+pub fn network_isolation(p: &ResolvedPolicy, proxy_port: Option<u16>) -> NetworkIsolation {
+    let n = &p.network;
+    let no_ports = n.direct.is_empty() && n.open_ports.is_empty() && n.listen_ports.is_empty();
+    match (n.mode, proxy_port) {
+        (NetworkMode::Proxy, Some(port)) if no_ports => NetworkIsolation::Private {
+            proxy_port: Some(port),
+        },
+        (NetworkMode::Blocked, _) if no_ports => NetworkIsolation::Private { proxy_port: None },
+        _ => NetworkIsolation::Shared,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -104,6 +131,41 @@ mod tests {
         }
         p.network.direct.clear();
         assert!(!sandbox_policy(&p, Some(1)).net.allows_udp());
+    }
+
+    #[test]
+    fn private_namespace_only_without_direct_ports() {
+        let p = resolved(PolicyArgs {
+            allow_domain: vec!["api.example.com".into()],
+            ..Default::default()
+        });
+        assert_eq!(
+            network_isolation(&p, Some(9)),
+            NetworkIsolation::Private {
+                proxy_port: Some(9)
+            }
+        );
+        let d = resolved(PolicyArgs {
+            allow_domain: vec!["db.internal:5432".into()],
+            ..Default::default()
+        });
+        assert_eq!(network_isolation(&d, Some(9)), NetworkIsolation::Shared);
+        let b = resolved(PolicyArgs {
+            block_net: true,
+            ..Default::default()
+        });
+        assert_eq!(
+            network_isolation(&b, None),
+            NetworkIsolation::Private { proxy_port: None }
+        );
+        let o = resolved(PolicyArgs {
+            block_net: true,
+            open_port: vec![3000],
+            ..Default::default()
+        });
+        assert_eq!(network_isolation(&o, None), NetworkIsolation::Shared);
+        let u = resolved(PolicyArgs::default());
+        assert_eq!(network_isolation(&u, None), NetworkIsolation::Shared);
     }
 
     #[test]

@@ -286,9 +286,40 @@ pub struct ProxyHandle {
     done_rx: mpsc::Receiver<()>,
     accept_task: tokio::task::JoinHandle<()>,
     routes: Arc<RouteTable>,
+    /// What another accept loop needs (see [`ProxyHandle::add_listener`]).
+    extra: ExtraListenerState,
+}
+
+/// Shared state for additional listeners.
+struct ExtraListenerState {
+    shared: Arc<Shared>,
+    limit: Option<Arc<Semaphore>>,
+    max_header_bytes: usize,
+    shutdown_rx: watch::Receiver<bool>,
 }
 
 impl ProxyHandle {
+    /// Serves a second listening socket with the same policy, token and connection cap; for
+    /// example one bound inside a sandboxed child's private network namespace. Must be called
+    /// within the runtime.
+    pub fn add_listener(&self, listener: std::net::TcpListener) -> Result<(), ProxyError> {
+        let io = |source| ProxyError::Io {
+            context: "serving an additional listener".into(),
+            source,
+        };
+        listener.set_nonblocking(true).map_err(io)?;
+        let listener = TcpListener::from_std(listener).map_err(io)?;
+        let e = &self.extra;
+        tokio::spawn(accept_loop(
+            listener,
+            e.shared.clone(),
+            e.limit.clone(),
+            e.max_header_bytes,
+            e.shutdown_rx.clone(),
+        ));
+        Ok(())
+    }
+
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -435,6 +466,12 @@ pub fn start_with_listener(
         (config.max_connections > 0).then(|| Arc::new(Semaphore::new(config.max_connections)));
     // Slack so the exact check in `dispatch` decides, not hyper's buffer growth.
     let max_header_bytes = config.max_header_bytes.max(8192) + 16 * 1024;
+    let extra = ExtraListenerState {
+        shared: shared.clone(),
+        limit: limit.clone(),
+        max_header_bytes,
+        shutdown_rx: shutdown_rx.clone(),
+    };
     let accept_task = tokio::spawn(accept_loop(
         listener,
         shared,
@@ -451,6 +488,7 @@ pub fn start_with_listener(
         done_rx,
         accept_task,
         routes,
+        extra,
     })
 }
 

@@ -21,6 +21,8 @@ pub enum ChildStage {
     Seccomp,
     /// Dropping every capability (bounding, ambient, permitted, effective, inheritable).
     Capabilities,
+    /// Setting up the private network namespace (loopback, proxy listener).
+    Network,
     /// An unknown stage code (should not happen).
     Unknown,
 }
@@ -35,6 +37,7 @@ impl ChildStage {
             ChildStage::Landlock => 5,
             ChildStage::Seccomp => 6,
             ChildStage::Capabilities => 7,
+            ChildStage::Network => 8,
             ChildStage::Unknown => 0,
         }
     }
@@ -48,6 +51,7 @@ impl ChildStage {
             5 => ChildStage::Landlock,
             6 => ChildStage::Seccomp,
             7 => ChildStage::Capabilities,
+            8 => ChildStage::Network,
             _ => ChildStage::Unknown,
         }
     }
@@ -63,6 +67,7 @@ impl std::fmt::Display for ChildStage {
             ChildStage::Landlock => "apply the Landlock ruleset",
             ChildStage::Seccomp => "load the seccomp filter",
             ChildStage::Capabilities => "drop capabilities",
+            ChildStage::Network => "set up the private network namespace",
             ChildStage::Unknown => "prepare for exec",
         })
     }

@@ -35,6 +35,7 @@ pub(crate) fn prepare(
 pub(crate) fn spawn(
     _prepared: &PreparedSandbox,
     _spec: &ExecSpec,
+    _net: Option<&()>,
 ) -> Result<SandboxedChild, SandboxError> {
     Err(unsupported())
 }

@@ -51,6 +51,8 @@ pub use error::{ChildStage, SandboxError};
 pub use exec::resolve_program;
 pub use exec::{ChildExit, ExecSpec, DEFAULT_PATH};
 pub use imp::SandboxedChild;
+#[cfg(target_os = "linux")]
+pub use linux::{NetnsOutcome, PrivateNetwork};
 pub use paths::{linux_system_paths, macos_system_paths, system_paths};
 pub use plan::{plan, Plan, PlannedFsRule, PlannedNet, LANDLOCK_ABI_NET, LANDLOCK_ABI_SCOPE};
 pub use policy::{FsAccess, FsRule, NetPolicy, SandboxPolicy};
@@ -100,5 +102,18 @@ pub fn prepare_with(
 /// with the caller (`PR_SET_PDEATHSIG`), gets default signal handling, inherits only
 /// descriptors 0-2, and runs with exactly `spec.env`.
 pub fn spawn(prepared: &PreparedSandbox, spec: &ExecSpec) -> Result<SandboxedChild, SandboxError> {
-    imp::spawn(prepared, spec)
+    imp::spawn(prepared, spec, None)
+}
+
+/// Like [`spawn`], and the child first enters a private network namespace with only
+/// loopback (see [`PrivateNetwork`]); the result is in
+/// [`SandboxedChild::take_network_isolation`]. This is on top of Landlock and seccomp, which
+/// stay in force: it closes what port-based rules cannot (addresses, `listen()` autobind).
+#[cfg(target_os = "linux")]
+pub fn spawn_isolated(
+    prepared: &PreparedSandbox,
+    spec: &ExecSpec,
+    net: &PrivateNetwork,
+) -> Result<SandboxedChild, SandboxError> {
+    imp::spawn(prepared, spec, Some(net))
 }

@@ -14,6 +14,8 @@ use crate::error::{ChildStage, SandboxError};
 use crate::exec::{ChildExit, ExecSpec};
 use crate::PreparedSandbox;
 
+use super::netns::{self, NetnsOutcome, NetnsPlan, PrivateNetwork};
+
 /// Status the child exits with when it fails before exec (like `env` and `nice`).
 const SETUP_FAILED: libc::c_int = 125;
 /// `_LINUX_CAPABILITY_VERSION_3`: 64-bit capability sets in two 32-bit words.
@@ -53,6 +55,7 @@ pub struct SandboxedChild {
     go: Option<OwnedFd>,
     exec_errors: Option<OwnedFd>,
     exit: Option<ChildExit>,
+    netns: Option<NetnsOutcome>,
 }
 
 /// Raw values the child uses; plain data so nothing is dropped or allocated after fork.
@@ -67,6 +70,10 @@ struct ChildContext<'a> {
     program: &'a CString,
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
+    /// Private network namespace to set up, and the child's / parent's socket-pair ends.
+    netns: Option<&'a NetnsPlan>,
+    netns_child: RawFd,
+    netns_parent: RawFd,
 }
 
 fn c_string(what: &'static str, bytes: &[u8]) -> Result<CString, SandboxError> {
@@ -94,7 +101,21 @@ fn null_terminated(strings: &[CString]) -> Vec<*const libc::c_char> {
 pub(crate) fn spawn(
     prepared: &PreparedSandbox,
     spec: &ExecSpec,
+    private_network: Option<&PrivateNetwork>,
 ) -> Result<SandboxedChild, SandboxError> {
+    let netns_plan = private_network.map(NetnsPlan::new);
+    let netns_pair = match netns_plan {
+        Some(_) => Some(
+            nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::SeqPacket,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(os_err("socketpair"))?,
+        ),
+        None => None,
+    };
     let program = c_string("program path", spec.program.as_os_str().as_bytes())?;
     let argv = spec
         .argv
@@ -148,6 +169,9 @@ pub(crate) fn spawn(
         program: &program,
         argv: &argv_ptrs,
         envp: &envp_ptrs,
+        netns: netns_plan.as_ref(),
+        netns_child: netns_pair.as_ref().map_or(-1, |(_, c)| c.as_raw_fd()),
+        netns_parent: netns_pair.as_ref().map_or(-1, |(p, _)| p.as_raw_fd()),
     };
 
     // SAFETY: the caller is documented to be single-threaded, and the child branch below
@@ -166,12 +190,18 @@ pub(crate) fn spawn(
     }
     drop(go_read);
     drop(err_write);
+    // Wait for the namespace report before anything else: the proxy needs the listener.
+    let netns = netns_pair.and_then(|(parent_end, child_end)| {
+        drop(child_end);
+        netns::receive(&parent_end)
+    });
     Ok(SandboxedChild {
         pid,
         program: spec.program.clone(),
         go: Some(go_write),
         exec_errors: Some(err_read),
         exit: None,
+        netns,
     })
 }
 
@@ -236,6 +266,14 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
         libc::sigemptyset(&mut empty);
         if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
             fail(fd, ChildStage::Signals.code());
+        }
+
+        if let Some(plan) = ctx.netns {
+            libc::close(ctx.netns_parent);
+            if !netns::setup_in_child(plan, ctx.netns_child) {
+                fail(fd, ChildStage::Network.code());
+            }
+            libc::close(ctx.netns_child);
         }
 
         // Wait for the go byte; EOF means the supervisor gave up on us.
@@ -320,6 +358,11 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
 }
 
 impl SandboxedChild {
+    /// What became of the private network namespace, when one was asked for (once).
+    pub fn take_network_isolation(&mut self) -> Option<NetnsOutcome> {
+        self.netns.take()
+    }
+
     /// The child's process id.
     pub fn pid(&self) -> i32 {
         self.pid

@@ -2,12 +2,14 @@
 
 mod child;
 mod landlock;
+mod netns;
 mod seccomp;
 
 use std::os::fd::OwnedFd;
 
 pub(crate) use child::spawn;
 pub use child::SandboxedChild;
+pub use netns::{NetnsOutcome, PrivateNetwork};
 
 use crate::error::SandboxError;
 use crate::plan::Plan;
