@@ -16,7 +16,7 @@ use crate::audit::{AuditEvent, Decision, Mode};
 use crate::filter::Host;
 use crate::respond::{self, Body};
 use crate::server::{ConnState, Shared};
-use crate::upstream::VIA_UPSTREAM;
+use crate::upstream::{Chain, VIA_UPSTREAM};
 
 /// How long to wait for a cached upstream connection to become ready before opening a new one.
 const REUSE_READY_WAIT: Duration = Duration::from_millis(50);
@@ -117,6 +117,7 @@ pub(crate) async fn handle(
         Some(_) => VIA_UPSTREAM_KEY.to_string(),
         None => format!("{host}:{port}"),
     };
+    let mut reused = true;
     let mut sender = match reuse(&conn, &key).await {
         Some(s) => {
             // Policy is re-checked even on reuse: the allowlist decision is per request.
@@ -136,41 +137,13 @@ pub(crate) async fn handle(
             }
             s
         }
-        None => {
-            let opened = match chain {
-                Some(c) => {
-                    shared
-                        .open_upstream_proxy(c, &host, port, Mode::Forward, info)
-                        .await
-                }
-                None => shared.open_upstream(&host, port, Mode::Forward, info).await,
-            };
-            let stream = match opened {
-                Ok(s) => s,
-                Err(resp) => return resp,
-            };
-            match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
-                Ok((sender, connection)) => {
-                    tokio::spawn(async move {
-                        if let Err(e) = connection.await {
-                            tracing::debug!("upstream connection ended: {e}");
-                        }
-                    });
-                    sender
-                }
-                Err(e) => {
-                    tracing::debug!("upstream handshake failed: {e}");
-                    return shared.refuse(
-                        Mode::Forward,
-                        &host.to_string(),
-                        port,
-                        info,
-                        StatusCode::BAD_GATEWAY,
-                        "upstream_unreachable",
-                    );
-                }
+        None => match open_sender(&shared, chain, &host, port, info).await {
+            Ok(s) => {
+                reused = false;
+                s
             }
-        }
+            Err(resp) => return resp,
+        },
     };
 
     let (mut parts, body) = req.into_parts();
@@ -221,7 +194,21 @@ pub(crate) async fn handle(
     parts.version = Version::HTTP_11;
     let upstream_req = Request::from_parts(parts, body);
 
-    let resp = match sender.send_request(upstream_req).await {
+    let mut attempt = sender.try_send_request(upstream_req).await;
+    if reused {
+        // A kept-alive upstream may have closed just as we reused it; if the request never
+        // left, send it once more on a fresh connection.
+        if let Err(e) = &mut attempt {
+            if let Some(req) = e.take_message() {
+                sender = match open_sender(&shared, chain, &host, port, info).await {
+                    Ok(s) => s,
+                    Err(resp) => return resp,
+                };
+                attempt = sender.try_send_request(req).await;
+            }
+        }
+    }
+    let resp = match attempt.map_err(|e| e.into_error()) {
         Ok(r) => r,
         Err(e) => {
             tracing::debug!("forwarding to {key} failed: {e}");
@@ -264,6 +251,46 @@ pub(crate) async fn handle(
     let (mut parts, body) = resp.into_parts();
     respond::strip_hop_by_hop(&mut parts.headers);
     Response::from_parts(parts, body.boxed())
+}
+
+/// Opens a new upstream connection (direct, or to the upstream proxy) and its HTTP/1 sender.
+async fn open_sender(
+    shared: &Shared,
+    chain: Option<&Chain>,
+    host: &Host,
+    port: u16,
+    info: Option<(&str, &str)>,
+) -> Result<SendRequest<Incoming>, Response<Body>> {
+    let opened = match chain {
+        Some(c) => {
+            shared
+                .open_upstream_proxy(c, host, port, Mode::Forward, info)
+                .await
+        }
+        None => shared.open_upstream(host, port, Mode::Forward, info).await,
+    };
+    let stream = opened?;
+    match hyper::client::conn::http1::handshake(TokioIo::new(stream)).await {
+        Ok((sender, connection)) => {
+            tokio::spawn(async move {
+                if let Err(e) = connection.await {
+                    tracing::debug!("upstream connection ended: {e}");
+                }
+            });
+            Ok(sender)
+        }
+        Err(e) => {
+            tracing::debug!("upstream handshake failed: {e}");
+            Err(shared.refuse(
+                Mode::Forward,
+                &host.to_string(),
+                port,
+                info,
+                StatusCode::BAD_GATEWAY,
+                "upstream_unreachable",
+            ))
+        }
+    }
 }
 
 async fn reuse(conn: &ConnState, key: &str) -> Option<SendRequest<Incoming>> {
