@@ -119,22 +119,7 @@ mod tests {
     use super::*;
     use crate::builtin;
     use crate::policy::NetworkMode;
-    use crate::test_support::{env_in, write, TempDir};
-
-    fn setup(name: &str, profiles: &[(&str, &str)]) -> (TempDir, Env) {
-        let (t, env) = env_in(name);
-        for (n, text) in profiles {
-            write(&env.user_profile_dir().join(format!("{n}.json")), text);
-        }
-        (t, env)
-    }
-
-    fn args(profile: Option<&str>) -> PolicyArgs {
-        PolicyArgs {
-            profile: profile.map(str::to_string),
-            ..PolicyArgs::default()
-        }
-    }
+    use crate::test_support::{args, env_in, setup};
 
     #[test]
     fn every_builtin_profile_resolves() {

@@ -199,29 +199,12 @@ pub(crate) fn resolve_network(
     })
 }
 
-/// The canonical path when it exists (macOS needs `/private/tmp`, not `/tmp`), else as is.
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::policy::PolicyArgs;
     use crate::resolve::resolve;
-    use crate::test_support::{env_in, write, TempDir};
-    use crate::vars::Env;
-
-    fn setup(name: &str, profiles: &[(&str, &str)]) -> (TempDir, Env) {
-        let (t, env) = env_in(name);
-        for (n, text) in profiles {
-            write(&env.user_profile_dir().join(format!("{n}.json")), text);
-        }
-        (t, env)
-    }
-
-    fn args(profile: Option<&str>) -> PolicyArgs {
-        PolicyArgs {
-            profile: profile.map(str::to_string),
-            ..PolicyArgs::default()
-        }
-    }
+    use crate::test_support::{args, env_in, setup};
 
     #[test]
     fn each_trigger_turns_the_proxy_on() {

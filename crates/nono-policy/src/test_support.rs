@@ -3,6 +3,7 @@
 use std::ops::Deref;
 use std::path::{Path, PathBuf};
 
+use crate::policy::PolicyArgs;
 use crate::vars::Env;
 
 /// A directory removed on drop.
@@ -43,4 +44,21 @@ pub fn env_in(name: &str) -> (TempDir, Env) {
 pub fn write(path: &Path, text: &str) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     std::fs::write(path, text).unwrap();
+}
+
+/// [`env_in`] plus user profiles `(name, json)` written to its profile directory.
+pub fn setup(name: &str, profiles: &[(&str, &str)]) -> (TempDir, Env) {
+    let (t, env) = env_in(name);
+    for (n, text) in profiles {
+        write(&env.user_profile_dir().join(format!("{n}.json")), text);
+    }
+    (t, env)
+}
+
+/// Arguments naming only a profile.
+pub fn args(profile: Option<&str>) -> PolicyArgs {
+    PolicyArgs {
+        profile: profile.map(str::to_string),
+        ..PolicyArgs::default()
+    }
 }
