@@ -9,6 +9,7 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v tinyproxy >/dev/null 2>&1 || need+=(tinyproxy)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
+command -v keyctl >/dev/null 2>&1 || need+=(keyutils)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
