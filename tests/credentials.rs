@@ -9,11 +9,9 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -22,8 +20,6 @@ use support::*;
 
 /// Upper bound for one `nono` invocation.
 const T: Duration = Duration::from_secs(20);
-/// How long `nono proxy --json` may take to print its first line.
-const STARTUP: Duration = Duration::from_secs(10);
 /// Size of the streamed upload.
 const UPLOAD_BYTES: usize = 100 * 1024 * 1024;
 /// Chunk size of the streamed upload.
@@ -87,76 +83,6 @@ impl Fixture {
     }
 }
 
-/// `nono proxy --json ARGS` with `env` added to the inherited environment; killed on drop.
-///
-/// [`ProxyProcess`] cannot add variables, and `env://` credentials are read from nono's own
-/// environment.
-struct EnvProxy {
-    port: u16,
-    json: Value,
-    child: Child,
-    stderr_path: PathBuf,
-    _dir: TempDir,
-}
-
-impl EnvProxy {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> EnvProxy {
-        let dir = TempDir::new("envproxy");
-        let stderr_path = dir.path().join("stderr.log");
-        let mut child = Command::new(nono_bin())
-            .args(["proxy", "--json"])
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_path).expect("create stderr log"))
-            .spawn()
-            .expect("spawn nono proxy");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        let line = rx.recv_timeout(STARTUP).unwrap_or_default();
-        let json: Value = serde_json::from_str(line.trim()).unwrap_or(Value::Null);
-        let port = json["port"].as_u64().and_then(|p| u16::try_from(p).ok());
-        let Some(port) = port else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "nono proxy --json {args:?} printed no JSON with a port: {line:?}\n--- stderr\n{}",
-                std::fs::read_to_string(&stderr_path).unwrap_or_default()
-            );
-        };
-        EnvProxy {
-            port,
-            json,
-            child,
-            stderr_path,
-            _dir: dir,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-}
-
-impl Drop for EnvProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// The `routes` entry named `name` of a `nono proxy --json` line.
 fn route<'a>(json: &'a Value, name: &str) -> &'a Value {
     json["routes"]
@@ -173,36 +99,14 @@ fn env_of(json: &Value, key: &str) -> String {
         .to_string()
 }
 
-/// Runs `nono ARGS` with `env` added; returns (exit code, stdout, stderr).
-fn nono_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let dir = TempDir::new("nono-run");
-    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
-    let mut child = Command::new(nono_bin())
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).expect("create stdout file"))
-        .stderr(std::fs::File::create(&err_path).expect("create stderr file"))
-        .spawn()
-        .expect("spawn nono");
-    let deadline = Instant::now() + T;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "nono {args:?} still running after {T:?}\n--- stderr\n{}",
-                std::fs::read_to_string(&err_path).unwrap_or_default()
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
-    let code = status.code().unwrap_or(-1);
-    (code, read(&out_path), read(&err_path))
+/// `--profile PROFILE --credential C... EXTRA...`.
+fn profile_args<'a>(profile: &'a str, credentials: &[&'a str], extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["--profile", profile];
+    for credential in credentials {
+        args.extend(["--credential", credential]);
+    }
+    args.extend(extra);
+    args
 }
 
 /// Sends `METHOD PATH` with `headers` to the proxy as an origin-form request.
@@ -269,15 +173,8 @@ fn proxy_json_lists_routes_and_the_origin_gets_the_real_secret_never_the_phantom
             ),
         ),
     ]);
-    let p = EnvProxy::start(
-        &[
-            "--profile",
-            &profile,
-            "--credential",
-            "echo",
-            "--credential",
-            "filekey",
-        ],
+    let p = ProxyProcess::start_with_env(
+        &profile_args(&profile, &["echo", "filekey"], &[]),
         &[("NONO_E2E_ECHO_SECRET", ENV_SECRET)],
     );
 
@@ -389,15 +286,8 @@ fn missing_wrong_or_foreign_phantom_is_401_and_the_session_token_is_accepted() {
             ),
         ),
     ]);
-    let p = EnvProxy::start(
-        &[
-            "--profile",
-            &profile,
-            "--credential",
-            "echo",
-            "--credential",
-            "other",
-        ],
+    let p = ProxyProcess::start_with_env(
+        &profile_args(&profile, &["echo", "other"], &[]),
         &[("NONO_E2E_AUTH_SECRET", SECRET)],
     );
     let foreign = env_of(&p.json, "OTHER_API_KEY");
@@ -455,15 +345,12 @@ fn allow_endpoint_flag_limits_a_route_to_matching_method_and_path() {
             json!({"env_var": "ECHO_API_KEY"}),
         ),
     )]);
-    let p = EnvProxy::start(
-        &[
-            "--profile",
+    let p = ProxyProcess::start_with_env(
+        &profile_args(
             &profile,
-            "--credential",
-            "echo",
-            "--allow-endpoint",
-            "echo:GET:/base/ok/**",
-        ],
+            &["echo"],
+            &["--allow-endpoint", "echo:GET:/base/ok/**"],
+        ),
         &[("NONO_E2E_EP_SECRET", "sk-e2e-endpoint")],
     );
     assert_eq!(
@@ -514,19 +401,12 @@ fn connect_or_forwarding_to_a_route_upstream_is_refused_as_connect_bypasses_l7()
         ),
     ]);
     // Even explicitly allowlisted, a route's host is reachable only through the route.
-    let p = EnvProxy::start(
-        &[
-            "--profile",
+    let p = ProxyProcess::start_with_env(
+        &profile_args(
             &profile,
-            "--credential",
-            "echo",
-            "--credential",
-            "byip",
-            "--allow-domain",
-            "localhost",
-            "--allow-domain",
-            "127.0.0.1",
-        ],
+            &["echo", "byip"],
+            &["--allow-domain", "localhost", "--allow-domain", "127.0.0.1"],
+        ),
         &[("NONO_E2E_L7_SECRET", "sk-e2e-l7")],
     );
     let auth = basic_auth(p.json["token"].as_str().expect("token"));
@@ -618,14 +498,7 @@ fn unloadable_credential_is_reported_unavailable_gets_503_and_the_proxy_keeps_se
             ),
         ),
     ]);
-    let p = ProxyProcess::start(&[
-        "--profile",
-        &profile,
-        "--credential",
-        "gone",
-        "--credential",
-        "fine",
-    ]);
+    let p = ProxyProcess::start(&profile_args(&profile, &["gone", "fine"], &[]));
     let gone = route(&p.json, "gone");
     assert_eq!(gone["loaded"], false, "{gone}");
     assert_eq!(
@@ -702,6 +575,23 @@ fn run_env() -> [(&'static str, &'static str); 2] {
     ]
 }
 
+/// `nono run --profile PROFILE --credential C... -- sh -c SCRIPT` with `env` added;
+/// (exit code, stdout, stderr).
+fn run_sh(
+    profile: &str,
+    credentials: &[&str],
+    script: &str,
+    env: &[(&str, &str)],
+) -> (i32, String, String) {
+    let mut args = vec!["run"];
+    args.extend(profile_args(
+        profile,
+        credentials,
+        &["--", "sh", "-c", script],
+    ));
+    run_nono_with_env(&args, env, T)
+}
+
 /// `VAR=value` lines of a child's `env` output between the markers.
 fn env_lines(stdout: &str) -> Vec<(String, String)> {
     stdout
@@ -720,22 +610,7 @@ fn run_child_env_holds_the_phantom_and_base_url_never_the_real_secret() {
     let fx = Fixture::new();
     let profile = run_profile(&fx);
     let script = "echo ENV_BEGIN; env; echo ENV_END; tr '\\0' '\\n' < /proc/self/environ";
-    let (code, out, err) = nono_with_env(
-        &[
-            "run",
-            "--profile",
-            &profile,
-            "--credential",
-            "echo",
-            "--credential",
-            "side",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ],
-        &run_env(),
-    );
+    let (code, out, err) = run_sh(&profile, &["echo", "side"], script, &run_env());
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     let env = env_lines(&out);
     let get = |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
@@ -789,20 +664,7 @@ fn run_child_cannot_read_the_secret_from_nono_through_proc() {
         if (exec 3< /proc/$PPID/mem); then echo LEAK_MEM_OPENED; fi
         echo DONE
     "#;
-    let (code, out, err) = nono_with_env(
-        &[
-            "run",
-            "--profile",
-            &profile,
-            "--credential",
-            "echo",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ],
-        &run_env(),
-    );
+    let (code, out, err) = run_sh(&profile, &["echo"], script, &run_env());
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(
         out.contains("parent=nono"),
@@ -824,22 +686,7 @@ fn run_child_curl_to_the_base_url_with_the_phantom_reaches_the_origin_with_the_r
     let fx = Fixture::new();
     let profile = run_profile(&fx);
     let script = r#"curl -sS --fail --max-time 10 -H "Authorization: Bearer $ECHO_API_KEY" "$ECHO_BASE_URL/v1/chat?stream=0""#;
-    let (code, out, err) = nono_with_env(
-        &[
-            "run",
-            "--profile",
-            &profile,
-            "--credential",
-            "echo",
-            "--credential",
-            "side",
-            "--",
-            "sh",
-            "-c",
-            script,
-        ],
-        &run_env(),
-    );
+    let (code, out, err) = run_sh(&profile, &["echo", "side"], script, &run_env());
     assert_eq!(
         code, 0,
         "curl inside the sandbox failed\nstdout:\n{out}\nstderr:\n{err}"
@@ -876,20 +723,7 @@ fn run_exits_125_naming_route_and_source_when_a_credential_cannot_be_loaded() {
         ("noenv", "NONO_E2E_NEVER_SET_e93b".to_string()),
         ("nofile", missing_file.display().to_string()),
     ] {
-        let (code, out, err) = nono_with_env(
-            &[
-                "run",
-                "--profile",
-                &profile,
-                "--credential",
-                service,
-                "--",
-                "sh",
-                "-c",
-                "echo CHILD_RAN",
-            ],
-            &[],
-        );
+        let (code, out, err) = run_sh(&profile, &[service], "echo CHILD_RAN", &[]);
         assert_eq!(
             code, EXIT_NONO_FAILED,
             "{service}: stdout:\n{out}\nstderr:\n{err}"
@@ -995,7 +829,7 @@ fn a_100_mib_chunked_upload_streams_through_a_route_with_bounded_proxy_rss() {
             json!({"env_var": "ECHO_API_KEY"}),
         ),
     )]);
-    let p = EnvProxy::start(
+    let p = ProxyProcess::start_with_env(
         &["--profile", &profile, "--credential", "echo"],
         &[("NONO_E2E_UPLOAD_SECRET", SECRET)],
     );

@@ -15,7 +15,7 @@ use std::net::{TcpListener, UdpSocket};
 use std::os::unix::fs::PermissionsExt;
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use support::*;
 
@@ -98,56 +98,23 @@ impl Out {
 }
 
 /// Runs `cmd` (stdin closed) to completion, killing it after [`T`].
-fn run(mut cmd: Command) -> Out {
-    use std::os::unix::process::ExitStatusExt;
-    let mut child = cmd
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn");
-    let stdout = drain(child.stdout.take().expect("stdout"));
-    let stderr = drain(child.stderr.take().expect("stderr"));
-    let deadline = Instant::now() + T;
-    let status = loop {
-        if let Some(s) = child.try_wait().expect("try_wait") {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "{cmd:?} still running after {T:?}\n--- stderr\n{}",
-                stderr.join().expect("stderr")
-            );
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
+fn run(cmd: Command) -> Out {
+    let (code, stdout, stderr) = run_command(cmd, T);
     Out {
-        code: status
-            .code()
-            .or_else(|| status.signal().map(|s| 128 + s))
-            .unwrap_or(-1),
-        stdout: stdout.join().expect("stdout"),
-        stderr: stderr.join().expect("stderr"),
+        code,
+        stdout,
+        stderr,
     }
-}
-
-fn drain(mut r: impl Read + Send + 'static) -> thread::JoinHandle<String> {
-    thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = r.read_to_end(&mut buf);
-        String::from_utf8_lossy(&buf).into_owned()
-    })
 }
 
 /// `nono run FLAGS -- CMD...` with extra environment variables.
 fn nono_cmd(flags: &[&str], cmd: &[&str], env: &[(&str, &str)]) -> Command {
     let mut c = Command::new(nono_bin());
-    c.arg("run").args(flags).arg("--").args(cmd);
-    for (k, v) in env {
-        c.env(k, v);
-    }
+    c.arg("run")
+        .args(flags)
+        .arg("--")
+        .args(cmd)
+        .envs(env.iter().copied());
     c
 }
 
@@ -189,6 +156,34 @@ fn read_line(reader: &mut BufReader<ChildStdout>) -> String {
     let mut line = String::new();
     reader.read_line(&mut line).expect("read line");
     line.trim_end().to_string()
+}
+
+/// Spawns `nono run FLAGS -- CMD...` (stdin closed, stdout piped) and waits for the child's
+/// `READY` line; returns nono and the rest of its stdout.
+fn spawn_until_ready(flags: &[&str], cmd: &[&str]) -> (Reaped, BufReader<ChildStdout>) {
+    let mut child = Reaped(
+        nono_cmd(flags, cmd, &[])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("spawn"),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().expect("stdout"));
+    assert_eq!(
+        read_line(&mut lines),
+        "READY",
+        "the sandboxed {cmd:?} ({flags:?}) did not start"
+    );
+    (child, lines)
+}
+
+/// Sends SIGTERM to `child`.
+fn sigterm(child: &Reaped) {
+    // SAFETY: kill has no memory effects; the pid is our unreaped child.
+    assert_eq!(
+        unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
 }
 
 /// A child killed (and reaped) on drop, for servers the tests start.
@@ -448,23 +443,9 @@ fn two_sandboxes_talk_over_open_port() {
          print('READY', flush=True)\n\
          c, _ = s.accept(); data = c.recv(100); c.sendall(b'ack:' + data); c.close()\n"
     ));
-    let mut listener = nono_cmd(
+    let (mut listener, _lines) = spawn_until_ready(
         &["-q", "--block-net", "--open-port", &port],
         &[PY, "-c", &server],
-        &[],
-    );
-    let mut listener = Reaped(
-        listener
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn listener"),
-    );
-    let mut lines = BufReader::new(listener.0.stdout.take().expect("stdout"));
-    assert_eq!(
-        read_line(&mut lines),
-        "READY",
-        "the listening sandbox did not start"
     );
 
     let client = format!(
@@ -1226,18 +1207,8 @@ fn sigterm_to_nono_is_forwarded_to_the_child() {
          while True: signal.pause()\n",
     );
     for flags in [&["-q"][..], &["-q", "--allow-domain", "127.0.0.1"][..]] {
-        let mut cmd = nono_cmd(flags, &[PY, "-c", &s], &[]);
-        let mut child = Reaped(
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("spawn"),
-        );
-        let mut lines = BufReader::new(child.0.stdout.take().expect("stdout"));
-        assert_eq!(read_line(&mut lines), "READY");
-        let pid = child.0.id() as libc::pid_t;
-        // SAFETY: kill has no memory effects; the pid is our unreaped child.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        let (mut child, mut lines) = spawn_until_ready(flags, &[PY, "-c", &s]);
+        sigterm(&child);
         assert_eq!(read_line(&mut lines), format!("GOT {}", libc::SIGTERM));
         let status = child.0.wait().expect("wait");
         assert_eq!(
@@ -1249,20 +1220,8 @@ fn sigterm_to_nono_is_forwarded_to_the_child() {
     // Default disposition: the child dies of SIGTERM and nono reports 128 + 15. Python's
     // start-up gives nono time to install its handler (see the bug test below).
     let pause = script("import signal\nprint('READY', flush=True)\nsignal.pause()\n");
-    let mut cmd = nono_cmd(&["-q"], &[PY, "-c", &pause], &[]);
-    let mut child = Reaped(
-        cmd.stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .spawn()
-            .expect("spawn"),
-    );
-    let mut lines = BufReader::new(child.0.stdout.take().expect("stdout"));
-    assert_eq!(read_line(&mut lines), "READY");
-    // SAFETY: as above.
-    assert_eq!(
-        unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) },
-        0
-    );
+    let (mut child, _lines) = spawn_until_ready(&["-q"], &[PY, "-c", &pause]);
+    sigterm(&child);
     let status = child.0.wait().expect("wait");
     assert_eq!(status.code(), Some(143));
 }
@@ -1274,20 +1233,9 @@ fn sigterm_to_nono_is_forwarded_to_the_child() {
 #[test]
 fn bug_sigterm_right_after_the_child_starts_kills_nono_instead_of_forwarding() {
     for attempt in 0..50 {
-        let mut cmd = nono_cmd(&["-q"], &["sh", "-c", "echo READY; exec sleep 5"], &[]);
-        let mut child = Reaped(
-            cmd.stdin(Stdio::null())
-                .stdout(Stdio::piped())
-                .spawn()
-                .expect("spawn"),
-        );
-        let mut lines = BufReader::new(child.0.stdout.take().expect("stdout"));
-        assert_eq!(read_line(&mut lines), "READY");
-        // SAFETY: kill has no memory effects; the pid is our unreaped child.
-        assert_eq!(
-            unsafe { libc::kill(child.0.id() as libc::pid_t, libc::SIGTERM) },
-            0
-        );
+        let (mut child, _lines) =
+            spawn_until_ready(&["-q"], &["sh", "-c", "echo READY; exec sleep 5"]);
+        sigterm(&child);
         let status = child.0.wait().expect("wait");
         assert_eq!(
             status.code(),

@@ -6,20 +6,13 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
-use serde_json::Value;
 use support::*;
 
 /// Upper bound for one `nono` invocation.
 const T: Duration = Duration::from_secs(20);
-/// How long `nono proxy --json` may take to print its first line.
-const STARTUP: Duration = Duration::from_secs(10);
 /// The upstream proxy's user and password in the authenticated tests.
 const TP_USER: &str = "corp-user";
 const TP_PASSWORD: &str = "pw-Zq81-upstream-secret";
@@ -27,120 +20,39 @@ const TP_PASSWORD: &str = "pw-Zq81-upstream-secret";
 /// environment cannot change what they check.
 const UPSTREAM_VARS: [&str; 2] = ["NONO_UPSTREAM_PROXY", "NONO_UPSTREAM_BYPASS"];
 
-/// `nono proxy --json ARGS` with exactly the upstream variables in `env`; killed on drop.
-struct EnvProxy {
-    port: u16,
-    json: Value,
-    child: Child,
-    stderr_path: PathBuf,
-    _dir: TempDir,
-}
-
-impl EnvProxy {
-    fn start(args: &[&str], env: &[(&str, &str)]) -> EnvProxy {
-        let dir = TempDir::new("upproxy");
-        let stderr_path = dir.path().join("stderr.log");
-        let mut cmd = Command::new(nono_bin());
-        for var in UPSTREAM_VARS {
-            cmd.env_remove(var);
-        }
-        let mut child = cmd
-            .args(["proxy", "--json", "-v"])
-            .args(args)
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&stderr_path).expect("create stderr log"))
-            .spawn()
-            .expect("spawn nono proxy");
-        let stdout = child.stdout.take().expect("piped stdout");
-        let (tx, rx) = mpsc::channel();
-        thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            let _ = std::io::copy(&mut reader, &mut std::io::sink());
-        });
-        let line = rx.recv_timeout(STARTUP).unwrap_or_default();
-        let json: Value = serde_json::from_str(line.trim()).unwrap_or(Value::Null);
-        let port = json["port"].as_u64().and_then(|p| u16::try_from(p).ok());
-        let Some(port) = port else {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "nono proxy --json {args:?} printed no JSON with a port: {line:?}\n--- stderr\n{}",
-                std::fs::read_to_string(&stderr_path).unwrap_or_default()
-            );
-        };
-        EnvProxy {
-            port,
-            json,
-            child,
-            stderr_path,
-            _dir: dir,
-        }
-    }
-
-    fn stderr(&self) -> String {
-        std::fs::read_to_string(&self.stderr_path).unwrap_or_default()
-    }
-
-    /// `Proxy-Authorization` for this proxy's session token.
-    fn auth(&self) -> String {
-        basic_auth(self.json["token"].as_str().expect("token in the JSON"))
-    }
-
-    /// The proxy URL with its token, as clients use it.
-    fn url(&self) -> String {
-        self.json["url"]
-            .as_str()
-            .expect("url in the JSON")
-            .to_string()
-    }
-}
-
-impl Drop for EnvProxy {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Runs `nono ARGS` with exactly the upstream variables in `env`; (exit code, stdout, stderr).
-fn nono_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let dir = TempDir::new("upnono");
-    let (out_path, err_path) = (dir.path().join("out"), dir.path().join("err"));
+/// `nono`, without arguments yet, with exactly the upstream variables in `env`.
+fn nono_cmd(env: &[(&str, &str)]) -> Command {
     let mut cmd = Command::new(nono_bin());
     for var in UPSTREAM_VARS {
         cmd.env_remove(var);
     }
-    let mut child = cmd
-        .args(args)
-        .envs(env.iter().copied())
-        .stdin(Stdio::null())
-        .stdout(std::fs::File::create(&out_path).expect("create stdout file"))
-        .stderr(std::fs::File::create(&err_path).expect("create stderr file"))
-        .spawn()
-        .expect("spawn nono");
-    let deadline = Instant::now() + T;
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("nono {args:?} still running after {T:?}");
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    let read = |p: &PathBuf| std::fs::read_to_string(p).unwrap_or_default();
-    (
-        status.code().unwrap_or(-1),
-        read(&out_path),
-        read(&err_path),
-    )
+    cmd.envs(env.iter().copied());
+    cmd
+}
+
+/// `nono proxy --json -v ARGS` with exactly the upstream variables in `env`; killed on drop.
+fn start_proxy(args: &[&str], env: &[(&str, &str)]) -> ProxyProcess {
+    let p = ProxyProcess::start_command(nono_cmd(env), &[&["-v"], args].concat());
+    assert!(p.json["url"].is_string(), "no url in the JSON: {}", p.json);
+    p
+}
+
+/// `nono proxy` chained to `upstream`, allowing `localhost`, with `extra` arguments and none of
+/// the upstream variables.
+fn start_chained(upstream: &str, extra: &[&str]) -> ProxyProcess {
+    let args = [
+        &["--upstream-proxy", upstream, "--allow-domain", "localhost"],
+        extra,
+    ]
+    .concat();
+    start_proxy(&args, &[])
+}
+
+/// Runs `nono ARGS` with exactly the upstream variables in `env`; (exit code, stdout, stderr).
+fn nono_with_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
+    let mut cmd = nono_cmd(env);
+    cmd.args(args);
+    run_command(cmd, T)
 }
 
 /// `curl https://localhost:PORT/PATH` through the proxy at `proxy_url`; (success, stdout,
@@ -188,22 +100,14 @@ fn connect_is_chained_through_tinyproxy_without_auth() {
     let tp = Tinyproxy::start();
     let ca = TestCa::new();
     let origin = HttpOrigin::start_tls(&ca);
-    let p = EnvProxy::start(
-        &[
-            "--upstream-proxy",
-            &tp.spec(None),
-            "--allow-domain",
-            "localhost",
-        ],
-        &[],
-    );
+    let p = start_chained(&tp.spec(None), &[]);
     assert_eq!(
         p.json["upstream_proxy"],
         tp.spec(None).as_str(),
         "{}",
         p.json
     );
-    let (ok, out, err) = curl_via(&p.url(), &ca, origin.port, "/chained");
+    let (ok, out, err) = curl_via(&p.url, &ca, origin.port, "/chained");
     assert!(
         ok,
         "curl through nono and tinyproxy failed: {err}\n--- nono\n{}",
@@ -225,11 +129,8 @@ fn upstream_credentials_from_the_flag_work_and_the_password_never_appears() {
     let ca = TestCa::new();
     let origin = HttpOrigin::start_tls(&ca);
     let spec = tp.spec(Some(&format!("{TP_USER}:{TP_PASSWORD}")));
-    let p = EnvProxy::start(
-        &["--upstream-proxy", &spec, "--allow-domain", "localhost"],
-        &[],
-    );
-    let (ok, out, err) = curl_via(&p.url(), &ca, origin.port, "/authed");
+    let p = start_chained(&spec, &[]);
+    let (ok, out, err) = curl_via(&p.url, &ca, origin.port, "/authed");
     assert!(
         ok,
         "curl failed: {err}\n--- nono\n{}\n--- tinyproxy\n{}",
@@ -250,13 +151,10 @@ fn upstream_credentials_from_the_flag_work_and_the_password_never_appears() {
 
     // A wrong password: the client gets a 502 naming the upstream's refusal.
     let wrong = tp.spec(Some(&format!("{TP_USER}:not-the-password")));
-    let p = EnvProxy::start(
-        &["--upstream-proxy", &wrong, "--allow-domain", "localhost"],
-        &[],
-    );
+    let p = start_chained(&wrong, &[]);
     let target = format!("localhost:{}", origin.port);
     let (status, body) =
-        connect_tunnel(p.port, &target, Some(&p.auth())).expect_err("tinyproxy refuses");
+        connect_tunnel(p.port, &target, Some(&p.basic_auth())).expect_err("tinyproxy refuses");
     assert_eq!(status, 502, "{body}");
     assert!(body.contains("upstream_proxy_status_40"), "{body}");
     assert!(!p.stderr().contains("not-the-password"), "{}", p.stderr());
@@ -268,7 +166,7 @@ fn upstream_proxy_and_bypass_are_read_from_the_environment() {
     let ca = TestCa::new();
     let origin = HttpOrigin::start_tls(&ca);
     let spec = tp.spec(Some(&format!("{TP_USER}:{TP_PASSWORD}")));
-    let p = EnvProxy::start(
+    let p = start_proxy(
         &["--allow-domain", "localhost"],
         &[("NONO_UPSTREAM_PROXY", &spec)],
     );
@@ -278,7 +176,7 @@ fn upstream_proxy_and_bypass_are_read_from_the_environment() {
         "{}",
         p.json
     );
-    let (ok, _, err) = curl_via(&p.url(), &ca, origin.port, "/from-env");
+    let (ok, _, err) = curl_via(&p.url, &ca, origin.port, "/from-env");
     assert!(ok, "curl failed: {err}\n--- nono\n{}", p.stderr());
     assert_chained(&tp, origin.port);
     assert!(!p.json.to_string().contains(TP_PASSWORD), "{}", p.json);
@@ -286,14 +184,14 @@ fn upstream_proxy_and_bypass_are_read_from_the_environment() {
 
     // NONO_UPSTREAM_BYPASS (comma-separated, spaces allowed) sends localhost direct.
     let before = tp.requests().len();
-    let p = EnvProxy::start(
+    let p = start_proxy(
         &["--allow-domain", "localhost"],
         &[
             ("NONO_UPSTREAM_PROXY", &spec),
             ("NONO_UPSTREAM_BYPASS", "*.corp.example, localhost"),
         ],
     );
-    let (ok, out, err) = curl_via(&p.url(), &ca, origin.port, "/bypassed-env");
+    let (ok, out, err) = curl_via(&p.url, &ca, origin.port, "/bypassed-env");
     assert!(ok, "curl failed: {err}\n--- nono\n{}", p.stderr());
     assert!(out.contains("\"/bypassed-env\""), "{out}");
     assert_eq!(
@@ -309,18 +207,8 @@ fn bypass_flag_reaches_matching_hosts_directly_and_others_through_the_chain() {
     let tp = Tinyproxy::start();
     let ca = TestCa::new();
     let origin = HttpOrigin::start_tls(&ca);
-    let p = EnvProxy::start(
-        &[
-            "--upstream-proxy",
-            &tp.spec(None),
-            "--allow-domain",
-            "localhost",
-            "--upstream-bypass",
-            "localhost",
-        ],
-        &[],
-    );
-    let (ok, out, err) = curl_via(&p.url(), &ca, origin.port, "/direct");
+    let p = start_chained(&tp.spec(None), &["--upstream-bypass", "localhost"]);
+    let (ok, out, err) = curl_via(&p.url, &ca, origin.port, "/direct");
     assert!(ok, "curl failed: {err}\n--- nono\n{}", p.stderr());
     assert!(out.contains("\"/direct\""), "{out}");
     assert!(
@@ -330,18 +218,8 @@ fn bypass_flag_reaches_matching_hosts_directly_and_others_through_the_chain() {
     );
 
     // A pattern that does not match leaves localhost on the chain.
-    let p = EnvProxy::start(
-        &[
-            "--upstream-proxy",
-            &tp.spec(None),
-            "--allow-domain",
-            "localhost",
-            "--upstream-bypass",
-            "*.corp.example",
-        ],
-        &[],
-    );
-    let (ok, _, err) = curl_via(&p.url(), &ca, origin.port, "/chained");
+    let p = start_chained(&tp.spec(None), &["--upstream-bypass", "*.corp.example"]);
+    let (ok, _, err) = curl_via(&p.url, &ca, origin.port, "/chained");
     assert!(ok, "curl failed: {err}\n--- nono\n{}", p.stderr());
     assert_chained(&tp, origin.port);
 }
@@ -351,16 +229,8 @@ fn denied_hosts_never_reach_tinyproxy() {
     let tp = Tinyproxy::start();
     let ca = TestCa::new();
     let origin = HttpOrigin::start_tls(&ca);
-    let p = EnvProxy::start(
-        &[
-            "--upstream-proxy",
-            &tp.spec(None),
-            "--allow-domain",
-            "localhost",
-        ],
-        &[],
-    );
-    let auth = p.auth();
+    let p = start_chained(&tp.spec(None), &[]);
+    let auth = p.basic_auth();
     for (target, reason) in [
         ("denied-host.example:443", "not_allowlisted"),
         ("169.254.169.254:80", "denied_metadata"),
@@ -385,7 +255,7 @@ fn denied_hosts_never_reach_tinyproxy() {
         assert!(!log.contains(name), "`{name}` in tinyproxy's log:\n{log}");
     }
     // tinyproxy was there all along: the allowed host goes through it.
-    let (ok, _, err) = curl_via(&p.url(), &ca, origin.port, "/ok");
+    let (ok, _, err) = curl_via(&p.url, &ca, origin.port, "/ok");
     assert!(ok, "{err}");
     assert_chained(&tp, origin.port);
     assert_eq!(tp.requests().len(), 1, "{}", tp.log());
@@ -474,10 +344,9 @@ fn nono_run_curl_goes_through_the_chain() {
         .into_owned();
     let ca_path = ca.ca_path.to_string_lossy().into_owned();
     let url = format!("https://localhost:{}/from-sandbox", origin.port);
-    // The child's NO_PROXY lists localhost; `--noproxy ''` makes curl use HTTPS_PROXY anyway,
-    // which is the only way out of the sandbox.
-    let (code, out, err) = nono_with_env(
-        &[
+    // `nono run` chained through tinyproxy, running `curl CURL_ARGS --cacert CA URL`.
+    let run_curl = |curl_args: &[&str]| {
+        let nono_args = [
             "run",
             "--upstream-proxy",
             &spec,
@@ -487,18 +356,13 @@ fn nono_run_curl_goes_through_the_chain() {
             &ca_dir,
             "--",
             "curl",
-            "-sS",
-            "--fail",
-            "--max-time",
-            "10",
-            "--noproxy",
-            "",
-            "--cacert",
-            &ca_path,
-            &url,
-        ],
-        &[],
-    );
+        ];
+        let args = [&nono_args[..], curl_args, &["--cacert", &ca_path, &url]].concat();
+        nono_with_env(&args, &[])
+    };
+    // The child's NO_PROXY lists localhost; `--noproxy ''` makes curl use HTTPS_PROXY anyway,
+    // which is the only way out of the sandbox.
+    let (code, out, err) = run_curl(&["-sS", "--fail", "--max-time", "10", "--noproxy", ""]);
     assert_eq!(
         code,
         0,
@@ -510,26 +374,6 @@ fn nono_run_curl_goes_through_the_chain() {
     assert!(!err.contains(TP_PASSWORD), "{err}");
 
     // Without --noproxy the sandbox blocks the direct connection: the proxy is the only path.
-    let (code, out, _) = nono_with_env(
-        &[
-            "run",
-            "--upstream-proxy",
-            &spec,
-            "--allow-domain",
-            "localhost",
-            "--read",
-            &ca_dir,
-            "--",
-            "curl",
-            "-sS",
-            "--fail",
-            "--max-time",
-            "10",
-            "--cacert",
-            &ca_path,
-            &url,
-        ],
-        &[],
-    );
+    let (code, out, _) = run_curl(&["-sS", "--fail", "--max-time", "10"]);
     assert_ne!(code, 0, "a direct connection left the sandbox: {out}");
 }

@@ -48,13 +48,28 @@ pub fn nono_bin() -> PathBuf {
 /// A process killed by a signal reports `128 + signal`, as a shell would. Panics, with the
 /// output so far, if the process is still running after `timeout`.
 pub fn run_nono(args: &[&str], timeout: Duration) -> (i32, String, String) {
-    let mut child = Command::new(nono_bin())
-        .args(args)
+    run_nono_with_env(args, &[], timeout)
+}
+
+/// [`run_nono`] with `env` added to the inherited environment.
+pub fn run_nono_with_env(
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: Duration,
+) -> (i32, String, String) {
+    let mut cmd = Command::new(nono_bin());
+    cmd.args(args).envs(env.iter().copied());
+    run_command(cmd, timeout)
+}
+
+/// Runs `cmd` (stdin closed) and returns (exit code, stdout, stderr), as [`run_nono`] does.
+pub fn run_command(mut cmd: Command, timeout: Duration) -> (i32, String, String) {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .expect("spawn nono");
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
     let stdout = read_all_in_background(child.stdout.take().expect("piped stdout"));
     let stderr = read_all_in_background(child.stderr.take().expect("piped stderr"));
     let status = match wait_with_deadline(&mut child, timeout) {
@@ -63,7 +78,7 @@ pub fn run_nono(args: &[&str], timeout: Duration) -> (i32, String, String) {
             let _ = child.kill();
             let _ = child.wait();
             panic!(
-                "nono {args:?} still running after {timeout:?}\n--- stdout\n{}\n--- stderr\n{}",
+                "{cmd:?} still running after {timeout:?}\n--- stdout\n{}\n--- stderr\n{}",
                 stdout.join().expect("stdout reader"),
                 stderr.join().expect("stderr reader"),
             );

@@ -39,10 +39,23 @@ impl ProxyProcess {
     /// and discarded. Panics, showing stderr, if the process exits or prints no JSON line within
     /// 10 s.
     pub fn start(args: &[&str]) -> ProxyProcess {
+        ProxyProcess::start_command(Command::new(nono_bin()), args)
+    }
+
+    /// [`ProxyProcess::start`] with `env` added to the inherited environment.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> ProxyProcess {
+        let mut cmd = Command::new(nono_bin());
+        cmd.envs(env.iter().copied());
+        ProxyProcess::start_command(cmd, args)
+    }
+
+    /// [`ProxyProcess::start`] from `cmd`: the `nono` binary with its environment prepared
+    /// and no arguments yet; `proxy --json <args>` are appended.
+    pub fn start_command(mut cmd: Command, args: &[&str]) -> ProxyProcess {
         let dir = TempDir::new("proxy");
         let stderr_path = dir.path().join("stderr.log");
         let stderr_file = std::fs::File::create(&stderr_path).expect("create stderr log");
-        let mut child = Command::new(nono_bin())
+        let mut child = cmd
             .args(["proxy", "--json"])
             .args(args)
             .stdin(Stdio::null())
