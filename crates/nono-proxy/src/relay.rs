@@ -35,9 +35,14 @@ mod imp {
         tokio::try_join!(up, down)
     }
 
-    /// Moves one direction. Reading and writing overlap: while the pipe has room and the
-    /// source has data we fill it, while it holds bytes and the destination has room we drain
-    /// it, so neither side waits for the other to finish a chunk.
+    /// Moves one direction: splice what the source has into the (empty) pipe, then drain the
+    /// pipe into the destination, repeat.
+    ///
+    /// The pipe is filled only when empty. A pipe's capacity counts fragments, not bytes, so
+    /// one holding many small fragments can be full well below `cap`; `splice` then fails
+    /// with EAGAIN, which `try_io` would take as "socket drained" and clear the socket's
+    /// readiness, and with the sender waiting on its closed window no new edge would ever
+    /// come. An empty pipe cannot be full, so EAGAIN always means the socket is drained.
     async fn pump(src: &TcpStream, dst: &TcpStream) -> io::Result<u64> {
         let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
         // An idle tunnel holds no pipe: wait for the first byte (or EOF) before making one.
@@ -55,13 +60,13 @@ mod imp {
                 let _ = shutdown(dst.as_raw_fd(), Shutdown::Write);
                 return Ok(total);
             }
-            let can_read = !eof && in_pipe < cap;
+            let can_read = !eof && in_pipe == 0;
             let can_write = in_pipe > 0;
             tokio::select! {
                 r = src.readable(), if can_read => {
                     r?;
                     let got = src.try_io(Interest::READABLE, || {
-                        splice(src.as_fd(), None, pw.as_fd(), None, cap - in_pipe, flags).map_err(io::Error::from)
+                        splice(src.as_fd(), None, pw.as_fd(), None, cap, flags).map_err(io::Error::from)
                     });
                     match got {
                         Ok(0) => eof = true,
@@ -110,6 +115,35 @@ mod tests {
         let a = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
         let (b, _) = l.accept().await.unwrap();
         (a, b)
+    }
+
+    #[tokio::test]
+    async fn many_small_segments_are_relayed() {
+        let (mut client, client_side) = pair().await;
+        let (upstream_side, mut server) = pair().await;
+        client.set_nodelay(true).unwrap();
+        tokio::spawn(relay(client_side, upstream_side));
+        let echo = tokio::spawn(async move {
+            let mut buf = vec![0u8; 20_000];
+            server.read_exact(&mut buf).await.unwrap();
+            server.write_all(&buf).await.unwrap();
+        });
+        for i in 0..2000u32 {
+            client.write_all(&[(i % 251) as u8; 10]).await.unwrap();
+            if i % 64 == 0 {
+                tokio::task::yield_now().await;
+            }
+        }
+        let mut back = vec![0u8; 20_000];
+        tokio::time::timeout(
+            std::time::Duration::from_secs(10),
+            client.read_exact(&mut back),
+        )
+        .await
+        .expect("tunnel stalled")
+        .unwrap();
+        echo.await.unwrap();
+        assert_eq!(back[10], 1);
     }
 
     #[tokio::test]
