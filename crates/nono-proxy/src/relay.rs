@@ -117,6 +117,47 @@ mod tests {
         (a, b)
     }
 
+    /// Large socket buffers, TLS-record-sized writes and a reader that starts late: the
+    /// conditions under which a pipe full of fragments once stalled tunnels in the benchmark.
+    #[tokio::test]
+    async fn large_buffers_and_tls_sized_writes_are_relayed() {
+        use nix::sys::socket::{setsockopt, sockopt};
+        let (mut client, client_side) = pair().await;
+        let (upstream_side, mut server) = pair().await;
+        for s in [&client_side, &upstream_side] {
+            setsockopt(s, sockopt::RcvBuf, &(4usize << 20)).unwrap();
+            setsockopt(s, sockopt::SndBuf, &(4usize << 20)).unwrap();
+        }
+        tokio::spawn(relay(client_side, upstream_side));
+        const TOTAL: usize = 64 << 20;
+        let reader = tokio::spawn(async move {
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            let mut buf = vec![0u8; 7000];
+            let mut got = 0;
+            while got < TOTAL {
+                let n = server.read(&mut buf).await.unwrap();
+                assert!(n > 0, "early EOF at {got}");
+                got += n;
+            }
+            got
+        });
+        let chunk = vec![0x17u8; 16_413];
+        let writer = async {
+            let mut sent = 0;
+            while sent < TOTAL {
+                let n = chunk.len().min(TOTAL - sent);
+                client.write_all(&chunk[..n]).await.unwrap();
+                sent += n;
+            }
+        };
+        tokio::time::timeout(std::time::Duration::from_secs(30), async {
+            writer.await;
+            reader.await.unwrap()
+        })
+        .await
+        .expect("tunnel stalled");
+    }
+
     #[tokio::test]
     async fn many_small_segments_are_relayed() {
         let (mut client, client_side) = pair().await;
