@@ -348,8 +348,6 @@ fn nono_run_curl_goes_through_the_chain() {
     let run_curl = |curl_args: &[&str]| {
         let nono_args = [
             "run",
-            "--upstream-proxy",
-            &spec,
             "--allow-domain",
             "localhost",
             "--read",
@@ -358,7 +356,8 @@ fn nono_run_curl_goes_through_the_chain() {
             "curl",
         ];
         let args = [&nono_args[..], curl_args, &["--cacert", &ca_path, &url]].concat();
-        nono_with_env(&args, &[])
+        // The password goes in the environment: nono run refuses it on the command line.
+        nono_with_env(&args, &[("NONO_UPSTREAM_PROXY", spec.as_str())])
     };
     // The child's NO_PROXY lists localhost; `--noproxy ''` makes curl use HTTPS_PROXY anyway,
     // which is the only way out of the sandbox.
@@ -376,4 +375,44 @@ fn nono_run_curl_goes_through_the_chain() {
     // Without --noproxy the sandbox blocks the direct connection: the proxy is the only path.
     let (code, out, _) = run_curl(&["-sS", "--fail", "--max-time", "10"]);
     assert_ne!(code, 0, "a direct connection left the sandbox: {out}");
+}
+
+/// Regression: `nono run --upstream-proxy http://user:PASS@...` put the password in nono's
+/// command line, which the confined child can read from /proc/PPID/cmdline.
+#[test]
+fn nono_run_refuses_upstream_credentials_on_the_command_line() {
+    let spec = "http://user:cmdline-S3CRET@127.0.0.1:9";
+    let (code, out, err) = nono_with_env(
+        &[
+            "run",
+            "--upstream-proxy",
+            spec,
+            "--allow-domain",
+            "localhost",
+            "--",
+            "true",
+        ],
+        &[],
+    );
+    assert_eq!(code, 125, "{out}{err}");
+    assert!(err.contains("NONO_UPSTREAM_PROXY"), "{err}");
+    assert!(!err.contains("cmdline-S3CRET"), "{err}");
+    // Through the environment it is accepted, and the child sees it neither in its own
+    // environment nor in nono's command line.
+    let (code, out, err) = nono_with_env(
+        &[
+            "run",
+            "-q",
+            "--allow-domain",
+            "localhost",
+            "--",
+            "sh",
+            "-c",
+            "tr '\\0' ' ' </proc/$PPID/cmdline; env",
+        ],
+        &[("NONO_UPSTREAM_PROXY", spec)],
+    );
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("--allow-domain"), "cmdline not read: {out}");
+    assert!(!out.contains("cmdline-S3CRET"), "{out}");
 }

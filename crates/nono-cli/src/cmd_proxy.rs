@@ -15,6 +15,7 @@ use zeroize::Zeroizing;
 
 use crate::exit::Failure;
 use crate::netflags::NetFlags;
+use crate::secret::SecretArg;
 
 /// Flags of `nono proxy`.
 #[derive(Debug, Args)]
@@ -35,7 +36,7 @@ pub struct ProxyArgs {
         env = "NONO_PROXY_PASS",
         hide_env_values = true
     )]
-    pub pass: Option<String>,
+    pub pass: Option<SecretArg>,
     /// Policy: profile, network profile, allowed hosts, credentials, upstream proxy.
     #[command(flatten)]
     pub net: NetFlags,
@@ -89,16 +90,17 @@ fn build_config(args: &ProxyArgs) -> Result<ProxyConfig, Failure> {
         }
         AuthConfig::Disabled
     } else if let Some(p) = &args.pass {
+        let p = p.expose();
         if p.is_empty() {
             return Err(Failure::usage(
                 "--pass is empty: give a non-empty secret or omit it for a random session token",
             ));
         }
-        AuthConfig::Token(SessionToken::from_secret(Zeroizing::new(p.clone())))
+        AuthConfig::Token(SessionToken::from_secret(Zeroizing::new(p.to_string())))
     } else {
         AuthConfig::Token(SessionToken::generate())
     };
-    let (policy_args, upstream_proxy_spec) = args.net.policy_args()?;
+    let (policy_args, upstream_proxy_spec) = args.net.policy_args(false)?;
     let env = nono_policy::Env::from_process().map_err(|e| Failure::usage(e.to_string()))?;
     // Same resolution as `nono run`; filesystem settings are not used here.
     let resolved =

@@ -190,7 +190,7 @@ fn spawn_child(
 }
 
 fn resolve(args: &RunArgs) -> Result<ResolvedPolicy, Failure> {
-    let (mut pargs, _spec): (PolicyArgs, _) = args.net.policy_args()?;
+    let (mut pargs, _spec): (PolicyArgs, _) = args.net.policy_args(true)?;
     pargs.block_net = args.block_net;
     pargs.allow = args.allow.clone();
     pargs.read = args.read.clone();
@@ -205,7 +205,7 @@ async fn start_proxy(
     args: &RunArgs,
     resolved: &ResolvedPolicy,
 ) -> Result<nono_proxy::ProxyHandle, Failure> {
-    let (_, upstream_proxy_spec) = args.net.policy_args()?;
+    let (_, upstream_proxy_spec) = args.net.policy_args(true)?;
     let opts = nono_policy::ProxyOptions {
         bind_addr: Ipv4Addr::LOCALHOST.into(),
         bind_port: args.proxy_port.unwrap_or(0),

@@ -12,6 +12,7 @@ mod exit;
 mod limits;
 mod logging;
 mod netflags;
+mod secret;
 
 use clap::{Parser, Subcommand};
 

@@ -6,6 +6,7 @@ use nono_policy::PolicyArgs;
 use zeroize::Zeroizing;
 
 use crate::exit::Failure;
+use crate::secret::SecretArg;
 
 /// Flags shared by `nono run` and `nono proxy`.
 #[derive(Debug, Args, Default)]
@@ -33,7 +34,7 @@ pub struct NetFlags {
         env = "NONO_UPSTREAM_PROXY",
         hide_env_values = true
     )]
-    pub upstream_proxy: Option<String>,
+    pub upstream_proxy: Option<SecretArg>,
     /// Reach this host directly instead of through the upstream proxy (repeatable):
     /// exact host or `*.suffix`. Also NONO_UPSTREAM_BYPASS (comma-separated).
     #[arg(long = "upstream-bypass", value_name = "PATTERN")]
@@ -43,21 +44,34 @@ pub struct NetFlags {
 impl NetFlags {
     /// The policy arguments, plus the upstream proxy spec as given (it may hold a password,
     /// which stays out of the policy value and reaches only the proxy configuration).
-    pub fn policy_args(&self) -> Result<(PolicyArgs, Option<Zeroizing<String>>), Failure> {
+    ///
+    /// `confines_a_child`: `nono run` refuses upstream-proxy credentials given as a flag,
+    /// because the confined command can read nono's command line (`/proc/PID/cmdline` has no
+    /// ptrace-style check); the environment variable is not readable from the child.
+    pub fn policy_args(
+        &self,
+        confines_a_child: bool,
+    ) -> Result<(PolicyArgs, Option<Zeroizing<String>>), Failure> {
         let mut bypass = self.upstream_bypass.clone();
         if let Ok(list) = std::env::var("NONO_UPSTREAM_BYPASS") {
             bypass.extend(nono_proxy::upstream::split_bypass_list(&list));
         }
         let (upstream_host, spec) = match self
             .upstream_proxy
-            .as_deref()
-            .map(str::trim)
+            .as_ref()
+            .map(|s| s.expose().trim())
             .filter(|s| !s.is_empty())
         {
             None => (None, None),
             Some(s) => {
                 let parsed = nono_proxy::UpstreamProxyConfig::parse::<&str>(s, &[])
                     .map_err(|e| Failure::usage(format!("--upstream-proxy: {e}")))?;
+                let from_env = std::env::var("NONO_UPSTREAM_PROXY").is_ok_and(|v| v.trim() == s);
+                if confines_a_child && parsed.auth.is_some() && !from_env {
+                    return Err(Failure::usage(
+                        "--upstream-proxy: credentials on the command line are readable by the sandboxed command (/proc/PID/cmdline); pass the proxy URL in NONO_UPSTREAM_PROXY instead",
+                    ));
+                }
                 (Some(parsed.address()), Some(Zeroizing::new(s.to_string())))
             }
         };
