@@ -358,10 +358,18 @@ fn parse_aton_part(p: &str) -> Option<u64> {
         // `0x` alone is 0 for inet_aton.
         return if radix == 16 { Some(0) } else { None };
     }
-    if digits.len() > 12 {
+    // Leading zeros change nothing for inet_aton; drop them so a padded spelling
+    // (`0x00000000000a9fea9fe`) is still read as the address it is.
+    let significant = digits.trim_start_matches('0');
+    let significant = if significant.is_empty() {
+        "0"
+    } else {
+        significant
+    };
+    if significant.len() > 12 {
         return None;
     }
-    u64::from_str_radix(digits, radix).ok()
+    u64::from_str_radix(significant, radix).ok()
 }
 
 #[cfg(test)]
@@ -439,6 +447,13 @@ mod tests {
         ] {
             assert_eq!(host(s), Host::Ip(IpAddr::V4(m)), "{s}");
         }
+        assert_eq!(host("0x0000000000000a9fea9fe"), Host::Ip(IpAddr::V4(m)));
+        // Octal with digits 8/9 is no address and no name: refused, never passed on.
+        assert!(Host::parse("000000000000000000002852039166").is_err());
+        assert_eq!(
+            host("0000000000000000000025177524776"),
+            Host::Ip(IpAddr::V4(m))
+        );
         assert_eq!(parse_inet_aton("256.1.1.1"), None);
         assert_eq!(parse_inet_aton("1.2.3.256"), None);
         assert_eq!(parse_inet_aton("09"), None);
