@@ -17,7 +17,7 @@
 //! - `report`: [`EnforcementReport`] and [`Enforcement`].
 //! - `error`: [`SandboxError`].
 //! - `linux` (Linux only): Landlock ruleset and seccomp BPF construction, fork/exec of the
-//!   child. `macos` (macOS only): applying a profile with `sandbox_init`. `fallback`: the
+//!   child, and `netns`: the optional private network namespace ([`spawn_isolated`]). `macos` (macOS only): applying a profile with `sandbox_init`. `fallback`: the
 //!   clear error elsewhere.
 
 #![deny(unsafe_op_in_unsafe_fn)]
