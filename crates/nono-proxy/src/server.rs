@@ -131,26 +131,14 @@ impl Shared {
         mode: Mode,
         info: Option<(&str, &str)>,
     ) -> Result<Vec<SocketAddr>, Response<Body>> {
+        let refuse =
+            |status, reason: &str| self.refuse(mode, &host.to_string(), port, info, status, reason);
         match self.gate_for(mode).admit(host, port).await {
             Ok(a) => Ok(a),
-            Err(Refusal::Denied(r)) => Err(self.refuse(
-                mode,
-                &host.to_string(),
-                port,
-                info,
-                StatusCode::FORBIDDEN,
-                r.as_str(),
-            )),
+            Err(Refusal::Denied(r)) => Err(refuse(StatusCode::FORBIDDEN, r.as_str())),
             Err(Refusal::Unresolvable(e)) => {
                 tracing::debug!("resolving {host} failed: {e}");
-                Err(self.refuse(
-                    mode,
-                    &host.to_string(),
-                    port,
-                    info,
-                    StatusCode::BAD_GATEWAY,
-                    "dns_failed",
-                ))
+                Err(refuse(StatusCode::BAD_GATEWAY, "dns_failed"))
             }
         }
     }
@@ -173,26 +161,17 @@ impl Shared {
                 .map_err(|e| self.chain_refused(chain, host, port, mode, info, e));
         }
         let addrs = self.admit_only(host, port, mode, info).await?;
+        let refuse =
+            |status, reason: &str| self.refuse(mode, &host.to_string(), port, info, status, reason);
         match connect_checked(&addrs, self.timeouts.connect).await {
             Ok(s) => Ok(s),
-            Err(ConnectFailure::Timeout) => Err(self.refuse(
-                mode,
-                &host.to_string(),
-                port,
-                info,
+            Err(ConnectFailure::Timeout) => Err(refuse(
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream_connect_timeout",
             )),
             Err(ConnectFailure::Failed(e)) => {
                 tracing::debug!("connecting to {host}:{port} failed: {e}");
-                Err(self.refuse(
-                    mode,
-                    &host.to_string(),
-                    port,
-                    info,
-                    StatusCode::BAD_GATEWAY,
-                    "upstream_unreachable",
-                ))
+                Err(refuse(StatusCode::BAD_GATEWAY, "upstream_unreachable"))
             }
         }
     }
