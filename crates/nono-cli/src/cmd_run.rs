@@ -15,6 +15,8 @@ use nono_policy::{NetworkMode, PolicyArgs, ResolvedPolicy};
 use nono_proxy::{AuthConfig, SessionToken};
 use nono_sandbox::{ExecSpec, NetPolicy};
 
+use zeroize::Zeroizing;
+
 use crate::exit::{Failure, EXIT_NONO_FAILED};
 use crate::netflags::NetFlags;
 
@@ -65,7 +67,7 @@ pub struct RunArgs {
 pub fn run(args: RunArgs) -> Result<i32, Failure> {
     crate::logging::init(args.verbose, args.quiet, "warn,nono::audit=error");
     let nono_err = |e: anyhow::Error| Failure::with_code(EXIT_NONO_FAILED, e);
-    let resolved = resolve(&args)?;
+    let (resolved, upstream_proxy_spec) = resolve(&args)?;
 
     // The proxy is prepared first so the child's environment can carry its port and token.
     let rt = tokio::runtime::Builder::new_current_thread()
@@ -74,7 +76,9 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         .context("starting the async runtime")
         .map_err(nono_err)?;
     let proxy = match resolved.network.mode {
-        NetworkMode::Proxy => Some(rt.block_on(start_proxy(&args, &resolved))?),
+        NetworkMode::Proxy => {
+            Some(rt.block_on(start_proxy(&args, &resolved, upstream_proxy_spec))?)
+        }
         _ => None,
     };
     let mut add_env: Vec<(String, String)> = Vec::new();
@@ -189,8 +193,10 @@ fn spawn_child(
     Ok((child, "shared network namespace".to_string()))
 }
 
-fn resolve(args: &RunArgs) -> Result<ResolvedPolicy, Failure> {
-    let (mut pargs, _spec): (PolicyArgs, _) = args.net.policy_args(true)?;
+/// The resolved policy, and the upstream proxy spec as given (it may hold a password, so it
+/// reaches only the proxy configuration).
+fn resolve(args: &RunArgs) -> Result<(ResolvedPolicy, Option<Zeroizing<String>>), Failure> {
+    let (mut pargs, spec): (PolicyArgs, _) = args.net.policy_args(true)?;
     pargs.block_net = args.block_net;
     pargs.allow = args.allow.clone();
     pargs.read = args.read.clone();
@@ -198,14 +204,15 @@ fn resolve(args: &RunArgs) -> Result<ResolvedPolicy, Failure> {
     pargs.open_port = args.open_port.clone();
     pargs.listen_port = args.listen_port.clone();
     let env = nono_policy::Env::from_process().map_err(|e| Failure::usage(e.to_string()))?;
-    nono_policy::resolve(&pargs, &env).map_err(|e| Failure::usage(e.to_string()))
+    let resolved = nono_policy::resolve(&pargs, &env).map_err(|e| Failure::usage(e.to_string()))?;
+    Ok((resolved, spec))
 }
 
 async fn start_proxy(
     args: &RunArgs,
     resolved: &ResolvedPolicy,
+    upstream_proxy_spec: Option<Zeroizing<String>>,
 ) -> Result<nono_proxy::ProxyHandle, Failure> {
-    let (_, upstream_proxy_spec) = args.net.policy_args(true)?;
     let opts = nono_policy::ProxyOptions {
         bind_addr: Ipv4Addr::LOCALHOST.into(),
         bind_port: args.proxy_port.unwrap_or(0),

@@ -89,9 +89,6 @@ pub fn proxy_config(
         upstream_proxy,
         ..ProxyConfig::default()
     };
-    // Parse the allowlist now so a bad pattern is reported before anything starts.
-    nono_proxy::filter::HostFilter::new(&config.allowed_hosts)
-        .map_err(nono_proxy::ProxyError::from)?;
     Ok(config)
 }
 
