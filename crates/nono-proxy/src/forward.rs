@@ -43,71 +43,52 @@ pub(crate) async fn handle(
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "/".into());
     let info = Some((method.as_str(), path.as_str()));
+    let refuse = |target: &str, port: u16, status: StatusCode, reason: &str| {
+        shared.refuse(Mode::Forward, target, port, info, status, reason)
+    };
     let authority = req
         .uri()
         .authority()
         .map(|a| a.as_str().to_string())
         .unwrap_or_default();
     if !shared.authorized(req.headers()) {
-        return shared.refuse(
-            Mode::Forward,
+        return refuse(
             &authority,
             0,
-            info,
             StatusCode::PROXY_AUTHENTICATION_REQUIRED,
             "auth_required",
         );
     }
     if req.uri().scheme_str() != Some("http") {
-        return shared.refuse(
-            Mode::Forward,
+        return refuse(
             &authority,
             0,
-            info,
             StatusCode::BAD_REQUEST,
             "only_http_forwarding_use_connect_for_https",
         );
     }
     let Some(auth) = req.uri().authority().cloned() else {
-        return shared.refuse(
-            Mode::Forward,
-            "",
-            0,
-            info,
-            StatusCode::BAD_REQUEST,
-            "malformed_target",
-        );
+        return refuse("", 0, StatusCode::BAD_REQUEST, "malformed_target");
     };
     if auth.as_str().contains('@') {
-        return shared.refuse(
-            Mode::Forward,
-            &authority,
-            0,
-            info,
-            StatusCode::BAD_REQUEST,
-            "userinfo_in_target",
-        );
+        return refuse(&authority, 0, StatusCode::BAD_REQUEST, "userinfo_in_target");
     }
     let port = auth.port_u16().unwrap_or(80);
     let host = match Host::parse(auth.host()) {
         Ok(h) => h,
         Err(_) => {
-            return shared.refuse(
-                Mode::Forward,
+            return refuse(
                 &authority,
                 port,
-                info,
                 StatusCode::BAD_REQUEST,
                 "malformed_target",
             )
         }
     };
     if shared.is_route_host(&host) {
-        return shared.refuse(
-            Mode::Forward,
+        return refuse(
             &host.to_string(),
             port,
-            info,
             StatusCode::FORBIDDEN,
             crate::deny::DenyReason::ConnectBypassesL7.as_str(),
         );
@@ -157,11 +138,9 @@ pub(crate) async fn handle(
             parts.headers.insert(header::HOST, v);
         }
         Err(_) => {
-            return shared.refuse(
-                Mode::Forward,
+            return refuse(
                 &authority,
                 port,
-                info,
                 StatusCode::BAD_REQUEST,
                 "malformed_target",
             )
@@ -181,11 +160,9 @@ pub(crate) async fn handle(
     parts.uri = match target.parse::<Uri>() {
         Ok(u) => u,
         Err(_) => {
-            return shared.refuse(
-                Mode::Forward,
+            return refuse(
                 &authority,
                 port,
-                info,
                 StatusCode::BAD_REQUEST,
                 "malformed_target",
             )
@@ -212,11 +189,9 @@ pub(crate) async fn handle(
         Ok(r) => r,
         Err(e) => {
             tracing::debug!("forwarding to {key} failed: {e}");
-            return shared.refuse(
-                Mode::Forward,
+            return refuse(
                 &host.to_string(),
                 port,
-                info,
                 StatusCode::BAD_GATEWAY,
                 "upstream_failed",
             );
@@ -226,11 +201,9 @@ pub(crate) async fn handle(
     if chain.is_some() && status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
         // The upstream proxy refused our credentials; passing its 407 on would make the
         // client believe nono wants different ones.
-        return shared.refuse(
-            Mode::Forward,
+        return refuse(
             &host.to_string(),
             port,
-            info,
             StatusCode::BAD_GATEWAY,
             "upstream_proxy_status_407",
         );
