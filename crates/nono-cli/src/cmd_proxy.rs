@@ -161,6 +161,9 @@ async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
     let allowed = config.allowed_hosts.clone();
     let upstream = config.upstream_proxy.clone();
     let connect_timeout = config.timeouts.connect;
+    // Handlers go in before the details are printed: a supervisor that reads the line and
+    // sends SIGTERM at once must get a clean shutdown, not the default kill.
+    let signals = Signals::install()?;
     let handle = nono_proxy::start(config).await?;
     if let Some(u) = &upstream {
         if let Err(e) = nono_proxy::upstream::check_reachable(u, connect_timeout).await {
@@ -229,20 +232,33 @@ async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
     }
     out.flush()?;
     drop(out);
-    wait_for_signal().await?;
+    signals.wait().await;
     tracing::info!("shutting down");
     handle.shutdown().await;
     Ok(())
 }
 
-async fn wait_for_signal() -> anyhow::Result<()> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("waiting for Ctrl-C")?,
-        _ = term.recv() => {}
+/// SIGTERM and SIGINT, registered up front so none is lost between start-up and waiting.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Self> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Self {
+            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+        })
     }
-    Ok(())
+
+    async fn wait(mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = self.int.recv() => {}
+        }
+    }
 }
 
 #[cfg(test)]
