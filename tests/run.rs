@@ -948,8 +948,9 @@ fn abstract_unix_socket_outside_is_unreachable() {
 #[test]
 fn proxy_port_on_a_non_loopback_address_of_this_machine_is_unreachable() {
     // Landlock rules name ports, not addresses: the child may connect to the proxy's port on
-    // any address. In its private network namespace there is no route to this machine's
-    // other addresses (ENETUNREACH); other ports are still refused by Landlock (EACCES).
+    // any address. The connect gate refuses the proxy port on any non-loopback address
+    // (EACCES), and the private network namespace has no route there anyway; other ports are
+    // refused by Landlock and the gate (EACCES).
     let ns = NetNs::new("nonorun", "10.211.1.1/24", "10.211.1.2/24").expect("network namespace");
     let body = format!(
         "probe('host_addr', lambda: connect('{h}', proxy_port()))\n\
@@ -958,7 +959,7 @@ fn proxy_port_on_a_non_loopback_address_of_this_machine_is_unreachable() {
         h = ns.host_addr
     );
     let out = sandboxed_py(&["--allow-domain", "127.0.0.1"], &body);
-    assert_eq!(out.probe("host_addr"), "ENETUNREACH", "{}", out.dump());
+    assert_eq!(out.probe("host_addr"), "EACCES", "{}", out.dump());
     assert_eq!(
         out.probe("host_addr_other_port"),
         "EACCES",
@@ -969,8 +970,9 @@ fn proxy_port_on_a_non_loopback_address_of_this_machine_is_unreachable() {
 }
 
 /// Regression: the proxy's port was open to every address (Landlock allows `connect` by
-/// port only), so a child could reach any host on the port the proxy uses. Fixed by the
-/// private network namespace, whose only address is loopback.
+/// port only), so a child could reach any host on the port the proxy uses. Fixed twice: the
+/// connect gate allows the proxy port on loopback addresses only, and the private network
+/// namespace has no other address.
 #[test]
 fn bug_proxy_port_is_reachable_on_remote_hosts() {
     let ns = NetNs::new("nonorun", "10.211.2.1/24", "10.211.2.2/24").expect("network namespace");
@@ -993,18 +995,17 @@ fn bug_proxy_port_is_reachable_on_remote_hosts() {
     );
     assert_eq!(
         out.probe("remote_on_proxy_port"),
-        "ENETUNREACH",
+        "EACCES",
         "the child reached {}:{port} directly, bypassing the proxy\n{}",
         ns.ns_addr,
         out.dump()
     );
 }
 
-/// BUG: `--open-port` is documented as a localhost port ("--open-port / --listen-port on
-/// localhost"), but Landlock opens it towards every address, so `--block-net --open-port N`
-/// lets the child talk to any remote host on port N.
+/// Regression: `--open-port` is documented as a localhost port, but Landlock opens it towards
+/// every address, so `--block-net --open-port N` let the child talk to any remote host on
+/// port N. Fixed by the connect gate, which allows such ports on loopback addresses only.
 #[test]
-#[ignore = "known limitation (README): --open-port needs the shared network namespace, where Landlock cannot restrict addresses"]
 fn bug_open_port_is_reachable_on_remote_hosts() {
     let ns = NetNs::new("nonorun", "10.211.3.1/24", "10.211.3.2/24").expect("network namespace");
     let port = free_port();
@@ -1078,11 +1079,159 @@ fn bug_listen_without_bind_opens_an_ephemeral_port() {
     }
 }
 
-/// BUG: Landlock (up to ABI 7) does not restrict connecting to a named UNIX socket, so the
-/// child reaches sockets outside its granted paths: the Docker socket, an ssh-agent (whose
-/// SSH_AUTH_SOCK passes through the environment), D-Bus, other agents' servers.
+/// A UNIX socket server (outside any sandbox) that answers `hi` to each connection until the
+/// returned guard is dropped.
+fn unix_hi_server(path: &std::path::Path) -> UnixServerGuard {
+    let listener = std::os::unix::net::UnixListener::bind(path).expect("bind unix socket");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let thread = thread::spawn(move || {
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            match listener.accept() {
+                Ok((mut c, _)) => {
+                    use std::io::Write;
+                    let _ = c.write_all(b"hi");
+                }
+                Err(_) => thread::sleep(Duration::from_millis(5)),
+            }
+        }
+    });
+    UnixServerGuard {
+        stop,
+        thread: Some(thread),
+    }
+}
+
+struct UnixServerGuard {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+impl Drop for UnixServerGuard {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The connect gate lets through what the policy grants and nothing more: a socket beneath a
+/// read-write grant (by absolute and by relative path) works; a symlink planted in the granted
+/// directory that points at an outside socket, a read-only grant and a path swapped between
+/// check and use do not lead out.
 #[test]
-#[ignore = "known limitation (README): Landlock up to ABI 8 cannot restrict connect() to named UNIX sockets"]
+fn unix_sockets_beneath_read_write_grants_work_and_symlinks_do_not_lead_out() {
+    let granted = TempDir::new("run-unix-granted");
+    let outside = TempDir::new("run-unix-outside");
+    let readonly = TempDir::new("run-unix-readonly");
+    let _inside_server = unix_hi_server(&granted.path().join("in.sock"));
+    let _outside_server = unix_hi_server(&outside.path().join("out.sock"));
+    let _ro_server = unix_hi_server(&readonly.path().join("ro.sock"));
+    std::os::unix::fs::symlink(
+        outside.path().join("out.sock"),
+        granted.path().join("link.sock"),
+    )
+    .expect("symlink");
+    let g = granted.path().display().to_string();
+    let body = format!(
+        "def conn(p):\n    s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(p); assert s.recv(2) == b'hi'\n\
+         probe('inside_abs', lambda: conn('{g}/in.sock'))\n\
+         os.chdir('{g}')\n\
+         probe('inside_rel', lambda: conn('in.sock'))\n\
+         probe('symlink_out', lambda: conn('{g}/link.sock'))\n\
+         probe('readonly', lambda: conn('{r}/ro.sock'))\n\
+         probe('missing', lambda: conn('{g}/none.sock'))\n\
+         probe('not_a_socket', lambda: (open('{g}/file', 'w').close(), conn('{g}/file')))\n\
+         def own():\n    l = socket.socket(socket.AF_UNIX); l.bind('{g}/own.sock'); l.listen(); c = socket.socket(socket.AF_UNIX); c.connect('{g}/own.sock'); a, _ = l.accept(); a.sendall(b'hi'); assert c.recv(2) == b'hi'\n\
+         probe('own_server', own)\n",
+        r = readonly.path().display()
+    );
+    let r = readonly.path().display().to_string();
+    let out = sandboxed_py(&["--block-net", "--allow", &g, "--read", &r], &body);
+    assert_eq!(out.probe("inside_abs"), "OK", "{}", out.dump());
+    assert_eq!(out.probe("inside_rel"), "OK", "{}", out.dump());
+    assert_eq!(out.probe("own_server"), "OK", "{}", out.dump());
+    assert_eq!(out.probe("symlink_out"), "EACCES", "{}", out.dump());
+    assert_eq!(out.probe("readonly"), "EACCES", "{}", out.dump());
+    assert_eq!(out.probe("missing"), "ENOENT", "{}", out.dump());
+    assert_eq!(out.probe("not_a_socket"), "ECONNREFUSED", "{}", out.dump());
+    // Control: outside the sandbox the symlink does lead to the outside server.
+    let out = outside_py(&body);
+    assert_eq!(out.probe("symlink_out"), "OK", "control\n{}", out.dump());
+}
+
+/// The connect gate answers for the whole process tree, including threads racing to swap the
+/// address after the check: a thread flips the path between an allowed socket and an outside
+/// one while others connect; no connection may reach the outside server.
+#[test]
+fn unix_connect_racing_an_address_swap_never_reaches_outside() {
+    let root = TempDir::new("run-unix-race");
+    let granted = root.path().join("in");
+    let outside = root.path().join("ou");
+    std::fs::create_dir(&granted).expect("mkdir");
+    std::fs::create_dir(&outside).expect("mkdir");
+    let inside_path = granted.join("a.sock");
+    let outside_path = outside.join("b.sock");
+    // Same length, so the flipping thread can rewrite the buffer in place.
+    let inside_s = inside_path.display().to_string();
+    let outside_s = outside_path.display().to_string();
+    assert_eq!(
+        inside_s.len(),
+        outside_s.len(),
+        "test needs equal-length paths"
+    );
+    let listener = std::os::unix::net::UnixListener::bind(&outside_path).expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let _inside_server = unix_hi_server(&inside_path);
+    let g = granted.display().to_string();
+    let body = format!(
+        "import ctypes, threading\n\
+         libc = ctypes.CDLL(None, use_errno=True)\n\
+         a = b'{i}'; b = b'{o}'\n\
+         class SUN(ctypes.Structure):\n    _fields_ = [('family', ctypes.c_ushort), ('path', ctypes.c_char * 108)]\n\
+         addr = SUN(socket.AF_UNIX, a)\n\
+         stop = False\n\
+         def flip():\n    n = 0\n    while not stop:\n        addr.path = b if n % 2 else a; n += 1\n\
+         t = threading.Thread(target=flip); t.start()\n\
+         for _ in range(300):\n    s = socket.socket(socket.AF_UNIX); libc.connect(s.fileno(), ctypes.byref(addr), ctypes.sizeof(addr)); s.close()\n\
+         stop = True; t.join()\n\
+         print('DONE', flush=True)\n",
+        i = inside_s,
+        o = outside_s
+    );
+    let drain = || {
+        let mut n = 0;
+        while listener.accept().is_ok() {
+            n += 1;
+        }
+        n
+    };
+    // Control: without the sandbox the flipping address does reach the outside socket.
+    let out = outside_py(&body);
+    assert!(out.stdout.contains("DONE"), "control\n{}", out.dump());
+    assert!(
+        drain() > 0,
+        "control never reached the outside socket\n{}",
+        out.dump()
+    );
+    let out = sandboxed_py(&["--block-net", "--allow", &g], &body);
+    assert!(out.stdout.contains("DONE"), "{}", out.dump());
+    let reached = drain();
+    assert_eq!(
+        reached,
+        0,
+        "{reached} connections reached the outside socket\n{}",
+        out.dump()
+    );
+}
+
+/// Regression: Landlock (up to ABI 8) does not restrict connecting to a named UNIX socket, so
+/// the child reached sockets outside its granted paths: the Docker socket, an ssh-agent (whose
+/// SSH_AUTH_SOCK passes through the environment), D-Bus, other agents' servers. Fixed by the
+/// connect gate (sockets only beneath read-write grants or granted by name).
+#[test]
 fn bug_named_unix_socket_outside_granted_paths_is_reachable() {
     let outside = TempDir::new("run-unix");
     let path = outside.path().join("agent.sock");
@@ -1103,10 +1252,8 @@ fn bug_named_unix_socket_outside_granted_paths_is_reachable() {
     let out = sandboxed_py(&["--block-net"], &body);
     assert_eq!(out.probe("list_dir"), "EACCES", "{}", out.dump());
     let inside = out.probe("named_unix").to_string();
-    if inside != "EACCES" {
-        // Wake the server thread if the probe did not connect.
-        let _ = std::os::unix::net::UnixStream::connect(&path);
-    }
+    // Wake the server thread if the probe did not connect (if it did, this finds it gone).
+    let _ = std::os::unix::net::UnixStream::connect(&path);
     let _ = server.join();
     assert_eq!(
         inside,

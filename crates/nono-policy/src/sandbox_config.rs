@@ -24,17 +24,16 @@ pub fn sandbox_policy(p: &ResolvedPolicy, proxy_port: Option<u16>) -> SandboxPol
     bind_ports.dedup();
     let net = match (n.mode, proxy_port) {
         (NetworkMode::Proxy, Some(proxy_port)) => {
-            let mut connect_ports: Vec<u16> = n
-                .direct
-                .iter()
-                .map(|d| d.port)
-                .chain(n.open_ports.iter().copied())
-                .collect();
+            let mut connect_ports: Vec<u16> = n.direct.iter().map(|d| d.port).collect();
             connect_ports.sort_unstable();
             connect_ports.dedup();
+            let mut local_ports = n.open_ports.clone();
+            local_ports.sort_unstable();
+            local_ports.dedup();
             NetPolicy::ProxyOnly {
                 proxy_port,
                 connect_ports,
+                local_ports,
                 bind_ports,
                 allow_udp: !n.direct.is_empty(),
             }
@@ -119,11 +118,17 @@ mod tests {
             NetPolicy::ProxyOnly {
                 proxy_port,
                 connect_ports,
+                local_ports,
                 bind_ports,
                 allow_udp,
             } => {
                 assert_eq!(proxy_port, 40000);
-                assert_eq!(connect_ports, vec![3000, 4222]);
+                assert_eq!(
+                    connect_ports,
+                    vec![4222],
+                    "only direct entries reach other hosts"
+                );
+                assert_eq!(local_ports, vec![3000], "--open-port is loopback only");
                 assert_eq!(bind_ports, vec![3000, 8080]);
                 assert!(allow_udp, "direct host:port entries need DNS");
             }

@@ -23,6 +23,8 @@ pub enum ChildStage {
     Capabilities,
     /// Setting up the private network namespace (loopback, proxy listener).
     Network,
+    /// Loading the connect-gate filter and handing its listener to the supervisor.
+    ConnectGate,
     /// An unknown stage code (should not happen).
     Unknown,
 }
@@ -38,6 +40,7 @@ impl ChildStage {
             ChildStage::Seccomp => 6,
             ChildStage::Capabilities => 7,
             ChildStage::Network => 8,
+            ChildStage::ConnectGate => 9,
             ChildStage::Unknown => 0,
         }
     }
@@ -52,6 +55,7 @@ impl ChildStage {
             6 => ChildStage::Seccomp,
             7 => ChildStage::Capabilities,
             8 => ChildStage::Network,
+            9 => ChildStage::ConnectGate,
             _ => ChildStage::Unknown,
         }
     }
@@ -68,6 +72,9 @@ impl std::fmt::Display for ChildStage {
             ChildStage::Seccomp => "load the seccomp filter",
             ChildStage::Capabilities => "drop capabilities",
             ChildStage::Network => "set up the private network namespace",
+            ChildStage::ConnectGate => {
+                "load the connect gate (seccomp user notification, Linux 5.9+)"
+            }
             ChildStage::Unknown => "prepare for exec",
         })
     }
@@ -312,6 +319,9 @@ mod tests {
             ChildStage::NoNewPrivs,
             ChildStage::Landlock,
             ChildStage::Seccomp,
+            ChildStage::Capabilities,
+            ChildStage::Network,
+            ChildStage::ConnectGate,
         ] {
             assert_eq!(ChildStage::from_code(stage.code()), stage);
         }

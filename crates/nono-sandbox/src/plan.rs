@@ -36,6 +36,9 @@ pub struct PlannedFsRule {
 pub struct PlannedNet {
     /// Ports `connect(2)` may reach.
     pub connect_ports: Vec<u16>,
+    /// Of those, the ports that may reach other hosts; the rest are for loopback only
+    /// (enforced by the connect gate, since Landlock cannot restrict addresses).
+    pub remote_ports: Vec<u16>,
     /// Ports `bind(2)` may use.
     pub bind_ports: Vec<u16>,
 }
@@ -171,6 +174,7 @@ pub fn plan(policy: &SandboxPolicy, support: &KernelSupport) -> Result<Plan, San
 fn planned_net(net: &NetPolicy) -> PlannedNet {
     PlannedNet {
         connect_ports: net.connect_ports().unwrap_or_default(),
+        remote_ports: net.remote_connect_ports().unwrap_or_default(),
         bind_ports: net.bind_ports().unwrap_or_default(),
     }
 }
@@ -222,6 +226,7 @@ mod tests {
         NetPolicy::ProxyOnly {
             proxy_port: port,
             connect_ports: vec![443],
+            local_ports: vec![],
             bind_ports: vec![3000],
             allow_udp: false,
         }

@@ -55,8 +55,10 @@ pub enum NetPolicy {
     ProxyOnly {
         /// Port of the supervisor's proxy on localhost.
         proxy_port: u16,
-        /// Extra TCP ports the child may connect to directly.
+        /// Extra TCP ports the child may connect to directly, on any host.
         connect_ports: Vec<u16>,
+        /// TCP ports the child may connect to on loopback only (`--open-port`).
+        local_ports: Vec<u16>,
         /// TCP ports the child may bind (and listen on).
         bind_ports: Vec<u16>,
         /// Whether UDP sockets may be created.
@@ -64,7 +66,7 @@ pub enum NetPolicy {
     },
     /// `--block-net`: no TCP connect or bind except the listed ports, no UDP.
     Blocked {
-        /// TCP ports the child may still connect to.
+        /// TCP ports the child may still connect to, on loopback only.
         connect_ports: Vec<u16>,
         /// TCP ports the child may still bind.
         bind_ports: Vec<u16>,
@@ -79,13 +81,28 @@ impl NetPolicy {
             NetPolicy::ProxyOnly {
                 proxy_port,
                 connect_ports,
+                local_ports,
                 ..
             } => Some(sorted_unique(
-                std::iter::once(*proxy_port).chain(connect_ports.iter().copied()),
+                std::iter::once(*proxy_port)
+                    .chain(connect_ports.iter().copied())
+                    .chain(local_ports.iter().copied()),
             )),
             NetPolicy::Blocked { connect_ports, .. } => {
                 Some(sorted_unique(connect_ports.iter().copied()))
             }
+        }
+    }
+
+    /// The TCP ports the child may connect to on any host; every other allowed port (the
+    /// proxy, `--open-port`) is reachable on loopback addresses only. `None`: unrestricted.
+    pub fn remote_connect_ports(&self) -> Option<Vec<u16>> {
+        match self {
+            NetPolicy::Unrestricted => None,
+            NetPolicy::ProxyOnly { connect_ports, .. } => {
+                Some(sorted_unique(connect_ports.iter().copied()))
+            }
+            NetPolicy::Blocked { .. } => Some(Vec::new()),
         }
     }
 
@@ -138,6 +155,7 @@ mod tests {
         let net = NetPolicy::ProxyOnly {
             proxy_port: 8080,
             connect_ports: vec![443, 8080, 22],
+            local_ports: vec![],
             bind_ports: vec![],
             allow_udp: false,
         };

@@ -70,6 +70,7 @@ pub fn seatbelt_profile(policy: &SandboxPolicy) -> String {
         NetPolicy::ProxyOnly {
             proxy_port,
             connect_ports,
+            local_ports,
             bind_ports,
             allow_udp,
         } => {
@@ -78,7 +79,7 @@ pub fn seatbelt_profile(policy: &SandboxPolicy) -> String {
                 p,
                 "(allow network-outbound (remote tcp \"localhost:{proxy_port}\"))"
             );
-            tcp_ports(&mut p, connect_ports, bind_ports);
+            tcp_ports(&mut p, connect_ports, local_ports, bind_ports);
             if *allow_udp {
                 p.push_str(
                     "(allow network-outbound (remote udp \"*:*\"))\n\
@@ -93,15 +94,22 @@ pub fn seatbelt_profile(policy: &SandboxPolicy) -> String {
             bind_ports,
         } => {
             p.push_str("(deny network*)\n");
-            tcp_ports(&mut p, connect_ports, bind_ports);
+            tcp_ports(&mut p, &[], connect_ports, bind_ports);
         }
     }
     p
 }
 
-fn tcp_ports(p: &mut String, connect_ports: &[u16], bind_ports: &[u16]) {
-    for port in connect_ports {
+/// `remote`: reachable on any host; `local`: on localhost only.
+fn tcp_ports(p: &mut String, remote: &[u16], local: &[u16], bind_ports: &[u16]) {
+    for port in remote {
         let _ = writeln!(p, "(allow network-outbound (remote tcp \"*:{port}\"))");
+    }
+    for port in local {
+        let _ = writeln!(
+            p,
+            "(allow network-outbound (remote tcp \"localhost:{port}\"))"
+        );
     }
     for port in bind_ports {
         let _ = writeln!(p, "(allow network-bind (local tcp \"*:{port}\"))");
@@ -181,6 +189,7 @@ mod tests {
         let p = seatbelt_profile(&policy(NetPolicy::ProxyOnly {
             proxy_port: 41234,
             connect_ports: vec![22],
+            local_ports: vec![3000],
             bind_ports: vec![3000],
             allow_udp: false,
         }));
@@ -190,6 +199,7 @@ mod tests {
                 "(deny network*)",
                 "(allow network-outbound (remote tcp \"localhost:41234\"))",
                 "(allow network-outbound (remote tcp \"*:22\"))",
+                "(allow network-outbound (remote tcp \"localhost:3000\"))",
                 "(allow network-bind (local tcp \"*:3000\"))",
                 "(allow network-inbound (local tcp \"*:3000\"))",
             ]
@@ -202,6 +212,7 @@ mod tests {
         let p = seatbelt_profile(&policy(NetPolicy::ProxyOnly {
             proxy_port: 1,
             connect_ports: vec![],
+            local_ports: vec![],
             bind_ports: vec![],
             allow_udp: true,
         }));
@@ -224,7 +235,7 @@ mod tests {
             network_lines(&p),
             vec![
                 "(deny network*)",
-                "(allow network-outbound (remote tcp \"*:5432\"))"
+                "(allow network-outbound (remote tcp \"localhost:5432\"))"
             ]
         );
     }

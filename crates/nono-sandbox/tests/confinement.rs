@@ -69,6 +69,7 @@ fn proxy_only_allows_only_proxy_and_listed_ports() {
     let net = NetPolicy::ProxyOnly {
         proxy_port: port(&proxy),
         connect_ports: vec![port(&direct)],
+        local_ports: vec![],
         bind_ports: vec![bind_ok],
         allow_udp: false,
     };
@@ -101,6 +102,7 @@ fn proxy_only_with_udp_keeps_udp() {
     let net = NetPolicy::ProxyOnly {
         proxy_port: free_port(),
         connect_ports: vec![],
+        local_ports: vec![],
         bind_ports: vec![],
         allow_udp: true,
     };
@@ -115,6 +117,7 @@ fn raw_and_packet_sockets_are_denied_in_proxy_mode() {
     let net = NetPolicy::ProxyOnly {
         proxy_port: free_port(),
         connect_ports: vec![],
+        local_ports: vec![],
         bind_ports: vec![],
         allow_udp: true,
     };
@@ -283,6 +286,7 @@ fn report_is_full_on_this_kernel() {
         NetPolicy::ProxyOnly {
             proxy_port: 1,
             connect_ports: vec![],
+            local_ports: vec![],
             bind_ports: vec![],
             allow_udp: false,
         },

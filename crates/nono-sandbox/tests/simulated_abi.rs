@@ -48,6 +48,7 @@ fn inner() {
     let net = NetPolicy::ProxyOnly {
         proxy_port: free_port(),
         connect_ports: vec![],
+        local_ports: vec![],
         bind_ports: vec![],
         allow_udp: false,
     };

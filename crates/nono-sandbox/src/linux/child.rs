@@ -14,6 +14,7 @@ use crate::error::{ChildStage, SandboxError};
 use crate::exec::{ChildExit, ExecSpec};
 use crate::PreparedSandbox;
 
+use super::connect_gate;
 use super::netns::{self, NetnsOutcome, NetnsPlan, PrivateNetwork};
 
 /// Status the child exits with when it fails before exec (like `env` and `nice`).
@@ -41,6 +42,8 @@ struct CapData {
 const STAGE_EXEC: u32 = 100;
 /// A child report: stage code then errno, native endian.
 const REPORT_LEN: usize = 8;
+/// Message kind carrying the connect gate's notification listener.
+const MSG_GATE: u8 = b'G';
 
 /// A child that has been forked into the sandbox.
 ///
@@ -56,6 +59,8 @@ pub struct SandboxedChild {
     exec_errors: Option<OwnedFd>,
     exit: Option<ChildExit>,
     netns: Option<NetnsOutcome>,
+    /// Where the child sends its connect-gate listener, and the policy to serve it with.
+    gate: Option<(OwnedFd, std::sync::Arc<connect_gate::GatePolicy>)>,
 }
 
 /// Raw values the child uses; plain data so nothing is dropped or allocated after fork.
@@ -74,6 +79,10 @@ struct ChildContext<'a> {
     netns: Option<&'a NetnsPlan>,
     netns_child: RawFd,
     netns_parent: RawFd,
+    /// The connect-gate program and the socket-pair ends its listener travels over.
+    gate_filter: &'a libc::sock_fprog,
+    gate_child: RawFd,
+    gate_parent: RawFd,
 }
 
 fn c_string(what: &'static str, bytes: &[u8]) -> Result<CString, SandboxError> {
@@ -155,6 +164,21 @@ pub(crate) fn spawn(
         });
     }
 
+    let gate_fprog = libc::sock_fprog {
+        len: u16::try_from(inner.gate_filter.len()).map_err(|_| SandboxError::InvalidExecSpec {
+            what: "seccomp filter",
+            detail: "longer than BPF_MAXINSNS".into(),
+        })?,
+        filter: inner.gate_filter.as_ptr().cast_mut(),
+    };
+    let (gate_parent, gate_child) = nix::sys::socket::socketpair(
+        nix::sys::socket::AddressFamily::Unix,
+        nix::sys::socket::SockType::SeqPacket,
+        None,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+    )
+    .map_err(os_err("socketpair"))?;
+
     let (go_read, go_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(os_err("pipe2"))?;
     let (err_read, err_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(os_err("pipe2"))?;
 
@@ -172,6 +196,9 @@ pub(crate) fn spawn(
         netns: netns_plan.as_ref(),
         netns_child: netns_pair.as_ref().map_or(-1, |(_, c)| c.as_raw_fd()),
         netns_parent: netns_pair.as_ref().map_or(-1, |(p, _)| p.as_raw_fd()),
+        gate_filter: &gate_fprog,
+        gate_child: gate_child.as_raw_fd(),
+        gate_parent: gate_parent.as_raw_fd(),
     };
 
     // SAFETY: the caller is documented to be single-threaded, and the child branch below
@@ -190,6 +217,7 @@ pub(crate) fn spawn(
     }
     drop(go_read);
     drop(err_write);
+    drop(gate_child);
     // Wait for the namespace report before anything else: the proxy needs the listener.
     let netns = netns_pair.and_then(|(parent_end, child_end)| {
         drop(child_end);
@@ -202,6 +230,7 @@ pub(crate) fn spawn(
         exec_errors: Some(err_read),
         exit: None,
         netns,
+        gate: Some((gate_parent, std::sync::Arc::clone(&inner.gate))),
     })
 }
 
@@ -240,6 +269,7 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
     unsafe {
         libc::close(ctx.go_write);
         libc::close(ctx.err_read);
+        libc::close(ctx.gate_parent);
 
         // Die with the supervisor; if it already died, the death signal came too late.
         if libc::prctl(
@@ -351,6 +381,33 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
                 fail(fd, ChildStage::Seccomp.code());
             }
         }
+        // Last: from here on every connect() waits for the supervisor, which first needs the
+        // listener. The child must not keep it (it could answer its own calls).
+        let gate: *const libc::sock_fprog = ctx.gate_filter;
+        let mut listener = libc::syscall(
+            libc::SYS_seccomp,
+            libc::SECCOMP_SET_MODE_FILTER,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+            gate,
+        );
+        if listener < 0 && errno() == libc::EINVAL {
+            // Before Linux 5.19 there is no WAIT_KILLABLE_RECV; a signal then restarts the call.
+            listener = libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
+                gate,
+            );
+        }
+        if listener < 0 {
+            fail(fd, ChildStage::ConnectGate.code());
+        }
+        let listener = listener as RawFd;
+        if !netns::send(ctx.gate_child, MSG_GATE, 0, listener) {
+            fail(fd, ChildStage::ConnectGate.code());
+        }
+        libc::close(listener);
+        libc::close(ctx.gate_child);
 
         libc::execve(ctx.program.as_ptr(), ctx.argv.as_ptr(), ctx.envp.as_ptr());
         fail(fd, STAGE_EXEC)
@@ -409,7 +466,7 @@ impl SandboxedChild {
         if got < REPORT_LEN {
             // EOF: close-on-exec closed the pipe, so exec succeeded (or the child died, which
             // `wait` reports).
-            return Ok(());
+            return self.start_gate();
         }
         let [s0, s1, s2, s3, e0, e1, e2, e3] = report;
         let stage = u32::from_ne_bytes([s0, s1, s2, s3]);
@@ -426,6 +483,27 @@ impl SandboxedChild {
                 source,
             }
         })
+    }
+
+    /// Takes the connect-gate listener the child sent before exec and serves it.
+    fn start_gate(&mut self) -> Result<(), SandboxError> {
+        let Some((sock, policy)) = self.gate.take() else {
+            return Ok(());
+        };
+        match netns::receive_message(&sock) {
+            Some((MSG_GATE, _, Some(listener))) => {
+                connect_gate::serve(listener, policy).map_err(|source| SandboxError::Os {
+                    operation: "starting the connect gate thread",
+                    source,
+                })
+            }
+            // The child died before exec (its status tells how): nothing to serve.
+            None => Ok(()),
+            Some(_) => Err(SandboxError::Os {
+                operation: "receiving the connect gate listener",
+                source: std::io::Error::other("unexpected message from the child"),
+            }),
+        }
     }
 
     /// Waits for the program to start (see [`wait_for_exec`](Self::wait_for_exec)) and then

@@ -1,6 +1,7 @@
 //! Linux enforcement: Landlock ruleset, seccomp BPF, and the fork/exec of the confined child.
 
 mod child;
+mod connect_gate;
 mod landlock;
 mod netns;
 mod seccomp;
@@ -24,6 +25,10 @@ pub(crate) struct Prepared {
     pub(crate) ruleset: OwnedFd,
     /// seccomp programs, loaded in order.
     pub(crate) filters: Vec<Vec<libc::sock_filter>>,
+    /// The program that hands `connect` to the supervisor, loaded last with a listener.
+    pub(crate) gate_filter: Vec<libc::sock_filter>,
+    /// What the supervisor lets `connect` reach.
+    pub(crate) gate: std::sync::Arc<connect_gate::GatePolicy>,
 }
 
 impl std::fmt::Debug for Prepared {
@@ -34,6 +39,7 @@ impl std::fmt::Debug for Prepared {
                 "filters",
                 &self.filters.iter().map(Vec::len).collect::<Vec<_>>(),
             )
+            .field("gate", &self.gate)
             .finish()
     }
 }
@@ -42,6 +48,8 @@ fn build(plan: &Plan) -> Result<Prepared, SandboxError> {
     Ok(Prepared {
         ruleset: landlock::build_ruleset(plan)?,
         filters: seccomp::compile(plan.sockets)?,
+        gate_filter: connect_gate::notify_filter(),
+        gate: std::sync::Arc::new(connect_gate::GatePolicy::from_plan(plan)),
     })
 }
 

@@ -171,7 +171,10 @@ unsafe fn bind_loopback(port: u16) -> RawFd {
 }
 
 /// Sends `[kind, errno(4 bytes)]`, with `fd` attached when it is not -1.
-unsafe fn send(sock: RawFd, kind: u8, err: i32, fd: RawFd) -> bool {
+///
+/// # Safety
+/// Async-signal-safe; `sock` and `fd` must be descriptors this process owns.
+pub(super) unsafe fn send(sock: RawFd, kind: u8, err: i32, fd: RawFd) -> bool {
     let mut payload = [0u8; 5];
     payload[0] = kind;
     payload[1..].copy_from_slice(&err.to_ne_bytes());
@@ -207,6 +210,19 @@ unsafe fn send(sock: RawFd, kind: u8, err: i32, fd: RawFd) -> bool {
 /// Parent side: reads the child's report. `None` when the child died before reporting (its
 /// setup failure then arrives through the exec error pipe).
 pub(crate) fn receive(sock: &OwnedFd) -> Option<NetnsOutcome> {
+    let (kind, err, received) = receive_message(sock)?;
+    match kind {
+        MSG_ISOLATED => Some(NetnsOutcome::Isolated {
+            listener: received.map(TcpListener::from),
+        }),
+        MSG_UNAVAILABLE => Some(NetnsOutcome::Unavailable { errno: err }),
+        _ => None,
+    }
+}
+
+/// Reads one message sent with [`send`]: its kind, errno and the descriptor, if one came.
+/// `None` when the peer closed without sending.
+pub(super) fn receive_message(sock: &OwnedFd) -> Option<(u8, i32, Option<OwnedFd>)> {
     use std::os::fd::AsRawFd;
     let mut payload = [0u8; 5];
     let mut control = [0u64; 4];
@@ -247,12 +263,6 @@ pub(crate) fn receive(sock: &OwnedFd) -> Option<NetnsOutcome> {
             }
         }
         let err = i32::from_ne_bytes([payload[1], payload[2], payload[3], payload[4]]);
-        match payload[0] {
-            MSG_ISOLATED => Some(NetnsOutcome::Isolated {
-                listener: received.map(TcpListener::from),
-            }),
-            MSG_UNAVAILABLE => Some(NetnsOutcome::Unavailable { errno: err }),
-            _ => None,
-        }
+        Some((payload[0], err, received))
     }
 }
