@@ -1033,6 +1033,79 @@ fn bug_open_port_is_reachable_on_remote_hosts() {
     );
 }
 
+/// Regression: in the shared network namespace (`--open-port`), a server the child bound on a
+/// wildcard address — or an ephemeral port from `listen()` without `bind()` — accepted
+/// connections from other hosts. The connect gate accepts on the child's behalf and drops
+/// connections whose peer is not loopback; local clients are served, with the right peer
+/// address and descriptor flags.
+#[test]
+fn bug_wildcard_server_in_the_shared_namespace_accepts_other_hosts() {
+    let ns = NetNs::new("nonorun", "10.211.4.1/24", "10.211.4.2/24").expect("network namespace");
+    let port = free_port();
+    let server = script(&format!(
+        "import fcntl\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('0.0.0.0', {port})); s.listen()\n\
+         e = socket.socket(); e.listen()\n\
+         print('READY', e.getsockname()[1], flush=True)\n\
+         for srv in (s, e):\n\
+         \x20   c, peer = srv.accept()\n\
+         \x20   nb = bool(fcntl.fcntl(c.fileno(), fcntl.F_GETFL) & os.O_NONBLOCK)\n\
+         \x20   print('PEER', peer[0], 'nonblock' if nb else 'blocking', flush=True)\n\
+         \x20   c.sendall(b'served'); c.close()\n"
+    ));
+    let p = port.to_string();
+    let mut child = Reaped(
+        nono_cmd(
+            &["-q", "--block-net", "--open-port", &p],
+            &[PY, "-c", &server],
+            &[],
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn"),
+    );
+    let mut lines = BufReader::new(child.0.stdout.take().expect("stdout"));
+    let ready = read_line(&mut lines);
+    let ephemeral = ready
+        .strip_prefix("READY ")
+        .unwrap_or_else(|| panic!("server did not start: {ready}"))
+        .to_string();
+    let fetch = |host: &str, port: &str, from_ns: bool| -> String {
+        let code = format!(
+            "import socket\n\
+             try:\n\
+             \x20   s = socket.create_connection(('{host}', {port}), timeout=3)\n\
+             \x20   print(s.recv(20).decode() or 'CLOSED')\n\
+             except OSError as e:\n\
+             \x20   print('ERR', e)\n"
+        );
+        let mut cmd = if from_ns {
+            ns.command(&[PY, "-c", &code])
+        } else {
+            let mut c = Command::new(PY);
+            c.args(["-c", &code]);
+            c
+        };
+        let out = cmd.output().expect("client");
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    for target in [p.as_str(), ephemeral.as_str()] {
+        // From another host (the namespace's peer address) the server must stay unreachable.
+        let remote = fetch(&ns.host_addr, target, true);
+        assert_ne!(
+            remote, "served",
+            "a remote host reached the sandboxed server on port {target}"
+        );
+        // From loopback it is served.
+        assert_eq!(fetch("127.0.0.1", target, false), "served", "port {target}");
+        assert_eq!(read_line(&mut lines), "PEER 127.0.0.1 blocking");
+    }
+    let status = child.0.wait().expect("server exits");
+    assert!(status.success(), "sandboxed server failed: {status:?}");
+}
+
 /// Regression: `listen()` on an unbound TCP socket binds an ephemeral port on 0.0.0.0
 /// without the `bind` hook Landlock checks, so a child with no --listen-port could accept
 /// connections from anywhere. In the private network namespace that port exists only on the

@@ -96,6 +96,22 @@ impl GatePolicy {
     }
 }
 
+impl GatePolicy {
+    /// Whether the child may accept a connection from `peer` (a raw `AF_INET`/`AF_INET6`
+    /// address): from anywhere when TCP is unrestricted, else from loopback only.
+    fn allows_peer(&self, peer: &[u8], family: i32) -> bool {
+        if self.tcp_connect_ports.is_none() {
+            return true;
+        }
+        inet_destination(peer, family).is_some_and(|(ip, _)| is_loopback(ip))
+    }
+
+    /// Whether `accept` must go through the gate.
+    pub(crate) fn gates_accept(&self) -> bool {
+        self.tcp_connect_ports.is_some()
+    }
+}
+
 /// Loopback, including IPv4 loopback mapped into IPv6.
 fn is_loopback(ip: IpAddr) -> bool {
     match ip {
@@ -121,9 +137,10 @@ fn inet_destination(addr: &[u8], family: i32) -> Option<(IpAddr, u16)> {
     Some((ip, port))
 }
 
-/// The seccomp program that sends `connect` to the supervisor and allows everything else.
-/// Calls of another architecture are allowed here; the main filters kill them.
-pub(crate) fn notify_filter() -> Vec<libc::sock_filter> {
+/// The seccomp program that sends `connect` (and, with `accept`, `accept`/`accept4`) to the
+/// supervisor and allows everything else. Calls of another architecture are allowed here; the
+/// main filters kill them.
+pub(crate) fn notify_filter(accept: bool) -> Vec<libc::sock_filter> {
     const ARCH_OFFSET: u32 = 4; // offsetof(struct seccomp_data, arch)
     const NR_OFFSET: u32 = 0; // offsetof(struct seccomp_data, nr)
     let stmt = |code: u32, k: u32| libc::sock_filter {
@@ -132,20 +149,37 @@ pub(crate) fn notify_filter() -> Vec<libc::sock_filter> {
         jf: 0,
         k,
     };
-    let jeq = |k: u32, jt: u8, jf: u8| libc::sock_filter {
-        code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
-        jt,
-        jf,
-        k,
-    };
-    vec![
+    let mut calls = vec![libc::SYS_connect as u32];
+    if accept {
+        calls.extend([libc::SYS_accept as u32, libc::SYS_accept4 as u32]);
+    }
+    let n = calls.len();
+    // Layout: [0] load arch, [1] arch check, [2] load nr, [3..3+n] one jump per call,
+    // [3+n] allow, [4+n] notify. Offsets are relative to the next instruction.
+    let mut prog = vec![
         stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, ARCH_OFFSET),
-        jeq(AUDIT_ARCH_NATIVE, 0, 3),
+        libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: 0,
+            jf: (n + 1) as u8, // to allow
+            k: AUDIT_ARCH_NATIVE,
+        },
         stmt(libc::BPF_LD | libc::BPF_W | libc::BPF_ABS, NR_OFFSET),
-        jeq(libc::SYS_connect as u32, 0, 1),
-        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_USER_NOTIF),
-        stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW),
-    ]
+    ];
+    for (i, nr) in calls.iter().enumerate() {
+        prog.push(libc::sock_filter {
+            code: (libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K) as u16,
+            jt: (n - i) as u8, // to notify
+            jf: 0,
+            k: *nr,
+        });
+    }
+    prog.push(stmt(libc::BPF_RET | libc::BPF_K, libc::SECCOMP_RET_ALLOW));
+    prog.push(stmt(
+        libc::BPF_RET | libc::BPF_K,
+        libc::SECCOMP_RET_USER_NOTIF,
+    ));
+    prog
 }
 
 /// Starts the supervisor thread serving `listener` (the child's notification descriptor).
@@ -208,10 +242,149 @@ fn receive_loop(listener: &Arc<OwnedFd>, policy: &Arc<GatePolicy>) {
 
 fn answer(listener: &OwnedFd, req: &libc::seccomp_notif, policy: &GatePolicy) {
     let fd = listener.as_raw_fd();
+    let nr = i64::from(req.data.nr);
+    if nr == libc::SYS_accept || nr == libc::SYS_accept4 {
+        accept_for_child(fd, req, policy);
+        return;
+    }
     // None: the notification is no longer valid (the task is gone), nobody to answer.
     if let Some(result) = decide(fd, req, policy) {
         respond(fd, req.id, result);
     }
+}
+
+/// `accept`/`accept4` on the child's behalf, dropping connections from other hosts when the
+/// policy restricts TCP (a server bound to a wildcard address in the shared namespace, or an
+/// ephemeral port taken by `listen()` without `bind()`). The accepted socket is installed
+/// into the child with `SECCOMP_IOCTL_NOTIF_ADDFD`, which also answers the call.
+fn accept_for_child(listener: RawFd, req: &libc::seccomp_notif, policy: &GatePolicy) {
+    let pid = req.pid as libc::pid_t;
+    let [sockfd, addr_ptr, len_ptr, flags, ..] = req.data.args;
+    let flags = if i64::from(req.data.nr) == libc::SYS_accept4 {
+        flags as u32 as i32
+    } else {
+        0
+    };
+    if flags & !(libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK) != 0 {
+        respond(listener, req.id, Err(libc::EINVAL));
+        return;
+    }
+    let sock = take_socket(pid, sockfd as u32 as i32);
+    if !still_valid(listener, req.id) {
+        return;
+    }
+    let result = sock.and_then(|sock| accept_allowed(&sock, policy));
+    let (conn, peer) = match result {
+        Ok(accepted) => accepted,
+        Err(e) => return respond(listener, req.id, Err(e)),
+    };
+    if flags & libc::SOCK_NONBLOCK != 0 {
+        // SAFETY: F_SETFL on a descriptor we own.
+        unsafe { libc::fcntl(conn.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
+    }
+    if addr_ptr != 0 {
+        if let Err(e) = write_peer_address(pid, addr_ptr, len_ptr, &peer) {
+            // As the kernel does when it cannot copy the address out: the connection is lost.
+            return respond(listener, req.id, Err(e));
+        }
+    }
+    let mut addfd = libc::seccomp_notif_addfd {
+        id: req.id,
+        flags: libc::SECCOMP_ADDFD_FLAG_SEND as u32,
+        srcfd: conn.as_raw_fd() as u32,
+        newfd: 0,
+        newfd_flags: if flags & libc::SOCK_CLOEXEC != 0 {
+            libc::O_CLOEXEC as u32
+        } else {
+            0
+        },
+    };
+    // SAFETY: the ioctl reads one seccomp_notif_addfd from the live local; on success the
+    // call is answered with the child's new descriptor number.
+    let rc = unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ADDFD, &mut addfd) };
+    if rc < 0 {
+        let e = last_errno();
+        if e != libc::ENOENT {
+            respond(listener, req.id, Err(e));
+        }
+    }
+}
+
+/// Accepts on the child's listening socket until a connection the policy allows arrives (or
+/// the socket reports an error such as `EAGAIN`).
+fn accept_allowed(sock: &OwnedFd, policy: &GatePolicy) -> Result<(OwnedFd, Vec<u8>), i32> {
+    loop {
+        // SAFETY: sockaddr_storage is plain data.
+        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into the live local.
+        let fd = unsafe {
+            libc::accept4(
+                sock.as_raw_fd(),
+                (&mut storage as *mut libc::sockaddr_storage).cast(),
+                &mut len,
+                libc::SOCK_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            let e = last_errno();
+            if e == libc::EINTR || e == libc::ECONNABORTED {
+                continue;
+            }
+            return Err(e);
+        }
+        // SAFETY: a fresh descriptor we own.
+        let conn = unsafe { OwnedFd::from_raw_fd(fd) };
+        let len = (len as usize).min(std::mem::size_of::<libc::sockaddr_storage>());
+        // SAFETY: the first `len` bytes of the local were written by the kernel.
+        let peer = unsafe {
+            std::slice::from_raw_parts(
+                (&storage as *const libc::sockaddr_storage).cast::<u8>(),
+                len,
+            )
+        }
+        .to_vec();
+        let family = i32::from(storage.ss_family);
+        if (family == libc::AF_INET || family == libc::AF_INET6)
+            && !policy.allows_peer(&peer, family)
+        {
+            // Dropped: the remote side sees the connection closed.
+            continue;
+        }
+        return Ok((conn, peer));
+    }
+}
+
+/// Writes the peer address to the child's `addr`/`*addrlen` as `accept` would: truncated to
+/// the buffer size the child gave, with the full length stored back.
+fn write_peer_address(
+    pid: libc::pid_t,
+    addr_ptr: u64,
+    len_ptr: u64,
+    peer: &[u8],
+) -> Result<(), i32> {
+    use std::os::unix::fs::FileExt;
+    if len_ptr == 0 {
+        return Err(libc::EFAULT);
+    }
+    let mem = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(format!("/proc/{pid}/mem"))
+        .map_err(|_| libc::EFAULT)?;
+    let mut len_bytes = [0u8; 4];
+    mem.read_exact_at(&mut len_bytes, len_ptr)
+        .map_err(|_| libc::EFAULT)?;
+    let given = i32::from_ne_bytes(len_bytes);
+    if given < 0 {
+        return Err(libc::EINVAL);
+    }
+    let n = (given as usize).min(peer.len());
+    mem.write_all_at(&peer[..n], addr_ptr)
+        .map_err(|_| libc::EFAULT)?;
+    mem.write_all_at(&(peer.len() as u32).to_ne_bytes(), len_ptr)
+        .map_err(|_| libc::EFAULT)?;
+    Ok(())
 }
 
 fn respond(listener: RawFd, id: u64, result: Result<i64, i32>) {
@@ -543,16 +716,54 @@ mod tests {
         assert_eq!(inet_destination(&v6[..20], libc::AF_INET6), None);
     }
 
+    /// Runs the filter program over (arch, nr) like the kernel would; returns the action.
+    fn run(prog: &[libc::sock_filter], arch: u32, nr: u32) -> u32 {
+        let (mut pc, mut acc) = (0usize, 0u32);
+        loop {
+            let i = prog[pc];
+            let code = u32::from(i.code);
+            if code == libc::BPF_LD | libc::BPF_W | libc::BPF_ABS {
+                acc = if i.k == 4 { arch } else { nr };
+                pc += 1;
+            } else if code == libc::BPF_JMP | libc::BPF_JEQ | libc::BPF_K {
+                pc += 1 + usize::from(if acc == i.k { i.jt } else { i.jf });
+            } else {
+                return i.k;
+            }
+        }
+    }
+
     #[test]
-    fn filter_notifies_only_native_connect() {
-        let f = notify_filter();
-        assert_eq!(f.len(), 6);
-        assert_eq!(f[1].k, AUDIT_ARCH_NATIVE);
-        assert_eq!(f[3].k, libc::SYS_connect as u32);
-        assert_eq!(f[4].k, libc::SECCOMP_RET_USER_NOTIF);
-        assert_eq!(f[5].k, libc::SECCOMP_RET_ALLOW);
-        // Both mismatch jumps land on ALLOW.
-        assert_eq!(1 + 1 + usize::from(f[1].jf), 5);
-        assert_eq!(3 + 1 + usize::from(f[3].jf), 5);
+    fn filter_notifies_only_native_connect_and_accept() {
+        let native = AUDIT_ARCH_NATIVE;
+        for accept in [false, true] {
+            let f = notify_filter(accept);
+            let notify = libc::SECCOMP_RET_USER_NOTIF;
+            let allow = libc::SECCOMP_RET_ALLOW;
+            assert_eq!(run(&f, native, libc::SYS_connect as u32), notify);
+            let want = if accept { notify } else { allow };
+            assert_eq!(run(&f, native, libc::SYS_accept as u32), want);
+            assert_eq!(run(&f, native, libc::SYS_accept4 as u32), want);
+            assert_eq!(run(&f, native, libc::SYS_read as u32), allow);
+            assert_eq!(run(&f, native, libc::SYS_sendto as u32), allow);
+            // Other architectures are the main filter's business (it kills them).
+            assert_eq!(run(&f, 0x4000_0003, libc::SYS_connect as u32), allow);
+        }
+    }
+
+    #[test]
+    fn accepted_peers_are_loopback_only_when_tcp_is_restricted() {
+        let mut v4 = vec![0u8; 16];
+        v4[..2].copy_from_slice(&(libc::AF_INET as u16).to_ne_bytes());
+        v4[4..8].copy_from_slice(&[127, 0, 0, 1]);
+        assert!(policy().allows_peer(&v4, libc::AF_INET));
+        v4[4..8].copy_from_slice(&[10, 1, 2, 3]);
+        assert!(!policy().allows_peer(&v4, libc::AF_INET));
+        let open = GatePolicy {
+            tcp_connect_ports: None,
+            ..policy()
+        };
+        assert!(open.allows_peer(&v4, libc::AF_INET));
+        assert!(!policy().allows_peer(&v4[..3], libc::AF_INET));
     }
 }

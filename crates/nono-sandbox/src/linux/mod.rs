@@ -45,11 +45,12 @@ impl std::fmt::Debug for Prepared {
 }
 
 fn build(plan: &Plan) -> Result<Prepared, SandboxError> {
+    let gate = connect_gate::GatePolicy::from_plan(plan);
     Ok(Prepared {
         ruleset: landlock::build_ruleset(plan)?,
         filters: seccomp::compile(plan.sockets)?,
-        gate_filter: connect_gate::notify_filter(),
-        gate: std::sync::Arc::new(connect_gate::GatePolicy::from_plan(plan)),
+        gate_filter: connect_gate::notify_filter(gate.gates_accept()),
+        gate: std::sync::Arc::new(gate),
     })
 }
 
