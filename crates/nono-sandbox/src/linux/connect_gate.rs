@@ -228,9 +228,14 @@ fn receive_loop(listener: &Arc<OwnedFd>, policy: &Arc<GatePolicy>) {
                 _ => return,
             }
         }
+        // A non-blocking socket answers at once: handle it here, sparing a thread start and
+        // a wake-up. A blocking connect or accept can take minutes: it gets its own thread.
+        if is_nonblocking(req.pid as libc::pid_t, req.data.args[0] as u32 as i32) {
+            answer(listener, &req, policy);
+            continue;
+        }
         let listener = Arc::clone(listener);
         let policy = Arc::clone(policy);
-        // A blocking connect can take minutes; one thread per call keeps others moving.
         let spawned = std::thread::Builder::new()
             .name("nono-connect".into())
             .spawn(move || answer(&listener, &req, &policy));
@@ -238,6 +243,16 @@ fn receive_loop(listener: &Arc<OwnedFd>, policy: &Arc<GatePolicy>) {
             respond(fd, req.id, Err(libc::EAGAIN));
         }
     }
+}
+
+/// Whether the child's descriptor `fd` is a non-blocking socket (false when unsure).
+fn is_nonblocking(pid: libc::pid_t, fd: i32) -> bool {
+    let Ok(sock) = take_socket(pid, fd) else {
+        return false;
+    };
+    // SAFETY: F_GETFL on a descriptor we own.
+    let flags = unsafe { libc::fcntl(sock.as_raw_fd(), libc::F_GETFL) };
+    flags >= 0 && flags & libc::O_NONBLOCK != 0
 }
 
 fn answer(listener: &OwnedFd, req: &libc::seccomp_notif, policy: &GatePolicy) {
