@@ -17,8 +17,11 @@
 //! - `report`: [`EnforcementReport`] and [`Enforcement`].
 //! - `error`: [`SandboxError`].
 //! - `linux` (Linux only): Landlock ruleset and seccomp BPF construction, fork/exec of the
-//!   child, and `netns`: the optional private network namespace ([`spawn_isolated`]). `macos` (macOS only): applying a profile with `sandbox_init`. `fallback`: the
-//!   clear error elsewhere.
+//!   child, `netns`: the optional private network namespace ([`spawn_isolated`]), and
+//!   `connect_gate`: the supervisor thread that performs the child's `connect`/`accept` calls
+//!   (pathname UNIX sockets and addresses, which Landlock cannot restrict).
+//! - `macos` (macOS only): applying a profile with `sandbox_init`; `fallback`: the clear
+//!   error elsewhere.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

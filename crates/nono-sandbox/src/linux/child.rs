@@ -446,6 +446,10 @@ impl SandboxedChild {
     /// Calls [`release`](Self::release) first if needed. On failure the child has exited with
     /// status 125 and is reaped; the error is [`SandboxError::Exec`] for `execve` and
     /// [`SandboxError::ChildSetup`] for the confinement steps before it.
+    ///
+    /// On success it also starts the connect gate, the thread that performs the child's
+    /// `connect`/`accept` calls: until this is called (directly or through
+    /// [`wait`](Self::wait)) those calls block.
     pub fn wait_for_exec(&mut self) -> Result<(), SandboxError> {
         if self.go.is_some() {
             self.release()?;
