@@ -38,6 +38,7 @@ pub mod filter;
 mod forward;
 pub mod gate;
 pub mod inject;
+mod loopback;
 pub mod relay;
 mod respond;
 pub mod reverse;

@@ -483,7 +483,7 @@ async fn accept_loop(
             _ = shutdown.changed() => break,
             a = listener.accept() => a,
         };
-        let (stream, _peer) = match accepted {
+        let (stream, peer) = match accepted {
             Ok(x) => x,
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.
@@ -503,6 +503,7 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
+        crate::loopback::tune(&stream, peer.ip());
         let shared = shared.clone();
         tokio::spawn(serve_connection(stream, shared, permit, max_header_bytes));
     }

@@ -26,6 +26,7 @@ pub async fn connect_checked(
             match TcpStream::connect(a).await {
                 Ok(s) => {
                     let _ = s.set_nodelay(true);
+                    crate::loopback::tune(&s, a.ip());
                     return Ok(s);
                 }
                 Err(e) => last = e,

@@ -1,0 +1,76 @@
+//! Socket tuning for loopback peers.
+//!
+//! Pacing congestion controls (BBR, the default on many systems) space out every packet with
+//! timers. Between two processes on one machine there is no link to pace for, and the timers
+//! cost the tunnel most of its throughput (measured: 0.2× direct with BBR, 0.76× with CUBIC on
+//! a 1 GiB loopback transfer). Loopback sockets therefore use CUBIC, or Reno where CUBIC is
+//! not available; connections to other hosts keep the system's choice.
+
+use std::net::IpAddr;
+
+use tokio::net::TcpStream;
+
+/// Congestion controls without pacing, in order of preference (Reno is always built in).
+#[cfg(target_os = "linux")]
+const UNPACED: [&str; 2] = ["cubic", "reno"];
+
+/// Switches `stream` to a non-pacing congestion control when its peer is on loopback.
+/// Best effort: on failure the socket keeps working with the system default.
+pub fn tune(stream: &TcpStream, peer: IpAddr) {
+    if !is_loopback(peer) {
+        return;
+    }
+    #[cfg(target_os = "linux")]
+    {
+        use nix::sys::socket::{setsockopt, sockopt::TcpCongestion};
+        for cc in UNPACED {
+            if setsockopt(stream, TcpCongestion, &std::ffi::OsString::from(cc)).is_ok() {
+                return;
+            }
+        }
+        tracing::debug!("could not set a non-pacing congestion control on a loopback socket");
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = stream;
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
+#[cfg(all(test, target_os = "linux"))]
+mod tests {
+    use super::*;
+    use nix::sys::socket::{getsockopt, sockopt::TcpCongestion};
+
+    #[tokio::test]
+    async fn loopback_sockets_get_an_unpaced_congestion_control() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let s = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        tune(&s, "127.0.0.1".parse().unwrap());
+        let cc = getsockopt(&s, TcpCongestion).unwrap();
+        let cc = cc.to_string_lossy();
+        assert!(UNPACED.iter().any(|u| cc.starts_with(u)), "{cc}");
+    }
+
+    #[tokio::test]
+    async fn other_peers_keep_the_system_default() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let s = TcpStream::connect(l.local_addr().unwrap()).await.unwrap();
+        let before = getsockopt(&s, TcpCongestion).unwrap();
+        tune(&s, "192.0.2.7".parse().unwrap());
+        assert_eq!(getsockopt(&s, TcpCongestion).unwrap(), before);
+    }
+
+    #[test]
+    fn loopback_includes_mapped_ipv4() {
+        assert!(is_loopback("::ffff:127.0.0.1".parse().unwrap()));
+        assert!(is_loopback("127.9.9.9".parse().unwrap()));
+        assert!(!is_loopback("::ffff:10.0.0.1".parse().unwrap()));
+    }
+}
