@@ -1,10 +1,11 @@
 //! Socket tuning for loopback peers.
 //!
-//! Pacing congestion controls (BBR, the default on many systems) space out every packet with
+//! Pacing congestion controls (BBR, the default on some systems) space out every packet with
 //! timers. Between two processes on one machine there is no link to pace for, and the timers
-//! cost the tunnel most of its throughput (measured: 0.2× direct with BBR, 0.76× with CUBIC on
-//! a 1 GiB loopback transfer). Loopback sockets therefore use CUBIC, or Reno where CUBIC is
-//! not available; connections to other hosts keep the system's choice.
+//! cost a loopback tunnel most of its throughput (benchmark: 0.2× direct with every socket on
+//! BBR, about 0.6× with every socket on CUBIC). The proxy's loopback sockets therefore use
+//! CUBIC, or Reno where CUBIC is not available; connections to other hosts keep the system's
+//! choice. (The client's own socket keeps whatever its system chose.)
 
 use std::net::IpAddr;
 
