@@ -272,6 +272,13 @@ async fn reuse(conn: &ConnState, key: &str) -> Option<SendRequest<Incoming>> {
         return None;
     }
     let mut sender = cached.sender;
+    // The usual case on a kept-alive connection: ready now, no timer needed.
+    if sender.is_ready() {
+        return Some(sender);
+    }
+    if sender.is_closed() {
+        return None;
+    }
     match tokio::time::timeout(REUSE_READY_WAIT, sender.ready()).await {
         Ok(Ok(())) => Some(sender),
         _ => None,
