@@ -1190,17 +1190,20 @@ impl Drop for UnixServerGuard {
     }
 }
 
-/// The connect gate lets through what the policy grants and nothing more: a socket beneath a
-/// read-write grant (by absolute and by relative path) works; a symlink planted in the granted
-/// directory that points at an outside socket, a read-only grant and a path swapped between
-/// check and use do not lead out.
+/// The connect gate lets through what the policy grants and nothing more: a server the
+/// sandbox runs beneath a read-write grant works (by absolute and by relative path, from the
+/// main thread and from another thread); a socket granted by name works whoever serves it. An
+/// outside server in a granted directory (a tmux or X11 socket in a shared /tmp), a symlink
+/// planted there pointing at an outside socket, a read-only grant, magic links through /proc
+/// do not lead out.
 #[test]
-fn unix_sockets_beneath_read_write_grants_work_and_symlinks_do_not_lead_out() {
+fn unix_sockets_reach_only_the_sandboxs_own_servers_and_sockets_granted_by_name() {
     let granted = TempDir::new("run-unix-granted");
     let outside = TempDir::new("run-unix-outside");
     let readonly = TempDir::new("run-unix-readonly");
-    let _inside_server = unix_hi_server(&granted.path().join("in.sock"));
+    let _foreign_server = unix_hi_server(&granted.path().join("foreign.sock"));
     let _outside_server = unix_hi_server(&outside.path().join("out.sock"));
+    let _named_server = unix_hi_server(&outside.path().join("named.sock"));
     let _ro_server = unix_hi_server(&readonly.path().join("ro.sock"));
     std::os::unix::fs::symlink(
         outside.path().join("out.sock"),
@@ -1208,31 +1211,87 @@ fn unix_sockets_beneath_read_write_grants_work_and_symlinks_do_not_lead_out() {
     )
     .expect("symlink");
     let g = granted.path().display().to_string();
+    let o = outside.path().display().to_string();
+    let r = readonly.path().display().to_string();
     let body = format!(
-        "def conn(p):\n    s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(p); assert s.recv(2) == b'hi'\n\
-         probe('inside_abs', lambda: conn('{g}/in.sock'))\n\
+        "import threading\n\
+         def conn(p):\n    s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect(p); assert s.recv(2) == b'hi'\n\
+         if os.path.exists('{g}/own.sock'): os.unlink('{g}/own.sock')\n\
+         l = socket.socket(socket.AF_UNIX); l.bind('{g}/own.sock'); l.listen()\n\
+         def serve():\n    while True:\n        a, _ = l.accept(); a.sendall(b'hi'); a.close()\n\
+         threading.Thread(target=serve, daemon=True).start()\n\
+         probe('own_abs', lambda: conn('{g}/own.sock'))\n\
          os.chdir('{g}')\n\
-         probe('inside_rel', lambda: conn('in.sock'))\n\
+         probe('own_rel', lambda: conn('own.sock'))\n\
+         res = {{}}\n\
+         def in_thread():\n    try:\n        conn('{g}/own.sock'); res['r'] = 'OK'\n    except OSError as e:\n        res['r'] = errno.errorcode.get(e.errno, str(e.errno))\n\
+         t = threading.Thread(target=in_thread); t.start(); t.join()\n\
+         print('PROBE own_from_thread', res['r'], flush=True)\n\
+         probe('named', lambda: conn('{o}/named.sock'))\n\
+         probe('foreign_in_grant', lambda: conn('{g}/foreign.sock'))\n\
          probe('symlink_out', lambda: conn('{g}/link.sock'))\n\
          probe('readonly', lambda: conn('{r}/ro.sock'))\n\
+         probe('proc_root', lambda: conn('/proc/self/root{o}/out.sock'))\n\
          probe('missing', lambda: conn('{g}/none.sock'))\n\
-         probe('not_a_socket', lambda: (open('{g}/file', 'w').close(), conn('{g}/file')))\n\
-         def own():\n    l = socket.socket(socket.AF_UNIX); l.bind('{g}/own.sock'); l.listen(); c = socket.socket(socket.AF_UNIX); c.connect('{g}/own.sock'); a, _ = l.accept(); a.sendall(b'hi'); assert c.recv(2) == b'hi'\n\
-         probe('own_server', own)\n",
-        r = readonly.path().display()
+         probe('not_a_socket', lambda: (open('{g}/file', 'w').close(), conn('{g}/file')))\n"
     );
-    let r = readonly.path().display().to_string();
-    let out = sandboxed_py(&["--block-net", "--allow", &g, "--read", &r], &body);
-    assert_eq!(out.probe("inside_abs"), "OK", "{}", out.dump());
-    assert_eq!(out.probe("inside_rel"), "OK", "{}", out.dump());
-    assert_eq!(out.probe("own_server"), "OK", "{}", out.dump());
-    assert_eq!(out.probe("symlink_out"), "EACCES", "{}", out.dump());
-    assert_eq!(out.probe("readonly"), "EACCES", "{}", out.dump());
+    let named = format!("{o}/named.sock");
+    let out = sandboxed_py(
+        &["--block-net", "--allow", &g, "--read", &r, "--read", &named],
+        &body,
+    );
+    for ok in ["own_abs", "own_rel", "own_from_thread", "named"] {
+        assert_eq!(out.probe(ok), "OK", "{ok}\n{}", out.dump());
+    }
+    for denied in ["foreign_in_grant", "symlink_out", "readonly"] {
+        assert_eq!(out.probe(denied), "EACCES", "{denied}\n{}", out.dump());
+    }
+    assert_ne!(out.probe("proc_root"), "OK", "{}", out.dump());
     assert_eq!(out.probe("missing"), "ENOENT", "{}", out.dump());
     assert_eq!(out.probe("not_a_socket"), "ECONNREFUSED", "{}", out.dump());
-    // Control: outside the sandbox the symlink does lead to the outside server.
+    // Control: outside the sandbox every one of them answers.
     let out = outside_py(&body);
-    assert_eq!(out.probe("symlink_out"), "OK", "control\n{}", out.dump());
+    for ok in ["foreign_in_grant", "symlink_out", "readonly", "proc_root"] {
+        assert_eq!(out.probe(ok), "OK", "control {ok}\n{}", out.dump());
+    }
+}
+
+/// A server blocked in `accept` (performed by the connect gate) still takes signals: an alarm
+/// handler runs and the program goes on, instead of hanging until a client comes.
+#[test]
+fn a_signal_interrupts_an_accept_waiting_on_the_gate() {
+    let port = free_port();
+    let body = format!(
+        "import signal\n\
+         class Alarm(Exception): pass\n\
+         def on_alarm(*_): raise Alarm()\n\
+         signal.signal(signal.SIGALRM, on_alarm)\n\
+         s = socket.socket(); s.bind(('127.0.0.1', {port})); s.listen()\n\
+         signal.alarm(1)\n\
+         try:\n    s.accept(); print('ACCEPTED', flush=True)\n\
+         except Alarm:\n    print('INTERRUPTED', flush=True)\n"
+    );
+    let p = port.to_string();
+    let out = sandboxed_py(&["--block-net", "--open-port", &p], &body);
+    assert!(out.stdout.contains("INTERRUPTED"), "{}", out.dump());
+}
+
+/// Regression: the gate took the caller's thread id for a process id, so every connect made
+/// from a thread other than the main one failed (ESRCH). TCP from a thread, through the proxy.
+#[test]
+fn connect_from_a_thread_works() {
+    let echo = EchoServer::plain();
+    let body = format!(
+        "import threading\n\
+         res = {{}}\n\
+         def go():\n    try:\n        s = socket.create_connection(('127.0.0.1', {port}), timeout=5); s.sendall(b'x'); s.recv(1); res['r'] = 'OK'\n    except OSError as e:\n        res['r'] = errno.errorcode.get(e.errno, str(e.errno))\n\
+         t = threading.Thread(target=go); t.start(); t.join()\n\
+         print('PROBE thread_tcp', res['r'], flush=True)\n",
+        port = echo.port
+    );
+    let p = echo.port.to_string();
+    let out = sandboxed_py(&["--block-net", "--open-port", &p], &body);
+    assert_eq!(out.probe("thread_tcp"), "OK", "{}", out.dump());
 }
 
 /// The connect gate answers for the whole process tree, including threads racing to swap the
@@ -1260,7 +1319,8 @@ fn unix_connect_racing_an_address_swap_never_reaches_outside() {
     let _inside_server = unix_hi_server(&inside_path);
     let g = granted.display().to_string();
     let body = format!(
-        "import ctypes, threading\n\
+        "import ctypes, threading, time\n\
+         sys.setswitchinterval(1e-6)\n\
          libc = ctypes.CDLL(None, use_errno=True)\n\
          a = b'{i}'; b = b'{o}'\n\
          class SUN(ctypes.Structure):\n    _fields_ = [('family', ctypes.c_ushort), ('path', ctypes.c_char * 108)]\n\
@@ -1268,7 +1328,8 @@ fn unix_connect_racing_an_address_swap_never_reaches_outside() {
          stop = False\n\
          def flip():\n    n = 0\n    while not stop:\n        addr.path = b if n % 2 else a; n += 1\n\
          t = threading.Thread(target=flip); t.start()\n\
-         for _ in range(300):\n    s = socket.socket(socket.AF_UNIX); libc.connect(s.fileno(), ctypes.byref(addr), ctypes.sizeof(addr)); s.close()\n\
+         end = time.time() + 0.5\n\
+         while time.time() < end:\n    s = socket.socket(socket.AF_UNIX); s.setblocking(False); libc.connect(s.fileno(), ctypes.byref(addr), ctypes.sizeof(addr)); s.close()\n\
          stop = True; t.join()\n\
          print('DONE', flush=True)\n",
         i = inside_s,

@@ -283,6 +283,10 @@ fn stage_hint(stage: ChildStage) -> &'static str {
     match stage {
         ChildStage::Landlock => " (is Landlock disabled for this process by an outer sandbox?)",
         ChildStage::Seccomp => " (does an outer sandbox forbid seccomp filters?)",
+        ChildStage::ConnectGate => {
+            " (EBUSY means a seccomp supervisor already exists above nono: nono inside nono, or \
+             a container runtime intercepting system calls)"
+        }
         _ => "",
     }
 }

@@ -384,21 +384,14 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
         // Last: from here on every connect() waits for the supervisor, which first needs the
         // listener. The child must not keep it (it could answer its own calls).
         let gate: *const libc::sock_fprog = ctx.gate_filter;
-        let mut listener = libc::syscall(
+        let listener = libc::syscall(
             libc::SYS_seccomp,
             libc::SECCOMP_SET_MODE_FILTER,
-            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER | libc::SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV,
+            libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
             gate,
         );
-        if listener < 0 && errno() == libc::EINVAL {
-            // Before Linux 5.19 there is no WAIT_KILLABLE_RECV; a signal then restarts the call.
-            listener = libc::syscall(
-                libc::SYS_seccomp,
-                libc::SECCOMP_SET_MODE_FILTER,
-                libc::SECCOMP_FILTER_FLAG_NEW_LISTENER,
-                gate,
-            );
-        }
+        // No WAIT_KILLABLE_RECV: a call waiting on the gate stays interruptible (Ctrl-C
+        // reaches a server blocked in accept); the gate notices withdrawn calls.
         if listener < 0 {
             fail(fd, ChildStage::ConnectGate.code());
         }
@@ -428,7 +421,9 @@ impl SandboxedChild {
     /// Lets the child go on to confine itself and exec.
     ///
     /// Until this is called the child blocks on a pipe, so the supervisor can finish setting
-    /// up after the fork (secrets loaded now never exist in the child's memory).
+    /// up after the fork (secrets loaded now never exist in the child's memory). Once the
+    /// child has confined itself, this also starts the connect gate, the thread that performs
+    /// its `connect`/`accept` calls.
     pub fn release(&mut self) -> Result<(), SandboxError> {
         let go = self
             .go
@@ -436,9 +431,12 @@ impl SandboxedChild {
             .ok_or(SandboxError::Usage("release called twice"))?;
         match nix::unistd::write(&go, &[1u8]) {
             // EPIPE: the child is already gone; `wait` reports how it ended.
-            Ok(_) | Err(nix::Error::EPIPE) => Ok(()),
-            Err(e) => Err(os_err("writing the release byte")(e)),
+            Ok(_) | Err(nix::Error::EPIPE) => {}
+            Err(e) => return Err(os_err("writing the release byte")(e)),
         }
+        // The child sends the gate's listener before exec; serve it from now on, whatever
+        // the caller waits on next.
+        self.start_gate()
     }
 
     /// Blocks until the child has executed the program, or reports why it could not.
@@ -447,9 +445,6 @@ impl SandboxedChild {
     /// status 125 and is reaped; the error is [`SandboxError::Exec`] for `execve` and
     /// [`SandboxError::ChildSetup`] for the confinement steps before it.
     ///
-    /// On success it also starts the connect gate, the thread that performs the child's
-    /// `connect`/`accept` calls: until this is called (directly or through
-    /// [`wait`](Self::wait)) those calls block.
     pub fn wait_for_exec(&mut self) -> Result<(), SandboxError> {
         if self.go.is_some() {
             self.release()?;
@@ -470,7 +465,7 @@ impl SandboxedChild {
         if got < REPORT_LEN {
             // EOF: close-on-exec closed the pipe, so exec succeeded (or the child died, which
             // `wait` reports).
-            return self.start_gate();
+            return Ok(());
         }
         let [s0, s1, s2, s3, e0, e1, e2, e3] = report;
         let stage = u32::from_ne_bytes([s0, s1, s2, s3]);
@@ -496,9 +491,11 @@ impl SandboxedChild {
         };
         match netns::receive_message(&sock) {
             Some((MSG_GATE, _, Some(listener))) => {
-                connect_gate::serve(listener, policy).map_err(|source| SandboxError::Os {
-                    operation: "starting the connect gate thread",
-                    source,
+                connect_gate::serve(listener, (*policy).clone(), self.pid).map_err(|source| {
+                    SandboxError::Os {
+                        operation: "starting the connect gate thread",
+                        source,
+                    }
                 })
             }
             // The child died before exec (its status tells how): nothing to serve.

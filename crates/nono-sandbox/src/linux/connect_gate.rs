@@ -10,9 +10,13 @@
 //!
 //! Decisions:
 //! - Pathname UNIX sockets: the path is opened with `O_PATH` (from the child's working
-//!   directory when relative), its real path must lie beneath a read-write grant or be granted
-//!   itself, and the socket is connected through `/proc/self/fd/N`, so the inode checked is the
-//!   inode connected (no symlink or rename race).
+//!   directory when relative, magic links refused) and the socket connected through
+//!   `/proc/self/fd/N`, so the inode checked is the inode connected (no symlink or rename
+//!   race). Allowed: a socket granted by name, or one beneath a read-write grant whose server
+//!   is a process of the sandbox (checked with `SO_PEERCRED` after connecting; otherwise the
+//!   connection is shut down) — a shared `/tmp` also holds tmux, X11 and agent sockets.
+//! - The gate threads block all signals and drop all capabilities, so a root nono does not
+//!   lend the child `CAP_DAC_OVERRIDE`; note that servers see nono's pid as the peer.
 //! - Abstract UNIX sockets: the abstract namespace belongs to the network namespace, so a
 //!   socket living in the child's private network namespace can only reach the sandbox's own
 //!   and is connected. In the shared namespace they are refused (`EACCES`): Landlock's scoping,
@@ -28,6 +32,7 @@ use std::io;
 use std::net::IpAddr;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use crate::plan::Plan;
@@ -81,9 +86,14 @@ impl GatePolicy {
         }
     }
 
-    /// Whether a UNIX socket whose real path is `path` may be connected.
-    fn allows_socket(&self, path: &Path) -> bool {
-        self.files.iter().any(|f| f == path) || self.writable.iter().any(|w| path.starts_with(w))
+    /// A socket granted by its own path (reachable whoever serves it).
+    fn granted_by_name(&self, path: &Path) -> bool {
+        self.files.iter().any(|f| f == path)
+    }
+
+    /// A socket beneath a read-write grant (reachable when the sandbox serves it).
+    fn beneath_writable(&self, path: &Path) -> bool {
+        self.writable.iter().any(|w| path.starts_with(w))
     }
 
     /// Whether a TCP connect to `ip`:`port` is allowed: the port as Landlock would decide for
@@ -182,14 +192,76 @@ pub(crate) fn notify_filter(accept: bool) -> Vec<libc::sock_filter> {
     prog
 }
 
-/// Starts the supervisor thread serving `listener` (the child's notification descriptor).
-/// It ends when every process using the filter has exited.
-pub(crate) fn serve(listener: OwnedFd, policy: Arc<GatePolicy>) -> io::Result<()> {
-    let listener = Arc::new(listener);
+/// Starts the supervisor thread serving `listener` (the child's notification descriptor) for
+/// the sandbox whose first process is `root`. It ends when every process using the filter has
+/// exited.
+pub(crate) fn serve(listener: OwnedFd, policy: GatePolicy, root: libc::pid_t) -> io::Result<()> {
+    let gate = Arc::new(Gate {
+        listener,
+        policy,
+        root,
+        workers: AtomicUsize::new(0),
+    });
     std::thread::Builder::new()
         .name("nono-connect-gate".into())
-        .spawn(move || receive_loop(&listener, &policy))?;
+        .spawn(move || {
+            harden_thread();
+            receive_loop(&gate);
+        })?;
     Ok(())
+}
+
+/// Shared state of the gate threads.
+struct Gate {
+    listener: OwnedFd,
+    policy: GatePolicy,
+    /// The sandbox's first process: a listening peer must descend from it.
+    root: libc::pid_t,
+    /// Worker threads alive (blocking calls in progress).
+    workers: AtomicUsize,
+}
+
+/// Blocking calls served at once; beyond this the receive loop waits for a worker to finish
+/// (the calls queue in the kernel) instead of starting more threads.
+const MAX_WORKERS: usize = 256;
+/// How often a worker blocked in `accept` checks that its call is still wanted.
+const ACCEPT_RECHECK_MS: libc::c_int = 200;
+
+/// Blocks every signal in this thread (nono's handlers must not interrupt a call made for the
+/// child) and drops every capability of this thread and the workers it starts: the gate
+/// connects with the child's privileges (no `CAP_DAC_OVERRIDE` for a root nono), not nono's.
+/// Capabilities are per thread; the rest of nono keeps its own.
+fn harden_thread() {
+    // SAFETY: sigfillset fills a live local; pthread_sigmask changes only this thread's mask.
+    unsafe {
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+    }
+    #[repr(C)]
+    struct Header {
+        version: u32,
+        pid: libc::c_int,
+    }
+    #[repr(C)]
+    #[derive(Clone, Copy)]
+    struct Data {
+        effective: u32,
+        permitted: u32,
+        inheritable: u32,
+    }
+    let header = Header {
+        version: 0x2008_0522, // _LINUX_CAPABILITY_VERSION_3
+        pid: 0,
+    };
+    let none = [Data {
+        effective: 0,
+        permitted: 0,
+        inheritable: 0,
+    }; 2];
+    // SAFETY: capset reads the live header and two data words; pid 0 is the calling thread.
+    // Dropping can only fail for a malformed header; the gate is then merely less hardened.
+    unsafe { libc::syscall(libc::SYS_capset, &header as *const Header, none.as_ptr()) };
 }
 
 fn last_errno() -> i32 {
@@ -198,8 +270,8 @@ fn last_errno() -> i32 {
         .unwrap_or(libc::EIO)
 }
 
-fn receive_loop(listener: &Arc<OwnedFd>, policy: &Arc<GatePolicy>) {
-    let fd = listener.as_raw_fd();
+fn receive_loop(gate: &Arc<Gate>) {
+    let fd = gate.listener.as_raw_fd();
     loop {
         let mut pfd = libc::pollfd {
             fd,
@@ -218,6 +290,9 @@ fn receive_loop(listener: &Arc<OwnedFd>, policy: &Arc<GatePolicy>) {
             // POLLHUP: no process uses the filter any more.
             return;
         }
+        while gate.workers.load(Ordering::Acquire) >= MAX_WORKERS {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         // SAFETY: seccomp_notif is plain data; the kernel wants it zeroed.
         let mut req: libc::seccomp_notif = unsafe { std::mem::zeroed() };
         // SAFETY: the ioctl writes one seccomp_notif into the live local.
@@ -228,53 +303,183 @@ fn receive_loop(listener: &Arc<OwnedFd>, policy: &Arc<GatePolicy>) {
                 _ => return,
             }
         }
-        // A non-blocking socket answers at once: handle it here, sparing a thread start and
-        // a wake-up. A blocking connect or accept can take minutes: it gets its own thread.
-        if is_nonblocking(req.pid as libc::pid_t, req.data.args[0] as u32 as i32) {
-            answer(listener, &req, policy);
+        // The socket is taken once, here, and used for the decision and the call.
+        let task = Task::open(req.pid as libc::pid_t);
+        let sock = task
+            .as_ref()
+            .map_err(|&e| e)
+            .and_then(|t| t.take_socket(req.data.args[0] as u32 as i32));
+        // A non-blocking IP socket answers at once: handle it here, sparing a thread start
+        // and a wake-up. Anything that may block (a blocking connect or accept, a path lookup
+        // on a slow filesystem) gets its own thread so it cannot stall the others.
+        let quick = match &sock {
+            Ok(s) => is_nonblocking(s) && is_inet(s),
+            Err(_) => true,
+        };
+        if quick {
+            answer(gate, &req, task, sock);
             continue;
         }
-        let listener = Arc::clone(listener);
-        let policy = Arc::clone(policy);
+        gate.workers.fetch_add(1, Ordering::AcqRel);
+        let worker_gate = Arc::clone(gate);
         let spawned = std::thread::Builder::new()
             .name("nono-connect".into())
-            .spawn(move || answer(&listener, &req, &policy));
+            .spawn(move || {
+                answer(&worker_gate, &req, task, sock);
+                worker_gate.workers.fetch_sub(1, Ordering::AcqRel);
+            });
         if spawned.is_err() {
+            gate.workers.fetch_sub(1, Ordering::AcqRel);
             respond(fd, req.id, Err(libc::EAGAIN));
         }
     }
 }
 
-/// Whether the child's descriptor `fd` is a non-blocking socket (false when unsure).
-fn is_nonblocking(pid: libc::pid_t, fd: i32) -> bool {
-    let Ok(sock) = take_socket(pid, fd) else {
-        return false;
-    };
+/// The task that made a call, with handles opened before the call is validated, so that
+/// everything read through them belongs to that task even if its id is later reused.
+struct Task {
+    tid: libc::pid_t,
+    pidfd: OwnedFd,
+}
+
+impl Task {
+    fn open(tid: libc::pid_t) -> Result<Task, i32> {
+        /// `PIDFD_THREAD` (Linux 6.9+): a pidfd for this thread, not its process.
+        const PIDFD_THREAD: libc::c_uint = libc::O_EXCL as libc::c_uint;
+        // SAFETY: pidfd_open takes a pid and flags; the result is checked.
+        let mut fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tid, PIDFD_THREAD) };
+        if fd < 0 && last_errno() == libc::EINVAL {
+            // Older kernels: the process's pidfd (its threads share the descriptor table).
+            let tgid = thread_group(tid).ok_or(libc::ESRCH)?;
+            // SAFETY: as above.
+            fd = unsafe { libc::syscall(libc::SYS_pidfd_open, tgid, 0) };
+        }
+        if fd < 0 {
+            return Err(libc::ESRCH);
+        }
+        // SAFETY: a fresh descriptor we own.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        Ok(Task { tid, pidfd })
+    }
+
+    /// A duplicate of the task's descriptor `fd` (the same open socket).
+    fn take_socket(&self, fd: i32) -> Result<OwnedFd, i32> {
+        // SAFETY: pidfd_getfd takes a pidfd, a descriptor number and flags; checked.
+        let dup = unsafe { libc::syscall(libc::SYS_pidfd_getfd, self.pidfd.as_raw_fd(), fd, 0) };
+        if dup < 0 {
+            return Err(match last_errno() {
+                libc::EBADF => libc::EBADF,
+                // Not allowed to look into the child: refuse rather than let it through.
+                _ => libc::EACCES,
+            });
+        }
+        // SAFETY: a fresh descriptor we own.
+        let dup = unsafe { OwnedFd::from_raw_fd(dup as RawFd) };
+        sockopt(&dup, libc::SO_TYPE)?; // ENOTSOCK, as the call would say
+        Ok(dup)
+    }
+
+    /// The task's memory, for reading (and writing, for `accept`'s address).
+    fn memory(&self, write: bool) -> Result<std::fs::File, i32> {
+        std::fs::OpenOptions::new()
+            .read(true)
+            .write(write)
+            .open(format!("/proc/{}/mem", self.tid))
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::EACCES | libc::EPERM) => libc::EACCES,
+                _ => libc::EFAULT,
+            })
+    }
+
+    /// The task's working directory, for relative socket paths.
+    fn cwd(&self) -> Result<OwnedFd, i32> {
+        let path = CString::new(format!("/proc/{}/cwd", self.tid)).map_err(|_| libc::EINVAL)?;
+        // SAFETY: NUL-terminated path; the result is checked.
+        let fd = unsafe {
+            libc::open(
+                path.as_ptr(),
+                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
+            )
+        };
+        if fd < 0 {
+            return Err(libc::EACCES);
+        }
+        // SAFETY: a fresh descriptor we own.
+        Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    }
+
+    /// Whether the task lives in another network namespace than nono (its private one).
+    fn in_private_network_namespace(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        let theirs = std::fs::metadata(format!("/proc/{}/ns/net", self.tid));
+        let ours = std::fs::metadata("/proc/self/ns/net");
+        match (theirs, ours) {
+            (Ok(a), Ok(b)) => (a.dev(), a.ino()) != (b.dev(), b.ino()),
+            _ => false,
+        }
+    }
+}
+
+/// `Tgid` of a thread, from `/proc/TID/status`.
+fn thread_group(tid: libc::pid_t) -> Option<libc::pid_t> {
+    proc_status_field(tid, "Tgid:")
+}
+
+/// `PPid` of a process.
+fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
+    proc_status_field(pid, "PPid:")
+}
+
+fn proc_status_field(pid: libc::pid_t, field: &str) -> Option<libc::pid_t> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+fn is_nonblocking(sock: &OwnedFd) -> bool {
     // SAFETY: F_GETFL on a descriptor we own.
     let flags = unsafe { libc::fcntl(sock.as_raw_fd(), libc::F_GETFL) };
     flags >= 0 && flags & libc::O_NONBLOCK != 0
 }
 
-fn answer(listener: &OwnedFd, req: &libc::seccomp_notif, policy: &GatePolicy) {
-    let fd = listener.as_raw_fd();
+fn is_inet(sock: &OwnedFd) -> bool {
+    matches!(
+        sockopt(sock, libc::SO_DOMAIN),
+        Ok(libc::AF_INET | libc::AF_INET6)
+    )
+}
+
+fn answer(
+    gate: &Gate,
+    req: &libc::seccomp_notif,
+    task: Result<Task, i32>,
+    sock: Result<OwnedFd, i32>,
+) {
+    let fd = gate.listener.as_raw_fd();
     let nr = i64::from(req.data.nr);
-    if nr == libc::SYS_accept || nr == libc::SYS_accept4 {
-        accept_for_child(fd, req, policy);
-        return;
-    }
+    let result = match (task, sock) {
+        (Ok(task), Ok(sock)) if nr == libc::SYS_accept || nr == libc::SYS_accept4 => {
+            accept_for_child(gate, req, &task, &sock);
+            return;
+        }
+        (Ok(task), Ok(sock)) => decide(gate, req, &task, &sock),
+        (Err(e), _) | (_, Err(e)) => Some(Err(e)),
+    };
     // None: the notification is no longer valid (the task is gone), nobody to answer.
-    if let Some(result) = decide(fd, req, policy) {
+    if let Some(result) = result {
         respond(fd, req.id, result);
     }
 }
 
-/// `accept`/`accept4` on the child's behalf, dropping connections from other hosts when the
-/// policy restricts TCP (a server bound to a wildcard address in the shared namespace, or an
-/// ephemeral port taken by `listen()` without `bind()`). The accepted socket is installed
-/// into the child with `SECCOMP_IOCTL_NOTIF_ADDFD`, which also answers the call.
-fn accept_for_child(listener: RawFd, req: &libc::seccomp_notif, policy: &GatePolicy) {
-    let pid = req.pid as libc::pid_t;
-    let [sockfd, addr_ptr, len_ptr, flags, ..] = req.data.args;
+/// `accept`/`accept4` on the child's behalf, dropping connections from other hosts (a
+/// server bound to a wildcard address in the shared namespace, or an ephemeral port taken by
+/// `listen()` without `bind()`). The accepted socket is installed into the child with
+/// `SECCOMP_IOCTL_NOTIF_ADDFD`, which also answers the call.
+fn accept_for_child(gate: &Gate, req: &libc::seccomp_notif, task: &Task, sock: &OwnedFd) {
+    let listener = gate.listener.as_raw_fd();
+    let [_, addr_ptr, len_ptr, flags, ..] = req.data.args;
     let flags = if i64::from(req.data.nr) == libc::SYS_accept4 {
         flags as u32 as i32
     } else {
@@ -284,21 +489,29 @@ fn accept_for_child(listener: RawFd, req: &libc::seccomp_notif, policy: &GatePol
         respond(listener, req.id, Err(libc::EINVAL));
         return;
     }
-    let sock = take_socket(pid, sockfd as u32 as i32);
+    // Opened before validation: writes go to this task's memory or nowhere.
+    let mem = if addr_ptr != 0 {
+        match task.memory(true) {
+            Ok(m) => Some(m),
+            Err(e) => return respond(listener, req.id, Err(e)),
+        }
+    } else {
+        None
+    };
     if !still_valid(listener, req.id) {
         return;
     }
-    let result = sock.and_then(|sock| accept_allowed(&sock, policy));
-    let (conn, peer) = match result {
-        Ok(accepted) => accepted,
-        Err(e) => return respond(listener, req.id, Err(e)),
+    let (conn, peer) = match accept_allowed(gate, req.id, sock) {
+        Some(Ok(accepted)) => accepted,
+        Some(Err(e)) => return respond(listener, req.id, Err(e)),
+        None => return, // the call was withdrawn (signal, exit)
     };
     if flags & libc::SOCK_NONBLOCK != 0 {
         // SAFETY: F_SETFL on a descriptor we own.
         unsafe { libc::fcntl(conn.as_raw_fd(), libc::F_SETFL, libc::O_NONBLOCK) };
     }
-    if addr_ptr != 0 {
-        if let Err(e) = write_peer_address(pid, addr_ptr, len_ptr, &peer) {
+    if let Some(mem) = &mem {
+        if let Err(e) = write_peer_address(mem, addr_ptr, len_ptr, &peer) {
             // As the kernel does when it cannot copy the address out: the connection is lost.
             return respond(listener, req.id, Err(e));
         }
@@ -325,10 +538,27 @@ fn accept_for_child(listener: RawFd, req: &libc::seccomp_notif, policy: &GatePol
     }
 }
 
-/// Accepts on the child's listening socket until a connection the policy allows arrives (or
-/// the socket reports an error such as `EAGAIN`).
-fn accept_allowed(sock: &OwnedFd, policy: &GatePolicy) -> Result<(OwnedFd, Vec<u8>), i32> {
+/// Accepts on the child's listening socket until a connection the policy allows arrives, the
+/// socket reports an error such as `EAGAIN`, or the call is withdrawn (`None`): a blocked
+/// child that takes a signal or exits must not leave nono holding its socket.
+fn accept_allowed(gate: &Gate, id: u64, sock: &OwnedFd) -> Option<Result<(OwnedFd, Vec<u8>), i32>> {
+    let blocking = !is_nonblocking(sock);
     loop {
+        if blocking {
+            let mut pfd = libc::pollfd {
+                fd: sock.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one live pollfd, count 1.
+            let n = unsafe { libc::poll(&mut pfd, 1, ACCEPT_RECHECK_MS) };
+            if n <= 0 {
+                if !still_valid(gate.listener.as_raw_fd(), id) {
+                    return None;
+                }
+                continue;
+            }
+        }
         // SAFETY: sockaddr_storage is plain data.
         let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
         let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
@@ -346,7 +576,7 @@ fn accept_allowed(sock: &OwnedFd, policy: &GatePolicy) -> Result<(OwnedFd, Vec<u
             if e == libc::EINTR || e == libc::ECONNABORTED {
                 continue;
             }
-            return Err(e);
+            return Some(Err(e));
         }
         // SAFETY: a fresh descriptor we own.
         let conn = unsafe { OwnedFd::from_raw_fd(fd) };
@@ -361,19 +591,19 @@ fn accept_allowed(sock: &OwnedFd, policy: &GatePolicy) -> Result<(OwnedFd, Vec<u
         .to_vec();
         let family = i32::from(storage.ss_family);
         if (family == libc::AF_INET || family == libc::AF_INET6)
-            && !policy.allows_peer(&peer, family)
+            && !gate.policy.allows_peer(&peer, family)
         {
             // Dropped: the remote side sees the connection closed.
             continue;
         }
-        return Ok((conn, peer));
+        return Some(Ok((conn, peer)));
     }
 }
 
 /// Writes the peer address to the child's `addr`/`*addrlen` as `accept` would: truncated to
 /// the buffer size the child gave, with the full length stored back.
 fn write_peer_address(
-    pid: libc::pid_t,
+    mem: &std::fs::File,
     addr_ptr: u64,
     len_ptr: u64,
     peer: &[u8],
@@ -382,11 +612,6 @@ fn write_peer_address(
     if len_ptr == 0 {
         return Err(libc::EFAULT);
     }
-    let mem = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(format!("/proc/{pid}/mem"))
-        .map_err(|_| libc::EFAULT)?;
     let mut len_bytes = [0u8; 4];
     mem.read_exact_at(&mut len_bytes, len_ptr)
         .map_err(|_| libc::EFAULT)?;
@@ -427,40 +652,60 @@ fn still_valid(listener: RawFd, id: u64) -> bool {
     unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id) == 0 }
 }
 
-/// Performs or refuses the call; `None` when it was withdrawn.
+/// Everything about the calling task the decision needs, gathered before validation.
+struct Context {
+    /// The task's working directory, when the address is a relative socket path.
+    cwd: Option<OwnedFd>,
+    /// The task lives in its own network namespace.
+    private_netns: bool,
+    /// The sandbox's first process.
+    root: libc::pid_t,
+}
+
+/// Performs or refuses a `connect`; `None` when it was withdrawn.
 fn decide(
-    listener: RawFd,
+    gate: &Gate,
     req: &libc::seccomp_notif,
-    policy: &GatePolicy,
+    task: &Task,
+    sock: &OwnedFd,
 ) -> Option<Result<i64, i32>> {
-    let pid = req.pid as libc::pid_t;
-    let [sockfd, addr_ptr, addr_len, ..] = req.data.args;
-    // connect's descriptor and length are ints: only the low 32 bits count.
-    let sockfd = sockfd as u32 as i32;
+    let [_, addr_ptr, addr_len, ..] = req.data.args;
+    // connect's length is an int: only the low 32 bits count.
     let addr_len = addr_len as u32 as usize;
     if addr_len > MAX_ADDR_LEN {
         return Some(Err(libc::EINVAL));
     }
-    let addr = match read_child_memory(pid, addr_ptr, addr_len) {
-        Ok(a) => a,
-        Err(e) => return still_valid(listener, req.id).then_some(Err(e)),
+    let gather = || -> Result<(Vec<u8>, Context), i32> {
+        let addr = read_memory(&task.memory(false)?, addr_ptr, addr_len)?;
+        let relative_unix_path = addr.len() > SUN_PATH_OFFSET
+            && addr.get(..2) == Some(&(libc::AF_UNIX as u16).to_ne_bytes()[..])
+            && !matches!(addr[SUN_PATH_OFFSET], b'/' | 0);
+        let cwd = if relative_unix_path {
+            Some(task.cwd()?)
+        } else {
+            None
+        };
+        let context = Context {
+            cwd,
+            private_netns: task.in_private_network_namespace(),
+            root: gate.root,
+        };
+        Ok((addr, context))
     };
-    let sock = take_socket(pid, sockfd);
+    let gathered = gather();
     // Everything read so far belongs to this call only if it is still pending.
-    if !still_valid(listener, req.id) {
+    if !still_valid(gate.listener.as_raw_fd(), req.id) {
         return None;
     }
-    let sock = match sock {
-        Ok(s) => s,
-        Err(e) => return Some(Err(e)),
-    };
-    Some(connect_for_child(&sock, &addr, pid, policy))
+    Some(
+        gathered.and_then(|(addr, context)| connect_for_child(sock, &addr, &context, &gate.policy)),
+    )
 }
 
 fn connect_for_child(
     sock: &OwnedFd,
     addr: &[u8],
-    pid: libc::pid_t,
+    context: &Context,
     policy: &GatePolicy,
 ) -> Result<i64, i32> {
     let domain = sockopt(sock, libc::SO_DOMAIN)?;
@@ -469,7 +714,10 @@ fn connect_for_child(
         .map(|b| i32::from(u16::from_ne_bytes([b[0], b[1]])));
     match domain {
         libc::AF_UNIX if family == Some(libc::AF_UNIX) && addr.len() > SUN_PATH_OFFSET => {
-            connect_unix(sock, &addr[SUN_PATH_OFFSET..], pid, policy)
+            if addr.len() > std::mem::size_of::<libc::sockaddr_un>() {
+                return Err(libc::EINVAL);
+            }
+            connect_unix(sock, &addr[SUN_PATH_OFFSET..], context, policy)
         }
         // Every stream socket of these families is TCP (MPTCP sockets are not allowed).
         libc::AF_INET | libc::AF_INET6
@@ -497,20 +745,21 @@ fn connect_for_child(
 fn connect_unix(
     sock: &OwnedFd,
     sun_path: &[u8],
-    pid: libc::pid_t,
+    context: &Context,
     policy: &GatePolicy,
 ) -> Result<i64, i32> {
     let path = match sun_path.iter().position(|&b| b == 0) {
-        Some(0) if in_private_network_namespace(sock) => {
+        Some(0) if context.private_netns => {
             let mut addr = (libc::AF_UNIX as u16).to_ne_bytes().to_vec();
             addr.extend_from_slice(sun_path);
             return raw_connect(sock, &addr);
         }
-        Some(0) => return Err(libc::EACCES),
+        // What Landlock's scope answers for an abstract socket outside the sandbox.
+        Some(0) => return Err(libc::EPERM),
         Some(end) => &sun_path[..end],
         None => sun_path,
     };
-    let pinned = open_in_child_view(pid, path)?;
+    let pinned = open_beneath(context.cwd.as_ref(), path)?;
     // SAFETY: fstat writes into the live local.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: valid descriptor, live out-parameter.
@@ -521,8 +770,9 @@ fn connect_unix(
         return Err(libc::ECONNREFUSED);
     }
     let magic = format!("/proc/self/fd/{}", pinned.as_raw_fd());
-    let real = std::fs::read_link(&magic).map_err(|e| e.raw_os_error().unwrap_or(libc::EACCES))?;
-    if !policy.allows_socket(&real) {
+    let real = std::fs::read_link(&magic).map_err(|_| libc::EACCES)?;
+    let by_name = policy.granted_by_name(&real);
+    if !by_name && !policy.beneath_writable(&real) {
         return Err(libc::EACCES);
     }
     // SAFETY: sockaddr_un is plain data.
@@ -535,94 +785,89 @@ fn connect_unix(
     // SAFETY: the pointer covers `len` initialised bytes of the live local.
     let bytes =
         unsafe { std::slice::from_raw_parts((&sun as *const libc::sockaddr_un).cast::<u8>(), len) };
-    raw_connect(sock, bytes)
+    let result = raw_connect(sock, bytes)?;
+    // Beneath a writable grant (a shared /tmp, say) lie other programs' servers too: a tmux
+    // or X11 socket would let the child type commands outside. Only servers the sandbox runs
+    // itself are reachable there; anything else must be granted by name.
+    if !by_name && !peer_in_sandbox(sock, context.root) {
+        // SAFETY: shutdown on a descriptor we own; the child's copy is the same socket.
+        unsafe { libc::shutdown(sock.as_raw_fd(), libc::SHUT_RDWR) };
+        return Err(libc::EACCES);
+    }
+    Ok(result)
 }
 
-/// Whether `sock` was created in another network namespace than the supervisor's (the
-/// child's private one).
-fn in_private_network_namespace(sock: &OwnedFd) -> bool {
-    /// `SIOCGSKNS`: a descriptor for the socket's network namespace.
-    const SIOCGSKNS: libc::c_ulong = 0x894C;
-    // SAFETY: SIOCGSKNS takes no argument and returns a new descriptor or -1.
-    let ns = unsafe { libc::ioctl(sock.as_raw_fd(), SIOCGSKNS as _) };
-    if ns < 0 {
+/// Whether the process listening at the other end of `sock` descends from `root`.
+fn peer_in_sandbox(sock: &OwnedFd, root: libc::pid_t) -> bool {
+    // SAFETY: ucred is plain data.
+    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into the live local.
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
+    };
+    if rc != 0 {
         return false;
     }
-    // SAFETY: a fresh descriptor we own.
-    let ns = unsafe { OwnedFd::from_raw_fd(ns) };
-    let theirs = std::fs::metadata(format!("/proc/self/fd/{}", ns.as_raw_fd()));
-    let ours = std::fs::metadata("/proc/self/ns/net");
-    use std::os::unix::fs::MetadataExt;
-    match (theirs, ours) {
-        (Ok(a), Ok(b)) => (a.dev(), a.ino()) != (b.dev(), b.ino()),
-        _ => false,
-    }
-}
-
-/// Opens `path` with `O_PATH` as the child would resolve it: relative to its working directory.
-fn open_in_child_view(pid: libc::pid_t, path: &[u8]) -> Result<OwnedFd, i32> {
-    let cpath = CString::new(path).map_err(|_| libc::EINVAL)?;
-    let base = if path.first() == Some(&b'/') {
-        None
-    } else {
-        let cwd = CString::new(format!("/proc/{pid}/cwd")).map_err(|_| libc::EINVAL)?;
-        // SAFETY: NUL-terminated path; the result is checked.
-        let fd = unsafe {
-            libc::open(
-                cwd.as_ptr(),
-                libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(last_errno());
+    let mut pid = cred.pid;
+    // Bounded: a process tree deeper than this is not worth following.
+    for _ in 0..256 {
+        if pid == root {
+            return true;
         }
-        // SAFETY: a fresh descriptor we own.
-        Some(unsafe { OwnedFd::from_raw_fd(fd) })
+        match parent_of(pid) {
+            Some(parent) if parent > 1 && parent != pid => pid = parent,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Opens `path` with `O_PATH` as the child would resolve it (relative to `cwd` when given),
+/// refusing magic links: `/proc/self/...` would otherwise name nono's descriptors, and
+/// `/proc/PID/root` other mount namespaces.
+fn open_beneath(cwd: Option<&OwnedFd>, path: &[u8]) -> Result<OwnedFd, i32> {
+    let cpath = CString::new(path).map_err(|_| libc::EINVAL)?;
+    let dirfd = cwd.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    // SAFETY: open_how is plain data.
+    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
+    how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+    how.resolve = libc::RESOLVE_NO_MAGICLINKS;
+    // SAFETY: NUL-terminated path, a live open_how of the given size, a valid dirfd.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dirfd,
+            cpath.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        )
     };
-    let dirfd = base.as_ref().map_or(libc::AT_FDCWD, |b| b.as_raw_fd());
-    // SAFETY: NUL-terminated path and a valid directory descriptor (or AT_FDCWD).
-    let fd = unsafe { libc::openat(dirfd, cpath.as_ptr(), libc::O_PATH | libc::O_CLOEXEC) };
     if fd < 0 {
-        return Err(last_errno());
-    }
-    // SAFETY: a fresh descriptor we own.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
-}
-
-fn read_child_memory(pid: libc::pid_t, addr: u64, len: usize) -> Result<Vec<u8>, i32> {
-    use std::os::unix::fs::FileExt;
-    let mut buf = vec![0u8; len];
-    if len == 0 {
-        return Ok(buf);
-    }
-    let mem = std::fs::File::open(format!("/proc/{pid}/mem")).map_err(|_| libc::EFAULT)?;
-    mem.read_exact_at(&mut buf, addr)
-        .map_err(|_| libc::EFAULT)?;
-    Ok(buf)
-}
-
-/// A duplicate of the child's descriptor `fd` (the same open socket).
-fn take_socket(pid: libc::pid_t, fd: i32) -> Result<OwnedFd, i32> {
-    // SAFETY: pidfd_open takes a pid and flags; the result is checked.
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if pidfd < 0 {
-        return Err(libc::ESRCH);
-    }
-    // SAFETY: a fresh descriptor we own.
-    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
-    // SAFETY: pidfd_getfd takes a pidfd, a descriptor number and flags; the result is checked.
-    let dup = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), fd, 0) };
-    if dup < 0 {
         return Err(match last_errno() {
-            libc::EBADF => libc::EBADF,
-            // Not allowed to look into the child: refuse rather than let it through.
-            _ => libc::EACCES,
+            // No openat2 (before Linux 5.6): refuse rather than resolve unsafely.
+            libc::ENOSYS => libc::EACCES,
+            e => e,
         });
     }
     // SAFETY: a fresh descriptor we own.
-    let dup = unsafe { OwnedFd::from_raw_fd(dup as RawFd) };
-    sockopt(&dup, libc::SO_TYPE)?; // ENOTSOCK, as connect would say
-    Ok(dup)
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+fn read_memory(mem: &std::fs::File, addr: u64, len: usize) -> Result<Vec<u8>, i32> {
+    use std::os::unix::fs::FileExt;
+    let mut buf = vec![0u8; len];
+    if len > 0 {
+        mem.read_exact_at(&mut buf, addr)
+            .map_err(|_| libc::EFAULT)?;
+    }
+    Ok(buf)
 }
 
 fn sockopt(sock: &OwnedFd, name: libc::c_int) -> Result<libc::c_int, i32> {
@@ -676,11 +921,15 @@ mod tests {
     #[test]
     fn sockets_beneath_writable_grants_or_granted_by_name() {
         let p = policy();
-        assert!(p.allows_socket(Path::new("/work/project/app.sock")));
-        assert!(p.allows_socket(Path::new("/run/user/1000/ssh-agent.sock")));
-        assert!(!p.allows_socket(Path::new("/work/project-other/app.sock")));
-        assert!(!p.allows_socket(Path::new("/var/run/docker.sock")));
-        assert!(!p.allows_socket(Path::new("/run/user/1000/bus")));
+        assert!(p.beneath_writable(Path::new("/work/project/app.sock")));
+        assert!(p.granted_by_name(Path::new("/run/user/1000/ssh-agent.sock")));
+        assert!(!p.beneath_writable(Path::new("/run/user/1000/ssh-agent.sock")));
+        assert!(!p.beneath_writable(Path::new("/work/project-other/app.sock")));
+        assert!(!p.granted_by_name(Path::new("/work/project/app.sock")));
+        for denied in ["/var/run/docker.sock", "/run/user/1000/bus"] {
+            assert!(!p.beneath_writable(Path::new(denied)));
+            assert!(!p.granted_by_name(Path::new(denied)));
+        }
     }
 
     #[test]
