@@ -1256,6 +1256,52 @@ fn unix_sockets_reach_only_the_sandboxs_own_servers_and_sockets_granted_by_name(
     }
 }
 
+/// Regression: a datagram UNIX socket names its destination per message (`sendto`, or a
+/// `msghdr` seccomp cannot read), so it reached any datagram server on disk (`/dev/log`,
+/// journald, here one the test runs) without passing the connect gate. With the network
+/// restricted, datagram UNIX sockets cannot be created at all; stream sockets still work.
+#[test]
+fn bug_unix_datagram_reaches_outside_servers() {
+    let outside = TempDir::new("run-unix-dgram");
+    let path = outside.path().join("log.sock");
+    let server = std::os::unix::net::UnixDatagram::bind(&path).expect("bind datagram socket");
+    server.set_nonblocking(true).expect("nonblocking");
+    let body = format!(
+        "def send():\n    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(b'escaped', '{p}')\n\
+         probe('dgram_sendto', send)\n\
+         probe('dgram_pair', lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM))\n\
+         probe('stream_pair', lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM))\n",
+        p = path.display()
+    );
+    let out = outside_py(&body);
+    assert_eq!(out.probe("dgram_sendto"), "OK", "control\n{}", out.dump());
+    let mut buf = [0u8; 16];
+    assert!(
+        server.recv(&mut buf).is_ok(),
+        "control message did not arrive"
+    );
+    for flags in [&["--block-net"][..], &["--allow-domain", "127.0.0.1"][..]] {
+        let out = sandboxed_py(flags, &body);
+        assert_eq!(
+            out.probe("dgram_sendto"),
+            "EPERM",
+            "{flags:?}\n{}",
+            out.dump()
+        );
+        assert_eq!(
+            out.probe("dgram_pair"),
+            "EPERM",
+            "{flags:?}\n{}",
+            out.dump()
+        );
+        assert_eq!(out.probe("stream_pair"), "OK", "{flags:?}\n{}", out.dump());
+        assert!(
+            server.recv(&mut buf).is_err(),
+            "{flags:?}: a datagram arrived"
+        );
+    }
+}
+
 /// A server blocked in `accept` (performed by the connect gate) still takes signals: an alarm
 /// handler runs and the program goes on, instead of hanging until a client comes.
 #[test]

@@ -267,7 +267,7 @@ pub fn seccomp_rules(sockets: SocketFilter) -> Vec<SyscallRule> {
         rules.push(deny(
             Syscall::Socketpair,
             DenyErrno::Eperm,
-            vec![vec![arg(0, ArgCmp::Ne(AF_UNIX))]],
+            vec![vec![arg(0, ArgCmp::Ne(AF_UNIX))], unix_datagram()],
         ));
         // The flags argument: sendto(fd, buf, len, flags, ..), sendmsg(fd, msg, flags),
         // sendmmsg(fd, vec, vlen, flags).
@@ -290,6 +290,22 @@ pub fn seccomp_rules(sockets: SocketFilter) -> Vec<SyscallRule> {
     rules
 }
 
+/// `AF_UNIX` datagram sockets: `sendto`/`sendmsg` can name any socket path (`/dev/log`,
+/// journald, another program's datagram server) per message, and the address inside a
+/// `msghdr` is out of seccomp's reach and never passes the connect gate.
+fn unix_datagram() -> Vec<ArgCond> {
+    vec![
+        arg(0, ArgCmp::Eq(AF_UNIX)),
+        arg(
+            1,
+            ArgCmp::MaskedEq {
+                mask: SOCK_TYPE_MASK,
+                value: SOCK_DGRAM,
+            },
+        ),
+    ]
+}
+
 /// The `socket(domain, type, protocol)` alternatives to deny, `None` when unfiltered.
 fn socket_rules(sockets: SocketFilter) -> Option<Vec<Vec<ArgCond>>> {
     let allow_udp = match sockets {
@@ -309,6 +325,7 @@ fn socket_rules(sockets: SocketFilter) -> Option<Vec<Vec<ArgCond>>> {
             arg(0, ArgCmp::Eq(AF_NETLINK)),
             arg(2, ArgCmp::Ne(NETLINK_ROUTE)),
         ],
+        unix_datagram(),
     ];
     for family in [AF_INET, AF_INET6] {
         if sockets == SocketFilter::NoInet {
@@ -418,7 +435,15 @@ mod tests {
         assert!(socket(&rules, AF_INET, SOCK_STREAM, IPPROTO_MPTCP));
         assert!(socket(&rules, AF_NETLINK, SOCK_DGRAM, 9));
         assert!(!socket(&rules, AF_NETLINK, SOCK_DGRAM, NETLINK_ROUTE));
-        assert!(!socket(&rules, AF_UNIX, SOCK_DGRAM, 0));
+        assert!(socket(&rules, AF_UNIX, SOCK_DGRAM, 0));
+        assert!(!socket(&rules, AF_UNIX, SOCK_STREAM, 0));
+        assert!(!socket(&rules, AF_UNIX, libc_seqpacket(), 0));
+        assert!(denied(
+            &rules,
+            Syscall::Socketpair,
+            [AF_UNIX, SOCK_DGRAM | 0x80000, 0, 0, 0, 0]
+        )
+        .is_some());
         assert!(denied(
             &rules,
             Syscall::Socketpair,
@@ -431,6 +456,11 @@ mod tests {
             [AF_UNIX, SOCK_STREAM, 0, 0, 0, 0]
         )
         .is_none());
+    }
+
+    /// `SOCK_SEQPACKET`.
+    fn libc_seqpacket() -> u64 {
+        5
     }
 
     #[test]
