@@ -1322,6 +1322,35 @@ fn a_signal_interrupts_an_accept_waiting_on_the_gate() {
     assert!(out.stdout.contains("INTERRUPTED"), "{}", out.dump());
 }
 
+/// A daemon that detaches from the sandbox's process tree (double fork) stays nono's
+/// descendant (nono is the subreaper): the sandbox can still reach its socket, and nono reaps
+/// it when it exits.
+#[test]
+fn a_daemonized_sandbox_server_stays_reachable_and_is_reaped() {
+    let granted = TempDir::new("run-unix-daemon");
+    let g = granted.path().display().to_string();
+    let body = format!(
+        "import time\n\
+         r, w = os.pipe()\n\
+         if os.fork() == 0:\n\
+         \x20   if os.fork() == 0:\n\
+         \x20       l = socket.socket(socket.AF_UNIX); l.bind('{g}/d.sock'); l.listen()\n\
+         \x20       os.write(w, str(os.getpid()).encode().ljust(16))\n\
+         \x20       a, _ = l.accept(); a.sendall(b'hi'); a.close(); os._exit(0)\n\
+         \x20   os._exit(0)\n\
+         os.wait()\n\
+         daemon = int(os.read(r, 16))\n\
+         def conn():\n    s = socket.socket(socket.AF_UNIX); s.settimeout(5); s.connect('{g}/d.sock'); assert s.recv(2) == b'hi'\n\
+         probe('daemon', conn)\n\
+         end = time.time() + 5\n\
+         while os.path.exists(f'/proc/{{daemon}}') and time.time() < end: time.sleep(0.05)\n\
+         print('REAPED' if not os.path.exists(f'/proc/{{daemon}}') else 'ZOMBIE', flush=True)\n"
+    );
+    let out = sandboxed_py(&["--block-net", "--allow", &g], &body);
+    assert_eq!(out.probe("daemon"), "OK", "{}", out.dump());
+    assert!(out.stdout.contains("REAPED"), "{}", out.dump());
+}
+
 /// Regression: the gate took the caller's thread id for a process id, so every connect made
 /// from a thread other than the main one failed (ESRCH). TCP from a thread, through the proxy.
 #[test]

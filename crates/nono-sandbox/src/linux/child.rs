@@ -201,6 +201,17 @@ pub(crate) fn spawn(
         gate_parent: gate_parent.as_raw_fd(),
     };
 
+    // Orphans of the sandbox (daemons that double-fork) are re-parented to nono rather than
+    // init: they stay nono's descendants, which ptrace-based access (pidfd_getfd, /proc/PID/mem
+    // under Yama scope 1) needs, and the connect gate can still tell they are the sandbox's.
+    // SAFETY: prctl with integer arguments only.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
+        return Err(SandboxError::Os {
+            operation: "prctl(PR_SET_CHILD_SUBREAPER)",
+            source: std::io::Error::last_os_error(),
+        });
+    }
+
     // SAFETY: the caller is documented to be single-threaded, and the child branch below
     // only runs `child_main`, which uses async-signal-safe system calls on data built above
     // and ends in `execve` or `_exit` without returning or unwinding.

@@ -224,6 +224,8 @@ struct Gate {
 /// Blocking calls served at once; beyond this the receive loop waits for a worker to finish
 /// (the calls queue in the kernel) instead of starting more threads.
 const MAX_WORKERS: usize = 256;
+/// How often the receive loop, when idle, reaps orphaned sandbox processes.
+const REAP_INTERVAL_MS: libc::c_int = 1000;
 /// How often a worker blocked in `accept` checks that its call is still wanted.
 const ACCEPT_RECHECK_MS: libc::c_int = 200;
 
@@ -279,9 +281,10 @@ fn receive_loop(gate: &Arc<Gate>) {
             revents: 0,
         };
         // SAFETY: one live pollfd, count 1.
-        let n = unsafe { libc::poll(&mut pfd, 1, -1) };
-        if n < 0 {
-            if last_errno() == libc::EINTR {
+        let n = unsafe { libc::poll(&mut pfd, 1, REAP_INTERVAL_MS) };
+        if n <= 0 {
+            if n == 0 || last_errno() == libc::EINTR {
+                reap_orphans(gate.root);
                 continue;
             }
             return;
@@ -420,6 +423,29 @@ impl Task {
     }
 }
 
+/// Reaps exited sandbox processes that were re-parented to nono (it is their subreaper).
+/// Never the sandbox's first process, whose status belongs to whoever waits for it, and never
+/// nono's own helpers (credential commands), which their spawner reaps.
+fn reap_orphans(root: libc::pid_t) {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return;
+    };
+    for task in tasks.flatten() {
+        let Ok(children) = std::fs::read_to_string(task.path().join("children")) else {
+            continue;
+        };
+        for pid in children.split_whitespace().filter_map(|p| p.parse().ok()) {
+            if pid != root
+                && status_field(pid, "State:").is_some_and(|s| s.starts_with('Z'))
+                && is_confined(pid)
+            {
+                // SAFETY: reaps exactly this exited child; its status is not needed.
+                unsafe { libc::waitpid(pid, std::ptr::null_mut(), libc::WNOHANG) };
+            }
+        }
+    }
+}
+
 /// `Tgid` of a thread, from `/proc/TID/status`.
 fn thread_group(tid: libc::pid_t) -> Option<libc::pid_t> {
     proc_status_field(tid, "Tgid:")
@@ -431,11 +457,16 @@ fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
 }
 
 fn proc_status_field(pid: libc::pid_t, field: &str) -> Option<libc::pid_t> {
+    status_field(pid, field).and_then(|v| v.parse().ok())
+}
+
+/// One field of `/proc/PID/status`, trimmed.
+fn status_field(pid: libc::pid_t, field: &str) -> Option<String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
         .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().parse().ok())
+        .map(|v| v.trim().to_string())
 }
 
 fn is_nonblocking(sock: &OwnedFd) -> bool {
@@ -815,6 +846,7 @@ fn peer_in_sandbox(sock: &OwnedFd, root: libc::pid_t) -> bool {
     if rc != 0 {
         return false;
     }
+    let supervisor = std::process::id() as libc::pid_t;
     let mut pid = cred.pid;
     // Bounded: a process tree deeper than this is not worth following.
     for _ in 0..256 {
@@ -822,11 +854,33 @@ fn peer_in_sandbox(sock: &OwnedFd, root: libc::pid_t) -> bool {
             return true;
         }
         match parent_of(pid) {
+            // nono is the subreaper of the sandbox's orphans; its other children (credential
+            // commands) are not confined, which tells them apart.
+            Some(parent) if parent == supervisor => return is_confined(pid),
             Some(parent) if parent > 1 && parent != pid => pid = parent,
             _ => return false,
         }
     }
     false
+}
+
+/// Whether `pid` carries more seccomp filters than nono: every sandboxed process has nono's
+/// filters on top of whatever nono itself runs under, while nono's own helpers inherit exactly
+/// nono's.
+fn is_confined(pid: libc::pid_t) -> bool {
+    let count = |p: &str| -> Option<u32> {
+        std::fs::read_to_string(format!("/proc/{p}/status"))
+            .ok()?
+            .lines()
+            .find_map(|l| l.strip_prefix("Seccomp_filters:"))?
+            .trim()
+            .parse()
+            .ok()
+    };
+    match (count(&pid.to_string()), count("self")) {
+        (Some(theirs), Some(ours)) => theirs > ours,
+        _ => false,
+    }
 }
 
 /// Opens `path` with `O_PATH` as the child would resolve it (relative to `cwd` when given),
