@@ -298,7 +298,8 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
         }
 
         // Handlers do not survive exec but ignored signals and the mask do.
-        for sig in 1..32 {
+        // Real-time signals too (glibc's reserved ones just fail with EINVAL).
+        for sig in 1..65 {
             if sig != libc::SIGKILL && sig != libc::SIGSTOP {
                 libc::signal(sig, libc::SIG_DFL);
             }

@@ -102,7 +102,9 @@ impl GatePolicy {
         let Some(ports) = &self.tcp_connect_ports else {
             return true;
         };
-        ports.contains(&port) && (is_loopback(ip) || self.tcp_remote_ports.contains(&port))
+        // Linux connects the unspecified address (0.0.0.0, ::) to the local host.
+        let local = is_loopback(ip) || ip.is_unspecified();
+        ports.contains(&port) && (local || self.tcp_remote_ports.contains(&port))
     }
 }
 
@@ -995,7 +997,9 @@ mod tests {
         let mapped: IpAddr = "::ffff:127.0.0.1".parse().unwrap();
         let remote: IpAddr = "10.0.0.7".parse().unwrap();
         let remote6: IpAddr = "2001:db8::1".parse().unwrap();
-        for ip in [lo, lo2, lo6, mapped] {
+        let any: IpAddr = "0.0.0.0".parse().unwrap();
+        let any6: IpAddr = "::".parse().unwrap();
+        for ip in [lo, lo2, lo6, mapped, any, any6] {
             assert!(p.allows_tcp(ip, 8080), "{ip}");
             assert!(p.allows_tcp(ip, 3000), "{ip}");
             assert!(!p.allows_tcp(ip, 443), "{ip}");
