@@ -246,10 +246,10 @@ struct Signals {
 
 impl Signals {
     fn install() -> anyhow::Result<Self> {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::SignalKind;
         Ok(Self {
-            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
-            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
+            term: crate::signals::handler(SignalKind::terminate(), "SIGTERM")?,
+            int: crate::signals::handler(SignalKind::interrupt(), "SIGINT")?,
         })
     }
 

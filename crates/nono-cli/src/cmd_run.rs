@@ -19,6 +19,7 @@ use zeroize::Zeroizing;
 
 use crate::exit::{Failure, EXIT_NONO_FAILED};
 use crate::netflags::NetFlags;
+use crate::signals::handler;
 
 /// Flags of `nono run`.
 #[derive(Debug, Args)]
@@ -234,8 +235,6 @@ async fn start_proxy(
         .map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))
 }
 
-/// Waits for the child while the proxy serves; forwards SIGTERM and SIGHUP, ignores the
-/// terminal's SIGINT/SIGQUIT (they reach the child directly, it shares our process group).
 /// The signals nono handles while a child runs.
 struct Signals {
     term: tokio::signal::unix::Signal,
@@ -246,16 +245,18 @@ struct Signals {
 
 impl Signals {
     fn install() -> anyhow::Result<Signals> {
-        use tokio::signal::unix::{signal, SignalKind};
+        use tokio::signal::unix::SignalKind;
         Ok(Signals {
-            term: signal(SignalKind::terminate()).context("installing the SIGTERM handler")?,
-            hup: signal(SignalKind::hangup()).context("installing the SIGHUP handler")?,
-            int: signal(SignalKind::interrupt()).context("installing the SIGINT handler")?,
-            quit: signal(SignalKind::quit()).context("installing the SIGQUIT handler")?,
+            term: handler(SignalKind::terminate(), "SIGTERM")?,
+            hup: handler(SignalKind::hangup(), "SIGHUP")?,
+            int: handler(SignalKind::interrupt(), "SIGINT")?,
+            quit: handler(SignalKind::quit(), "SIGQUIT")?,
         })
     }
 }
 
+/// Waits for the child while the proxy serves; forwards SIGTERM and SIGHUP, ignores the
+/// terminal's SIGINT/SIGQUIT (they reach the child directly, it shares our process group).
 async fn supervise(
     mut child: nono_sandbox::SandboxedChild,
     pid: i32,

@@ -13,6 +13,7 @@ mod limits;
 mod logging;
 mod netflags;
 mod secret;
+mod signals;
 
 use clap::{Parser, Subcommand};
 
