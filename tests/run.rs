@@ -1269,19 +1269,32 @@ fn bug_unix_datagram_reaches_outside_servers() {
     let body = format!(
         "def send():\n    s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM); s.sendto(b'escaped', '{p}')\n\
          probe('dgram_sendto', send)\n\
+         def send_raw():\n    s = socket.socket(socket.AF_UNIX, socket.SOCK_RAW); s.sendto(b'escaped', '{p}')\n\
+         probe('raw_sendto', send_raw)\n\
          probe('dgram_pair', lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_DGRAM))\n\
          probe('stream_pair', lambda: socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM))\n",
         p = path.display()
     );
     let out = outside_py(&body);
     assert_eq!(out.probe("dgram_sendto"), "OK", "control\n{}", out.dump());
+    assert_eq!(out.probe("raw_sendto"), "OK", "control\n{}", out.dump());
     let mut buf = [0u8; 16];
-    assert!(
-        server.recv(&mut buf).is_ok(),
-        "control message did not arrive"
+    let mut arrived = 0;
+    while server.recv(&mut buf).is_ok() {
+        arrived += 1;
+    }
+    assert_eq!(
+        arrived, 2,
+        "control: the datagram and the raw message should both arrive"
     );
     for flags in [&["--block-net"][..], &["--allow-domain", "127.0.0.1"][..]] {
         let out = sandboxed_py(flags, &body);
+        assert_eq!(
+            out.probe("raw_sendto"),
+            "EPERM",
+            "{flags:?}\n{}",
+            out.dump()
+        );
         assert_eq!(
             out.probe("dgram_sendto"),
             "EPERM",
@@ -1352,7 +1365,8 @@ fn a_daemonized_sandbox_server_stays_reachable_and_is_reaped() {
 }
 
 /// Regression: the gate took the caller's thread id for a process id, so every connect made
-/// from a thread other than the main one failed (ESRCH). TCP from a thread, through the proxy.
+/// from a thread other than the main one failed (ESRCH); and a process that made itself
+/// non-dumpable could not connect at all.
 #[test]
 fn connect_from_a_thread_works() {
     let echo = EchoServer::plain();
@@ -1361,12 +1375,83 @@ fn connect_from_a_thread_works() {
          res = {{}}\n\
          def go():\n    try:\n        s = socket.create_connection(('127.0.0.1', {port}), timeout=5); s.sendall(b'x'); s.recv(1); res['r'] = 'OK'\n    except OSError as e:\n        res['r'] = errno.errorcode.get(e.errno, str(e.errno))\n\
          t = threading.Thread(target=go); t.start(); t.join()\n\
-         print('PROBE thread_tcp', res['r'], flush=True)\n",
+         print('PROBE thread_tcp', res['r'], flush=True)\n\
+         PR_SET_DUMPABLE, PR_GET_DUMPABLE = 4, 3\n\
+         print('SET_DUMPABLE', libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0), 'NOW', libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0), flush=True)\n\
+         probe('non_dumpable_tcp', lambda: connect('127.0.0.1', {port}))\n",
         port = echo.port
     );
     let p = echo.port.to_string();
     let out = sandboxed_py(&["--block-net", "--open-port", &p], &body);
     assert_eq!(out.probe("thread_tcp"), "OK", "{}", out.dump());
+    // prctl(PR_SET_DUMPABLE) succeeds without effect: a non-dumpable process would be out of
+    // the gate's reach (ptrace access) and could connect nowhere.
+    assert!(
+        out.stdout.contains("SET_DUMPABLE 0 NOW 1"),
+        "{}",
+        out.dump()
+    );
+    assert_eq!(out.probe("non_dumpable_tcp"), "OK", "{}", out.dump());
+}
+
+/// Regression (review): the gate once connected the child's own socket and only then checked
+/// who listened, shutting it down if foreign; a second thread writing to the socket in that
+/// window delivered data to a foreign server beneath a writable grant (tmux, X11 in /tmp).
+/// Now a socket of nono's connects and is checked before it replaces the child's: no byte
+/// arrives.
+#[test]
+fn writes_racing_a_refused_unix_connect_never_reach_the_foreign_server() {
+    let granted = TempDir::new("run-unix-write-race");
+    let path = granted.path().join("foreign.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).expect("bind");
+    listener.set_nonblocking(true).expect("nonblocking");
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = std::sync::Arc::clone(&stop);
+    let collector = thread::spawn(move || {
+        let mut conns = Vec::new();
+        let mut received = 0usize;
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            if let Ok((c, _)) = listener.accept() {
+                c.set_nonblocking(true).expect("nonblocking");
+                conns.push(c);
+            }
+            for c in &mut conns {
+                let mut buf = [0u8; 256];
+                if let Ok(n) = c.read(&mut buf) {
+                    received += n;
+                }
+            }
+            thread::sleep(Duration::from_millis(1));
+        }
+        received
+    });
+    let g = granted.path().display().to_string();
+    let body = format!(
+        "import threading\n\
+         refused = 0\n\
+         for _ in range(40):\n\
+         \x20   s = socket.socket(socket.AF_UNIX); fd = s.fileno(); done = False\n\
+         \x20   def spam():\n\
+         \x20       while not done:\n\
+         \x20           try: os.write(fd, b'X')\n\
+         \x20           except OSError: pass\n\
+         \x20   t = threading.Thread(target=spam); t.start()\n\
+         \x20   try: s.connect('{g}/foreign.sock')\n\
+         \x20   except PermissionError: refused += 1\n\
+         \x20   done = True; t.join(); s.close()\n\
+         print('REFUSED', refused, flush=True)\n"
+    );
+    let out = sandboxed_py(&["--block-net", "--allow", &g], &body);
+    thread::sleep(Duration::from_millis(100));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let received = collector.join().expect("collector");
+    assert!(out.stdout.contains("REFUSED 40"), "{}", out.dump());
+    assert_eq!(
+        received,
+        0,
+        "the foreign server received {received} bytes\n{}",
+        out.dump()
+    );
 }
 
 /// The connect gate answers for the whole process tree, including threads racing to swap the

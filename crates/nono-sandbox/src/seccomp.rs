@@ -18,6 +18,8 @@ pub const AF_NETLINK: u64 = 16;
 pub const SOCK_STREAM: u64 = 1;
 /// `SOCK_DGRAM`.
 pub const SOCK_DGRAM: u64 = 2;
+/// `SOCK_SEQPACKET`.
+pub const SOCK_SEQPACKET: u64 = 5;
 /// Mask of the socket type, without `SOCK_NONBLOCK`/`SOCK_CLOEXEC`.
 pub const SOCK_TYPE_MASK: u64 = 0xf;
 /// `IPPROTO_TCP`.
@@ -29,6 +31,8 @@ pub const NETLINK_ROUTE: u64 = 0;
 /// `MSG_FASTOPEN`: a TCP Fast Open connect carried by `sendto`/`sendmsg`, which the kernel
 /// performs without the `socket_connect` LSM hook, so Landlock's port rules never see it.
 pub const MSG_FASTOPEN: u64 = 0x2000_0000;
+/// `PR_SET_DUMPABLE`.
+pub const PR_SET_DUMPABLE: u64 = 4;
 /// `TIOCSTI`: push a byte into the terminal's input queue (typing into the parent shell).
 pub const TIOCSTI: u64 = 0x5412;
 /// `TIOCLINUX`: virtual-console multiplexer, which can also paste into the console's input.
@@ -82,6 +86,7 @@ pub enum Syscall {
     Clone,
     Ioctl,
     Personality,
+    Prctl,
     Socket,
     Socketpair,
     Sendto,
@@ -96,6 +101,8 @@ pub enum DenyErrno {
     Eperm,
     /// `ENOSYS`: pretend the call does not exist, so runtimes fall back (io_uring, clone3).
     Enosys,
+    /// Success without effect: the call returns 0 and changes nothing.
+    Ignore,
 }
 
 /// How one argument is compared. Arguments are compared as 32-bit values, which is what the
@@ -255,6 +262,15 @@ pub fn seccomp_rules(sockets: SocketFilter) -> Vec<SyscallRule> {
         .collect();
     rules.push(deny(Syscall::Ioctl, DenyErrno::Eperm, tty_injection));
 
+    // A non-dumpable process is out of the connect gate's reach (pidfd_getfd and /proc/PID/mem
+    // need ptrace access), so every connect it made would fail; agents (ssh-agent, gpg-agent)
+    // set it to protect their memory, which Landlock's ptrace scoping already does here.
+    rules.push(deny(
+        Syscall::Prctl,
+        DenyErrno::Ignore,
+        vec![vec![arg(0, ArgCmp::Eq(PR_SET_DUMPABLE))]],
+    ));
+
     // 0 is PER_LINUX and 0xffffffff only queries the current persona.
     rules.push(deny(
         Syscall::Personality,
@@ -267,7 +283,9 @@ pub fn seccomp_rules(sockets: SocketFilter) -> Vec<SyscallRule> {
         rules.push(deny(
             Syscall::Socketpair,
             DenyErrno::Eperm,
-            vec![vec![arg(0, ArgCmp::Ne(AF_UNIX))], unix_datagram()],
+            std::iter::once(vec![arg(0, ArgCmp::Ne(AF_UNIX))])
+                .chain(unix_non_stream())
+                .collect(),
         ));
         // The flags argument: sendto(fd, buf, len, flags, ..), sendmsg(fd, msg, flags),
         // sendmmsg(fd, vec, vlen, flags).
@@ -290,20 +308,26 @@ pub fn seccomp_rules(sockets: SocketFilter) -> Vec<SyscallRule> {
     rules
 }
 
-/// `AF_UNIX` datagram sockets: `sendto`/`sendmsg` can name any socket path (`/dev/log`,
-/// journald, another program's datagram server) per message, and the address inside a
-/// `msghdr` is out of seccomp's reach and never passes the connect gate.
-fn unix_datagram() -> Vec<ArgCond> {
-    vec![
-        arg(0, ArgCmp::Eq(AF_UNIX)),
-        arg(
-            1,
-            ArgCmp::MaskedEq {
-                mask: SOCK_TYPE_MASK,
-                value: SOCK_DGRAM,
-            },
-        ),
-    ]
+/// `AF_UNIX` sockets other than stream and seqpacket. Datagram sockets (and `SOCK_RAW`, which
+/// the kernel turns into datagram for `AF_UNIX`) name their destination per message in
+/// `sendto`/`sendmsg` — any socket path, in a `msghdr` out of seccomp's reach — and never pass
+/// the connect gate.
+fn unix_non_stream() -> Vec<Vec<ArgCond>> {
+    (0..=SOCK_TYPE_MASK)
+        .filter(|&ty| ty != SOCK_STREAM && ty != SOCK_SEQPACKET)
+        .map(|ty| {
+            vec![
+                arg(0, ArgCmp::Eq(AF_UNIX)),
+                arg(
+                    1,
+                    ArgCmp::MaskedEq {
+                        mask: SOCK_TYPE_MASK,
+                        value: ty,
+                    },
+                ),
+            ]
+        })
+        .collect()
 }
 
 /// The `socket(domain, type, protocol)` alternatives to deny, `None` when unfiltered.
@@ -325,8 +349,8 @@ fn socket_rules(sockets: SocketFilter) -> Option<Vec<Vec<ArgCond>>> {
             arg(0, ArgCmp::Eq(AF_NETLINK)),
             arg(2, ArgCmp::Ne(NETLINK_ROUTE)),
         ],
-        unix_datagram(),
     ];
+    alts.extend(unix_non_stream());
     for family in [AF_INET, AF_INET6] {
         if sockets == SocketFilter::NoInet {
             alts.push(vec![arg(0, ArgCmp::Eq(family))]);
@@ -437,7 +461,11 @@ mod tests {
         assert!(!socket(&rules, AF_NETLINK, SOCK_DGRAM, NETLINK_ROUTE));
         assert!(socket(&rules, AF_UNIX, SOCK_DGRAM, 0));
         assert!(!socket(&rules, AF_UNIX, SOCK_STREAM, 0));
-        assert!(!socket(&rules, AF_UNIX, libc_seqpacket(), 0));
+        assert!(!socket(&rules, AF_UNIX, SOCK_SEQPACKET, 0));
+        assert!(
+            socket(&rules, AF_UNIX, SOCK_RAW, 0),
+            "AF_UNIX SOCK_RAW is a datagram socket"
+        );
         assert!(denied(
             &rules,
             Syscall::Socketpair,
@@ -456,11 +484,6 @@ mod tests {
             [AF_UNIX, SOCK_STREAM, 0, 0, 0, 0]
         )
         .is_none());
-    }
-
-    /// `SOCK_SEQPACKET`.
-    fn libc_seqpacket() -> u64 {
-        5
     }
 
     #[test]

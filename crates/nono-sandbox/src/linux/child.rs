@@ -226,6 +226,7 @@ pub(crate) fn spawn(
         // SAFETY: we are the freshly forked child; see `child_main`.
         unsafe { child_main(&ctx) }
     }
+    connect_gate::register_root(pid);
     drop(go_read);
     drop(err_write);
     drop(gate_child);
@@ -561,6 +562,7 @@ impl SandboxedChild {
                 });
             }
         }
+        connect_gate::unregister_root(self.pid);
         let exit = if libc::WIFSIGNALED(status) {
             ChildExit::Signal(libc::WTERMSIG(status))
         } else {

@@ -46,6 +46,7 @@ fn number(syscall: Syscall) -> i64 {
         Syscall::Clone => libc::SYS_clone,
         Syscall::Ioctl => libc::SYS_ioctl,
         Syscall::Personality => libc::SYS_personality,
+        Syscall::Prctl => libc::SYS_prctl,
         Syscall::Socket => libc::SYS_socket,
         Syscall::Socketpair => libc::SYS_socketpair,
         Syscall::Sendto => libc::SYS_sendto,
@@ -70,9 +71,10 @@ pub(super) fn compile(sockets: SocketFilter) -> Result<Vec<Vec<libc::sock_filter
             arch: std::env::consts::ARCH,
         }
     })?;
-    let mut by_errno: [(DenyErrno, BTreeMap<i64, Vec<SeccompRule>>); 2] = [
+    let mut by_errno: [(DenyErrno, BTreeMap<i64, Vec<SeccompRule>>); 3] = [
         (DenyErrno::Eperm, BTreeMap::new()),
         (DenyErrno::Enosys, BTreeMap::new()),
+        (DenyErrno::Ignore, BTreeMap::new()),
     ];
     for rule in seccomp_rules(sockets) {
         let mut alternatives = Vec::with_capacity(rule.when_any.len());
@@ -111,6 +113,7 @@ pub(super) fn compile(sockets: SocketFilter) -> Result<Vec<Vec<libc::sock_filter
         let code = match errno {
             DenyErrno::Eperm => libc::EPERM,
             DenyErrno::Enosys => libc::ENOSYS,
+            DenyErrno::Ignore => 0,
         };
         let filter = SeccompFilter::new(
             rules,
