@@ -29,6 +29,8 @@ pub enum ChildStage {
     Unknown,
 }
 
+// The codes travel over the Linux child's report pipe.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 impl ChildStage {
     pub(crate) fn code(self) -> u32 {
         match self {

@@ -20,8 +20,8 @@
 //!   child, `netns`: the optional private network namespace ([`spawn_isolated`]), and
 //!   `connect_gate`: the supervisor thread that performs the child's `connect`/`accept` calls
 //!   (pathname UNIX sockets and addresses, which Landlock cannot restrict).
-//! - `macos` (macOS only): applying a profile with `sandbox_init`; `fallback`: the clear
-//!   error elsewhere.
+//! - `seatbelt_exec`: the `sandbox-exec` command line for a profile (pure); `macos` (macOS
+//!   only): starting the child under it; `fallback`: the clear error elsewhere.
 
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
@@ -41,12 +41,16 @@ mod linux;
 #[cfg(target_os = "linux")]
 use linux as imp;
 
+mod seatbelt_exec;
+
 #[cfg(target_os = "macos")]
 mod macos;
+#[cfg(target_os = "macos")]
+use macos as imp;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 mod fallback;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 use fallback as imp;
 
 pub use error::{ChildStage, SandboxError};
@@ -61,6 +65,7 @@ pub use plan::{plan, Plan, PlannedFsRule, PlannedNet, LANDLOCK_ABI_NET, LANDLOCK
 pub use policy::{FsAccess, FsRule, NetPolicy, SandboxPolicy};
 pub use report::{Enforcement, EnforcementReport};
 pub use seatbelt::{scheme_string, seatbelt_profile};
+pub use seatbelt_exec::{sandbox_exec_args, SANDBOX_EXEC};
 pub use seccomp::{seccomp_rules, ArgCmp, ArgCond, DenyErrno, SocketFilter, Syscall, SyscallRule};
 pub use support::{detect, KernelSupport, TEST_LANDLOCK_ABI_ENV};
 

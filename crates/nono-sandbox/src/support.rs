@@ -57,6 +57,7 @@ pub(crate) fn apply_simulation(real: KernelSupport, knob: Option<&str>) -> Kerne
 }
 
 /// True when a kernel release string names Microsoft's WSL kernel.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) fn is_wsl_release(osrelease: &str) -> bool {
     osrelease.to_ascii_lowercase().contains("microsoft")
 }
