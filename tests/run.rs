@@ -1227,6 +1227,10 @@ fn unix_sockets_reach_only_the_sandboxs_own_servers_and_sockets_granted_by_name(
          def in_thread():\n    try:\n        conn('{g}/own.sock'); res['r'] = 'OK'\n    except OSError as e:\n        res['r'] = errno.errorcode.get(e.errno, str(e.errno))\n\
          t = threading.Thread(target=in_thread); t.start(); t.join()\n\
          print('PROBE own_from_thread', res['r'], flush=True)\n\
+         def opts():\n    s = socket.socket(socket.AF_UNIX); s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536); before = s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF); s.settimeout(5); s.connect('{g}/own.sock'); assert s.getsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF) == before; assert s.gettimeout() == 5; assert s.recv(2) == b'hi'\n\
+         probe('options_kept', opts)\n\
+         def twice():\n    s = socket.socket(socket.AF_UNIX); s.connect('{g}/own.sock'); s.connect('{g}/own.sock')\n\
+         probe('connect_twice', twice)\n\
          probe('named', lambda: conn('{o}/named.sock'))\n\
          probe('foreign_in_grant', lambda: conn('{g}/foreign.sock'))\n\
          probe('symlink_out', lambda: conn('{g}/link.sock'))\n\
@@ -1240,7 +1244,14 @@ fn unix_sockets_reach_only_the_sandboxs_own_servers_and_sockets_granted_by_name(
         &["--block-net", "--allow", &g, "--read", &r, "--read", &named],
         &body,
     );
-    for ok in ["own_abs", "own_rel", "own_from_thread", "named"] {
+    assert_eq!(out.probe("connect_twice"), "EISCONN", "{}", out.dump());
+    for ok in [
+        "own_abs",
+        "own_rel",
+        "own_from_thread",
+        "named",
+        "options_kept",
+    ] {
         assert_eq!(out.probe(ok), "OK", "{ok}\n{}", out.dump());
     }
     for denied in ["foreign_in_grant", "symlink_out", "readonly"] {

@@ -263,8 +263,9 @@ pub fn seccomp_rules(sockets: SocketFilter) -> Vec<SyscallRule> {
     rules.push(deny(Syscall::Ioctl, DenyErrno::Eperm, tty_injection));
 
     // A non-dumpable process is out of the connect gate's reach (pidfd_getfd and /proc/PID/mem
-    // need ptrace access), so every connect it made would fail; agents (ssh-agent, gpg-agent)
-    // set it to protect their memory, which Landlock's ptrace scoping already does here.
+    // need ptrace access), so every connect it made would fail. Agents (ssh-agent, gpg-agent)
+    // set it to keep other processes out of their memory; here that protection is lost
+    // against processes of the same sandbox (Landlock still keeps everything outside out).
     rules.push(deny(
         Syscall::Prctl,
         DenyErrno::Ignore,

@@ -503,14 +503,11 @@ impl SandboxedChild {
             return Ok(());
         };
         match netns::receive_message(&sock) {
-            Some((MSG_GATE, _, Some(listener))) => {
-                connect_gate::serve(listener, (*policy).clone(), self.pid).map_err(|source| {
-                    SandboxError::Os {
-                        operation: "starting the connect gate thread",
-                        source,
-                    }
-                })
-            }
+            Some((MSG_GATE, _, Some(listener))) => connect_gate::serve(listener, (*policy).clone())
+                .map_err(|source| SandboxError::Os {
+                    operation: "starting the connect gate thread",
+                    source,
+                }),
             // The child died before exec (its status tells how): nothing to serve.
             None => Ok(()),
             Some(_) => Err(SandboxError::Os {

@@ -16,8 +16,6 @@ struct Context {
     cwd: Option<OwnedFd>,
     /// The task lives in its own network namespace.
     private_netns: bool,
-    /// The sandbox's first process.
-    root: libc::pid_t,
     /// The calling task, its socket's descriptor number, the call's id and the gate's
     /// listener: to put a checked connection in the child's place.
     tid: libc::pid_t,
@@ -52,7 +50,6 @@ pub(super) fn decide(
         let context = Context {
             cwd,
             private_netns: task.in_private_network_namespace(),
-            root: gate.root,
             tid: task.tid,
             fd: req.data.args[0] as u32 as i32,
             id: req.id,
@@ -157,10 +154,30 @@ fn connect_unix(
     }
     // Beneath a writable grant (a shared /tmp, say) lie other programs' servers too: a tmux or
     // X11 socket would let the child type commands outside. Only servers the sandbox runs
-    // itself are reachable there. The child's socket must not be connected before that is
-    // decided (it could send at once), so a socket of ours connects, is checked, and then
-    // takes the place of the child's descriptor.
-    let conn = connect_checked(sock, bytes, context.root)?;
+    // itself are reachable there, and the child's socket must not be connected before that is
+    // decided (it could send at once). So a socket of nono's connects and is checked, then
+    // takes the place of the child's descriptor: the server sees exactly one connection.
+    // What the kernel would refuse on the child's socket is refused first.
+    if peer_name(sock).is_some() {
+        return Err(libc::EISCONN);
+    }
+    if sockopt(sock, libc::SO_ACCEPTCONN)? != 0 {
+        return Err(libc::EINVAL);
+    }
+    if bound_name(sock) {
+        // A bound client socket cannot be replaced without losing its name: check with a
+        // probe (the server sees one extra, empty connection), then connect the child's own
+        // socket to the same pinned inode, which can only lead to the same listener.
+        drop(connect_checked(sock, bytes)?);
+        return raw_connect(sock, bytes);
+    }
+    let conn = connect_checked(sock, bytes)?;
+    // The descriptor number must still name the socket the call was made on (another thread
+    // may have closed and reused it meanwhile); otherwise the call fails as on a closed fd.
+    let current = Task::open(context.tid).and_then(|t| t.take_socket(context.fd));
+    if !current.is_ok_and(|c| same_file(&c, sock)) {
+        return Err(libc::EBADF);
+    }
     let cloexec = fd_cloexec(context.tid, context.fd);
     let mut addfd = libc::seccomp_notif_addfd {
         id: context.id,
@@ -184,6 +201,95 @@ fn connect_unix(
     Ok(0)
 }
 
+/// The peer address of a connected socket, `None` when it is not connected.
+fn peer_name(sock: &OwnedFd) -> Option<()> {
+    // SAFETY: sockaddr_storage is plain data.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into the live local.
+    let rc = unsafe {
+        libc::getpeername(
+            sock.as_raw_fd(),
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    (rc == 0).then_some(())
+}
+
+/// Whether the socket has a name (bound to a path or an abstract name).
+fn bound_name(sock: &OwnedFd) -> bool {
+    // SAFETY: sockaddr_storage is plain data.
+    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    // SAFETY: the kernel writes at most `len` bytes into the live local.
+    let rc = unsafe {
+        libc::getsockname(
+            sock.as_raw_fd(),
+            (&mut addr as *mut libc::sockaddr_storage).cast(),
+            &mut len,
+        )
+    };
+    rc == 0 && len as usize > SUN_PATH_OFFSET
+}
+
+/// Whether two descriptors are the same open socket (socket inodes are unique).
+fn same_file(a: &OwnedFd, b: &OwnedFd) -> bool {
+    // SAFETY: stat is plain data; fstat writes into the live locals.
+    let (mut sa, mut sb): (libc::stat, libc::stat) =
+        unsafe { (std::mem::zeroed(), std::mem::zeroed()) };
+    // SAFETY: valid descriptors and live out-parameters.
+    let ok = unsafe {
+        libc::fstat(a.as_raw_fd(), &mut sa) == 0 && libc::fstat(b.as_raw_fd(), &mut sb) == 0
+    };
+    ok && (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+}
+
+/// Copies the options a client commonly sets before connecting from the child's socket to
+/// the one that replaces it (buffer sizes, timeouts, credential passing).
+fn copy_options(from: &OwnedFd, to: &OwnedFd) {
+    for name in [libc::SO_SNDBUF, libc::SO_RCVBUF] {
+        // The kernel reports twice what was set; setting half gives the same value back.
+        if let Ok(v) = sockopt(from, name) {
+            set_sockopt(to, name, &(v / 2));
+        }
+    }
+    if let Ok(v) = sockopt(from, libc::SO_PASSCRED) {
+        set_sockopt(to, libc::SO_PASSCRED, &v);
+    }
+    for name in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
+        // SAFETY: timeval is plain data.
+        let mut tv: libc::timeval = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
+        // SAFETY: the kernel writes at most `len` bytes into the live local.
+        let rc = unsafe {
+            libc::getsockopt(
+                from.as_raw_fd(),
+                libc::SOL_SOCKET,
+                name,
+                (&mut tv as *mut libc::timeval).cast(),
+                &mut len,
+            )
+        };
+        if rc == 0 {
+            set_sockopt(to, name, &tv);
+        }
+    }
+}
+
+fn set_sockopt<T>(sock: &OwnedFd, name: libc::c_int, value: &T) {
+    // SAFETY: the kernel reads size_of::<T>() bytes from the live reference.
+    unsafe {
+        libc::setsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_SOCKET,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        )
+    };
+}
+
 /// Whether the child's descriptor `fd` is close-on-exec, from `/proc/TID/fdinfo/FD`.
 fn fd_cloexec(tid: libc::pid_t, fd: i32) -> bool {
     std::fs::read_to_string(format!("/proc/{tid}/fdinfo/{fd}"))
@@ -196,10 +302,10 @@ fn fd_cloexec(tid: libc::pid_t, fd: i32) -> bool {
         .is_some_and(|flags| flags & i64::from(libc::O_CLOEXEC) != 0)
 }
 
-/// Connects a new socket of the child's type (and blocking mode) to `addr` and checks that
-/// the listening process descends from `root`. Errors: the connect's own (`ECONNREFUSED`
-/// when nothing listens), `EACCES` for a foreign or vanished listener.
-fn connect_checked(sock: &OwnedFd, addr: &[u8], root: libc::pid_t) -> Result<OwnedFd, i32> {
+/// Connects a new socket of the child's type, blocking mode and options to `addr` and checks
+/// that the listening process belongs to the sandbox. Errors: the connect's own
+/// (`ECONNREFUSED` when nothing listens), `EACCES` for a foreign or vanished listener.
+fn connect_checked(sock: &OwnedFd, addr: &[u8]) -> Result<OwnedFd, i32> {
     /// `SO_PEERPIDFD` (Linux 6.5+): a pidfd of the listening process.
     const SO_PEERPIDFD: libc::c_int = 77;
     let ty = sockopt(sock, libc::SO_TYPE)?;
@@ -215,6 +321,7 @@ fn connect_checked(sock: &OwnedFd, addr: &[u8], root: libc::pid_t) -> Result<Own
     }
     // SAFETY: a fresh descriptor we own.
     let conn = unsafe { OwnedFd::from_raw_fd(conn) };
+    copy_options(sock, &conn);
     raw_connect(&conn, addr)?;
     let mut pidfd: libc::c_int = -1;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -237,7 +344,7 @@ fn connect_checked(sock: &OwnedFd, addr: &[u8], root: libc::pid_t) -> Result<Own
         return Err(libc::EACCES); // the listening process is gone
     };
     let pid = peer_pid(&conn).ok_or(libc::EACCES)?;
-    if !descends_from(pid, root) {
+    if !descends_from(pid) {
         return Err(libc::EACCES);
     }
     // The ancestry was read from /proc while the pidfd pinned the process: if it still

@@ -49,13 +49,12 @@ pub(super) const MAX_ADDR_LEN: usize = 128;
 pub(super) const SUN_PATH_OFFSET: usize = 2;
 
 /// Starts the supervisor thread serving `listener` (the child's notification descriptor) for
-/// the sandbox whose first process is `root`. It ends when every process using the filter has
+/// the sandbox. It ends when every process using the filter has
 /// exited.
-pub(crate) fn serve(listener: OwnedFd, policy: GatePolicy, root: libc::pid_t) -> io::Result<()> {
+pub(crate) fn serve(listener: OwnedFd, policy: GatePolicy) -> io::Result<()> {
     let gate = Arc::new(Gate {
         listener,
         policy,
-        root,
         workers: AtomicUsize::new(0),
         acceptors: AtomicUsize::new(0),
     });
@@ -72,16 +71,13 @@ pub(crate) fn serve(listener: OwnedFd, policy: GatePolicy, root: libc::pid_t) ->
 pub(super) struct Gate {
     listener: OwnedFd,
     policy: GatePolicy,
-    /// The sandbox's first process: a listening peer must descend from it.
-    root: libc::pid_t,
     /// Worker threads alive for blocking connects (and path lookups).
     workers: AtomicUsize,
     /// Worker threads alive for blocking accepts.
     acceptors: AtomicUsize,
 }
 
-/// Blocking calls served at once; beyond this the receive loop waits for a worker to finish
-/// (the calls queue in the kernel) instead of starting more threads.
+/// Blocking connects served at once; beyond this they fail with `EAGAIN`.
 const MAX_WORKERS: usize = 256;
 /// Blocking accepts served at once (each waits for a client, possibly forever).
 const MAX_ACCEPTORS: usize = 1024;
@@ -196,9 +192,12 @@ fn receive_loop(gate: &Arc<Gate>) {
             }
             &gate.acceptors
         } else {
-            // Connects end (they time out): wait for a slot, the calls queue meanwhile.
-            while gate.workers.load(Ordering::Acquire) >= MAX_WORKERS {
-                std::thread::sleep(std::time::Duration::from_millis(1));
+            // A UNIX connect to a listener that never accepts can block for ever: over the
+            // budget the call fails at once (EAGAIN, as for a full backlog) rather than
+            // stalling the gate for everyone.
+            if gate.workers.load(Ordering::Acquire) >= MAX_WORKERS {
+                respond(fd, req.id, Err(libc::EAGAIN));
+                continue;
             }
             &gate.workers
         };

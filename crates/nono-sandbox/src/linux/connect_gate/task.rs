@@ -178,15 +178,13 @@ pub(super) fn peer_pid(sock: &OwnedFd) -> Option<libc::pid_t> {
     (rc == 0 && cred.pid > 0).then_some(cred.pid)
 }
 
-/// Whether `pid` is `root` or descends from it (nono adopts the sandbox's orphans as their
-/// subreaper; its other children, credential commands, are not confined).
-pub(super) fn descends_from(mut pid: libc::pid_t, root: libc::pid_t) -> bool {
+/// Whether `pid` belongs to a sandbox: walking up its parents reaches a confined child of
+/// nono (the sandbox's first process, or an orphan nono adopted as subreaper). A bare pid is
+/// never trusted on its own: after the first process is gone its number may be reused.
+pub(super) fn descends_from(mut pid: libc::pid_t) -> bool {
     let supervisor = std::process::id() as libc::pid_t;
     // Bounded: a process tree deeper than this is not worth following.
     for _ in 0..256 {
-        if pid == root {
-            return true;
-        }
         match parent_of(pid) {
             Some(parent) if parent == supervisor => return is_confined(pid),
             Some(parent) if parent > 1 && parent != pid => pid = parent,
