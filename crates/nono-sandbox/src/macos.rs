@@ -46,8 +46,9 @@ pub(crate) fn prepare(
         filesystem: Enforcement::Full,
         network: Enforcement::Full,
         ipc: Enforcement::Partial(
-            "Seatbelt limits signals and process inspection to the same sandbox; there is no \
-             connect gate, so UNIX sockets are governed by the profile's file rules"
+            "Seatbelt limits signals and process inspection to the same sandbox, and UNIX \
+             sockets to those beneath read-write grants or granted by name; unlike Linux it \
+             cannot tell the sandbox's own servers from others in a writable directory"
                 .into(),
         ),
         seccomp: Enforcement::NotEnforced("macOS has no seccomp".into()),

@@ -97,7 +97,38 @@ pub fn seatbelt_profile(policy: &SandboxPolicy) -> String {
             tcp_ports(&mut p, &[], connect_ports, bind_ports);
         }
     }
+    unix_sockets(&mut p, policy);
     p
+}
+
+/// Seatbelt governs UNIX sockets with its network rules, not its file rules: without these
+/// lines `(deny network*)` would refuse the sandbox's own servers and `(allow network*)`
+/// would open every socket on disk (the Docker socket, an ssh-agent). As on Linux: sockets
+/// beneath a read-write grant, and sockets granted by name. Later rules take precedence.
+fn unix_sockets(p: &mut String, policy: &SandboxPolicy) {
+    p.push_str("(deny network-outbound (remote unix-socket))\n");
+    p.push_str("(deny network-bind (local unix-socket))\n");
+    for rule in &policy.fs {
+        let path = scheme_string(&rule.path.to_string_lossy());
+        match rule.access {
+            FsAccess::ReadWrite => {
+                let _ = writeln!(
+                    p,
+                    "(allow network-outbound (remote unix-socket (subpath {path})))"
+                );
+                let _ = writeln!(
+                    p,
+                    "(allow network-bind (local unix-socket (subpath {path})))"
+                );
+            }
+            FsAccess::Read => {
+                let _ = writeln!(
+                    p,
+                    "(allow network-outbound (remote unix-socket (path-literal {path})))"
+                );
+            }
+        }
+    }
 }
 
 /// `remote`: reachable on any host; `local`: on localhost only.
@@ -163,8 +194,44 @@ mod tests {
         }
     }
 
+    /// The TCP/IP network lines (UNIX socket rules are tested on their own).
     fn network_lines(profile: &str) -> Vec<&str> {
-        profile.lines().filter(|l| l.contains("network")).collect()
+        profile
+            .lines()
+            .filter(|l| l.contains("network") && !l.contains("unix-socket"))
+            .collect()
+    }
+
+    #[test]
+    fn unix_sockets_only_beneath_writable_grants_or_by_name_in_every_mode() {
+        for net in [
+            NetPolicy::Unrestricted,
+            NetPolicy::Blocked {
+                connect_ports: vec![],
+                bind_ports: vec![],
+            },
+        ] {
+            let p = seatbelt_profile(&policy(net));
+            let unix: Vec<&str> = p.lines().filter(|l| l.contains("unix-socket")).collect();
+            assert_eq!(unix[0], "(deny network-outbound (remote unix-socket))");
+            assert_eq!(unix[1], "(deny network-bind (local unix-socket))");
+            assert!(unix.contains(
+                &"(allow network-outbound (remote unix-socket (subpath \"/Users/me/project\")))"
+            ));
+            assert!(unix.contains(
+                &"(allow network-bind (local unix-socket (subpath \"/Users/me/project\")))"
+            ));
+            assert!(unix.contains(
+                &"(allow network-outbound (remote unix-socket (path-literal \"/usr\")))"
+            ));
+            // The denials come after the blanket network rules, so they take precedence.
+            let allow_all = p.find("(allow network*)").unwrap_or(0);
+            assert!(
+                p.find("(deny network-outbound (remote unix-socket))")
+                    .unwrap()
+                    > allow_all
+            );
+        }
     }
 
     #[test]
