@@ -106,9 +106,11 @@ pub fn prepare_with(
 /// Forks a child that will run `spec` inside `prepared` once released.
 ///
 /// The caller must be single-threaded (fork before starting an async runtime). The child
-/// stays in the caller's process group so interactive programs keep the terminal; it dies
-/// with the caller (`PR_SET_PDEATHSIG`), gets default signal handling, inherits only
-/// descriptors 0-2, and runs with exactly `spec.env`.
+/// stays in the caller's process group so interactive programs keep the terminal, inherits
+/// only descriptors 0-2, and runs with exactly `spec.env`. On Linux it also dies with the
+/// caller (`PR_SET_PDEATHSIG`) and gets default signal handling, and the caller becomes the
+/// subreaper of the sandbox's orphans; on macOS it starts at
+/// [`SandboxedChild::release`], under `sandbox-exec`.
 pub fn spawn(prepared: &PreparedSandbox, spec: &ExecSpec) -> Result<SandboxedChild, SandboxError> {
     imp::spawn(prepared, spec, None)
 }
