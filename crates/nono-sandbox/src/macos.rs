@@ -23,12 +23,7 @@ pub(crate) struct Prepared {
 }
 
 pub(crate) fn detect_real() -> KernelSupport {
-    KernelSupport {
-        landlock_abi: None,
-        simulated: false,
-        wsl2: false,
-        seccomp: false,
-    }
+    KernelSupport::NONE
 }
 
 pub(crate) fn prepare(

@@ -22,6 +22,17 @@ pub struct KernelSupport {
     pub seccomp: bool,
 }
 
+impl KernelSupport {
+    /// A kernel with none of the Linux mechanisms (other platforms).
+    #[cfg_attr(target_os = "linux", allow(dead_code))]
+    pub(crate) const NONE: KernelSupport = KernelSupport {
+        landlock_abi: None,
+        simulated: false,
+        wsl2: false,
+        seccomp: false,
+    };
+}
+
 /// Detects kernel support for confinement.
 ///
 /// On Linux the Landlock ABI comes from `landlock_create_ruleset(NULL, 0,

@@ -6,7 +6,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use super::policy::{inet_destination, GatePolicy};
 use super::task::{descends_from, peer_pid, Task};
 use super::{
-    is_nonblocking, last_errno, raw_connect, sockopt, still_valid, Gate, MAX_ADDR_LEN,
+    is_nonblocking, last_errno, raw_connect, sockopt, sockopt_as, still_valid, Gate, MAX_ADDR_LEN,
     SUN_PATH_OFFSET,
 };
 
@@ -158,13 +158,13 @@ fn connect_unix(
     // decided (it could send at once). So a socket of nono's connects and is checked, then
     // takes the place of the child's descriptor: the server sees exactly one connection.
     // What the kernel would refuse on the child's socket is refused first.
-    if peer_name(sock).is_some() {
+    if name_len(sock, true).is_some() {
         return Err(libc::EISCONN);
     }
     if sockopt(sock, libc::SO_ACCEPTCONN)? != 0 {
         return Err(libc::EINVAL);
     }
-    if bound_name(sock) {
+    if name_len(sock, false).is_some_and(|len| len > SUN_PATH_OFFSET) {
         // A bound client socket cannot be replaced without losing its name: check with a
         // probe (the server sees one extra, empty connection), then connect the child's own
         // socket to the same pinned inode, which can only lead to the same listener.
@@ -201,36 +201,26 @@ fn connect_unix(
     Ok(0)
 }
 
-/// The peer address of a connected socket, `None` when it is not connected.
-fn peer_name(sock: &OwnedFd) -> Option<()> {
+/// The length of the socket's own (`peer` false) or peer's address; `None` when the call
+/// fails (for the peer: not connected).
+fn name_len(sock: &OwnedFd, peer: bool) -> Option<usize> {
     // SAFETY: sockaddr_storage is plain data.
     let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+    let call = if peer {
+        libc::getpeername
+    } else {
+        libc::getsockname
+    };
     // SAFETY: the kernel writes at most `len` bytes into the live local.
     let rc = unsafe {
-        libc::getpeername(
+        call(
             sock.as_raw_fd(),
             (&mut addr as *mut libc::sockaddr_storage).cast(),
             &mut len,
         )
     };
-    (rc == 0).then_some(())
-}
-
-/// Whether the socket has a name (bound to a path or an abstract name).
-fn bound_name(sock: &OwnedFd) -> bool {
-    // SAFETY: sockaddr_storage is plain data.
-    let mut addr: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into the live local.
-    let rc = unsafe {
-        libc::getsockname(
-            sock.as_raw_fd(),
-            (&mut addr as *mut libc::sockaddr_storage).cast(),
-            &mut len,
-        )
-    };
-    rc == 0 && len as usize > SUN_PATH_OFFSET
+    (rc == 0).then_some(len as usize)
 }
 
 /// Whether two descriptors are the same open socket (socket inodes are unique).
@@ -258,20 +248,7 @@ fn copy_options(from: &OwnedFd, to: &OwnedFd) {
         set_sockopt(to, libc::SO_PASSCRED, &v);
     }
     for name in [libc::SO_RCVTIMEO, libc::SO_SNDTIMEO] {
-        // SAFETY: timeval is plain data.
-        let mut tv: libc::timeval = unsafe { std::mem::zeroed() };
-        let mut len = std::mem::size_of::<libc::timeval>() as libc::socklen_t;
-        // SAFETY: the kernel writes at most `len` bytes into the live local.
-        let rc = unsafe {
-            libc::getsockopt(
-                from.as_raw_fd(),
-                libc::SOL_SOCKET,
-                name,
-                (&mut tv as *mut libc::timeval).cast(),
-                &mut len,
-            )
-        };
-        if rc == 0 {
+        if let Ok(tv) = sockopt_as::<libc::timeval>(from, name) {
             set_sockopt(to, name, &tv);
         }
     }
@@ -323,25 +300,12 @@ fn connect_checked(sock: &OwnedFd, addr: &[u8]) -> Result<OwnedFd, i32> {
     let conn = unsafe { OwnedFd::from_raw_fd(conn) };
     copy_options(sock, &conn);
     raw_connect(&conn, addr)?;
-    let mut pidfd: libc::c_int = -1;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into the live local.
-    let rc = unsafe {
-        libc::getsockopt(
-            conn.as_raw_fd(),
-            libc::SOL_SOCKET,
-            SO_PEERPIDFD,
-            (&mut pidfd as *mut libc::c_int).cast(),
-            &mut len,
-        )
-    };
-    let pidfd = if rc == 0 && pidfd >= 0 {
+    let got = sockopt_as::<libc::c_int>(&conn, SO_PEERPIDFD);
+    let pidfd = match got {
         // SAFETY: a fresh descriptor we own.
-        Some(unsafe { OwnedFd::from_raw_fd(pidfd) })
-    } else if last_errno() == libc::ENOPROTOOPT {
-        None // an older kernel: the pid alone
-    } else {
-        return Err(libc::EACCES); // the listening process is gone
+        Ok(fd) if fd >= 0 => Some(unsafe { OwnedFd::from_raw_fd(fd) }),
+        Err(libc::ENOPROTOOPT) => None, // an older kernel: the pid alone
+        _ => return Err(libc::EACCES),  // the listening process is gone
     };
     let pid = peer_pid(&conn).ok_or(libc::EACCES)?;
     if !descends_from(pid) {

@@ -292,16 +292,24 @@ pub(super) fn still_valid(listener: RawFd, id: u64) -> bool {
     unsafe { libc::ioctl(listener, libc::SECCOMP_IOCTL_NOTIF_ID_VALID, &mut id) == 0 }
 }
 
-pub(super) fn sockopt(sock: &OwnedFd, name: libc::c_int) -> Result<libc::c_int, i32> {
-    let mut value: libc::c_int = 0;
-    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+/// Plain-data option values `getsockopt` may fill (any bit pattern is valid).
+pub(super) trait OptionValue: Copy {}
+impl OptionValue for libc::c_int {}
+impl OptionValue for libc::ucred {}
+impl OptionValue for libc::timeval {}
+
+/// `getsockopt(SOL_SOCKET, name)` into a `T`.
+pub(super) fn sockopt_as<T: OptionValue>(sock: &OwnedFd, name: libc::c_int) -> Result<T, i32> {
+    // SAFETY: T is one of the plain C structs above, for which all zeroes is a valid value.
+    let mut value: T = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<T>() as libc::socklen_t;
     // SAFETY: the kernel writes at most `len` bytes into the live local.
     let rc = unsafe {
         libc::getsockopt(
             sock.as_raw_fd(),
             libc::SOL_SOCKET,
             name,
-            (&mut value as *mut libc::c_int).cast(),
+            (&mut value as *mut T).cast(),
             &mut len,
         )
     };
@@ -309,6 +317,10 @@ pub(super) fn sockopt(sock: &OwnedFd, name: libc::c_int) -> Result<libc::c_int, 
         return Err(last_errno());
     }
     Ok(value)
+}
+
+pub(super) fn sockopt(sock: &OwnedFd, name: libc::c_int) -> Result<libc::c_int, i32> {
+    sockopt_as(sock, name)
 }
 
 pub(super) fn raw_connect(sock: &OwnedFd, addr: &[u8]) -> Result<i64, i32> {

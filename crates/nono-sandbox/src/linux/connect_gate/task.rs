@@ -4,7 +4,7 @@
 use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
-use super::{last_errno, sockopt};
+use super::{last_errno, sockopt, sockopt_as};
 
 /// The task that made a call, with handles opened before the call is validated, so that
 /// everything read through them belongs to that task even if its id is later reused.
@@ -162,20 +162,8 @@ pub(super) fn status_field(pid: libc::pid_t, field: &str) -> Option<String> {
 
 /// The pid of the process at the other end of `sock` (the one that listened).
 pub(super) fn peer_pid(sock: &OwnedFd) -> Option<libc::pid_t> {
-    // SAFETY: ucred is plain data.
-    let mut cred: libc::ucred = unsafe { std::mem::zeroed() };
-    let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
-    // SAFETY: the kernel writes at most `len` bytes into the live local.
-    let rc = unsafe {
-        libc::getsockopt(
-            sock.as_raw_fd(),
-            libc::SOL_SOCKET,
-            libc::SO_PEERCRED,
-            (&mut cred as *mut libc::ucred).cast(),
-            &mut len,
-        )
-    };
-    (rc == 0 && cred.pid > 0).then_some(cred.pid)
+    let cred: libc::ucred = sockopt_as(sock, libc::SO_PEERCRED).ok()?;
+    (cred.pid > 0).then_some(cred.pid)
 }
 
 /// Whether `pid` belongs to a sandbox: walking up its parents reaches a confined child of
