@@ -43,21 +43,55 @@ mod imp {
     /// with EAGAIN, which `try_io` would take as "socket drained" and clear the socket's
     /// readiness, and with the sender waiting on its closed window no new edge would ever
     /// come. An empty pipe cannot be full, so EAGAIN always means the socket is drained.
+    /// Empty pipes kept for the next tunnels: creating and sizing one costs four system calls
+    /// per direction. Few, since each holds its (small) buffer table.
+    const POOLED_PIPES: usize = 16;
+    pub(super) static POOL: std::sync::Mutex<Vec<Pipe>> = std::sync::Mutex::new(Vec::new());
+
+    /// A non-blocking pipe and its capacity.
+    pub(super) struct Pipe {
+        read: std::os::fd::OwnedFd,
+        write: std::os::fd::OwnedFd,
+        cap: usize,
+    }
+
+    impl Pipe {
+        /// A pooled pipe, or a new one.
+        fn take() -> io::Result<Pipe> {
+            if let Some(p) = POOL.lock().ok().and_then(|mut pool| pool.pop()) {
+                return Ok(p);
+            }
+            let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+            let cap = fcntl(write.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(PIPE_SIZE))
+                .ok()
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(DEFAULT_PIPE_SIZE);
+            Ok(Pipe { read, write, cap })
+        }
+
+        /// Returns a pipe that is known to be empty to the pool (or closes it).
+        fn give_back(self) {
+            if let Ok(mut pool) = POOL.lock() {
+                if pool.len() < POOLED_PIPES {
+                    pool.push(self);
+                }
+            }
+        }
+    }
+
     async fn pump(src: &TcpStream, dst: &TcpStream) -> io::Result<u64> {
         let flags = SpliceFFlags::SPLICE_F_MOVE | SpliceFFlags::SPLICE_F_NONBLOCK;
         // An idle tunnel holds no pipe: wait for the first byte (or EOF) before making one.
         src.readable().await?;
-        let (pr, pw) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
-        let cap = fcntl(pw.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(PIPE_SIZE))
-            .ok()
-            .and_then(|n| usize::try_from(n).ok())
-            .unwrap_or(DEFAULT_PIPE_SIZE);
+        let pipe = Pipe::take()?;
+        let (pr, pw, cap) = (&pipe.read, &pipe.write, pipe.cap);
         let (mut in_pipe, mut total, mut eof) = (0usize, 0u64, false);
         loop {
             if eof && in_pipe == 0 {
                 // Peer finished sending: pass the half-close on. The other side may already
                 // be gone, which is not an error for us.
                 let _ = shutdown(dst.as_raw_fd(), Shutdown::Write);
+                pipe.give_back();
                 return Ok(total);
             }
             let can_read = !eof && in_pipe == 0;
@@ -156,6 +190,30 @@ mod tests {
         })
         .await
         .expect("tunnel stalled");
+    }
+
+    /// A pipe comes back to the pool only empty, and the next tunnel that takes it relays its
+    /// own bytes and nothing of the previous one.
+    #[cfg(target_os = "linux")]
+    #[tokio::test]
+    async fn pooled_pipes_carry_nothing_over() {
+        for round in 0..3u8 {
+            let (mut client, client_side) = pair().await;
+            let (upstream_side, mut server) = pair().await;
+            let task = tokio::spawn(relay(client_side, upstream_side));
+            let payload = vec![round; 70_000];
+            client.write_all(&payload).await.unwrap();
+            client.shutdown().await.unwrap();
+            let mut got = Vec::new();
+            server.read_to_end(&mut got).await.unwrap();
+            assert_eq!(got, payload, "round {round}");
+            drop(server);
+            let mut rest = Vec::new();
+            client.read_to_end(&mut rest).await.unwrap();
+            assert!(rest.is_empty());
+            task.await.unwrap().unwrap();
+        }
+        assert!(!imp::POOL.lock().unwrap().is_empty(), "no pipe was pooled");
     }
 
     #[tokio::test]
