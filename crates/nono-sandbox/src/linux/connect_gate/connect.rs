@@ -4,7 +4,7 @@ use std::ffi::CString;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use super::policy::{inet_destination, GatePolicy};
-use super::task::{descends_from, peer_pid, Task};
+use super::task::{in_sandbox, peer_pid, Task};
 use super::{
     is_nonblocking, last_errno, raw_connect, sockopt, sockopt_as, still_valid, Gate, MAX_ADDR_LEN,
     SUN_PATH_OFFSET,
@@ -308,7 +308,7 @@ fn connect_checked(sock: &OwnedFd, addr: &[u8]) -> Result<OwnedFd, i32> {
         _ => return Err(libc::EACCES),  // the listening process is gone
     };
     let pid = peer_pid(&conn).ok_or(libc::EACCES)?;
-    if !descends_from(pid) {
+    if !in_sandbox(pid) {
         return Err(libc::EACCES);
     }
     // The ancestry was read from /proc while the pidfd pinned the process: if it still

@@ -182,43 +182,51 @@ fn receive_loop(gate: &Arc<Gate>) {
             answer(gate, &req, task, sock);
             continue;
         }
-        // Blocking accepts can wait forever: they have their own, larger budget, so they
-        // can never starve connects (over it, the accept fails like one out of descriptors).
-        let nr = i64::from(req.data.nr);
-        let counter = if nr == libc::SYS_accept || nr == libc::SYS_accept4 {
-            if gate.acceptors.load(Ordering::Acquire) >= MAX_ACCEPTORS {
-                respond(fd, req.id, Err(libc::EMFILE));
-                continue;
-            }
-            &gate.acceptors
+        // Blocking accepts can wait for ever: they have their own, larger budget, so they
+        // never starve connects (over it, the accept fails like one out of descriptors). A
+        // UNIX connect to a listener that never accepts can block for ever too: over its
+        // budget it fails at once (EAGAIN, as for a full backlog) rather than stalling the
+        // gate for everyone.
+        let accept = is_accept(&req);
+        let (max, over) = if accept {
+            (MAX_ACCEPTORS, libc::EMFILE)
         } else {
-            // A UNIX connect to a listener that never accepts can block for ever: over the
-            // budget the call fails at once (EAGAIN, as for a full backlog) rather than
-            // stalling the gate for everyone.
-            if gate.workers.load(Ordering::Acquire) >= MAX_WORKERS {
-                respond(fd, req.id, Err(libc::EAGAIN));
-                continue;
-            }
-            &gate.workers
+            (MAX_WORKERS, libc::EAGAIN)
         };
+        let counter = gate.slots(accept);
+        if counter.load(Ordering::Acquire) >= max {
+            respond(fd, req.id, Err(over));
+            continue;
+        }
         counter.fetch_add(1, Ordering::AcqRel);
         let worker_gate = Arc::clone(gate);
-        let is_accept = std::ptr::eq(counter, &gate.acceptors);
         let spawned = std::thread::Builder::new()
             .name("nono-connect".into())
             .spawn(move || {
-                let counter = if is_accept {
-                    &worker_gate.acceptors
-                } else {
-                    &worker_gate.workers
-                };
                 // Given back even if the worker panics.
-                let _slot = Slot(counter);
+                let _slot = Slot(worker_gate.slots(accept));
                 answer(&worker_gate, &req, task, sock);
             });
         if spawned.is_err() {
             counter.fetch_sub(1, Ordering::AcqRel);
             respond(fd, req.id, Err(libc::EAGAIN));
+        }
+    }
+}
+
+/// Whether the call is `accept`/`accept4` (else `connect`).
+fn is_accept(req: &libc::seccomp_notif) -> bool {
+    let nr = i64::from(req.data.nr);
+    nr == libc::SYS_accept || nr == libc::SYS_accept4
+}
+
+impl Gate {
+    /// The worker budget of accepts or of connects.
+    fn slots(&self, accept: bool) -> &AtomicUsize {
+        if accept {
+            &self.acceptors
+        } else {
+            &self.workers
         }
     }
 }
@@ -252,9 +260,8 @@ fn answer(
     sock: Result<OwnedFd, i32>,
 ) {
     let fd = gate.listener.as_raw_fd();
-    let nr = i64::from(req.data.nr);
     let result = match (task, sock) {
-        (Ok(task), Ok(sock)) if nr == libc::SYS_accept || nr == libc::SYS_accept4 => {
+        (Ok(task), Ok(sock)) if is_accept(req) => {
             accept_for_child(gate, req, &task, &sock);
             return;
         }

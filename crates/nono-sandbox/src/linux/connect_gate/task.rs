@@ -109,7 +109,7 @@ pub(crate) fn unregister_root(pid: libc::pid_t) {
     }
 }
 
-pub(super) fn is_root(pid: libc::pid_t) -> bool {
+fn is_root(pid: libc::pid_t) -> bool {
     // A poisoned lock: treat everything as a root, i.e. reap nothing.
     ROOTS.lock().map_or(true, |roots| roots.contains(&pid))
 }
@@ -138,21 +138,21 @@ pub(super) fn reap_orphans() {
 }
 
 /// `Tgid` of a thread, from `/proc/TID/status`.
-pub(super) fn thread_group(tid: libc::pid_t) -> Option<libc::pid_t> {
+fn thread_group(tid: libc::pid_t) -> Option<libc::pid_t> {
     proc_status_field(tid, "Tgid:")
 }
 
 /// `PPid` of a process.
-pub(super) fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
+fn parent_of(pid: libc::pid_t) -> Option<libc::pid_t> {
     proc_status_field(pid, "PPid:")
 }
 
-pub(super) fn proc_status_field(pid: libc::pid_t, field: &str) -> Option<libc::pid_t> {
+fn proc_status_field(pid: libc::pid_t, field: &str) -> Option<libc::pid_t> {
     status_field(pid, field).and_then(|v| v.parse().ok())
 }
 
 /// One field of `/proc/PID/status`, trimmed.
-pub(super) fn status_field(pid: libc::pid_t, field: &str) -> Option<String> {
+fn status_field(pid: libc::pid_t, field: &str) -> Option<String> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
         .lines()
@@ -169,7 +169,7 @@ pub(super) fn peer_pid(sock: &OwnedFd) -> Option<libc::pid_t> {
 /// Whether `pid` belongs to a sandbox: walking up its parents reaches a confined child of
 /// nono (the sandbox's first process, or an orphan nono adopted as subreaper). A bare pid is
 /// never trusted on its own: after the first process is gone its number may be reused.
-pub(super) fn descends_from(mut pid: libc::pid_t) -> bool {
+pub(super) fn in_sandbox(mut pid: libc::pid_t) -> bool {
     let supervisor = std::process::id() as libc::pid_t;
     // Bounded: a process tree deeper than this is not worth following.
     for _ in 0..256 {
@@ -186,16 +186,9 @@ pub(super) fn descends_from(mut pid: libc::pid_t) -> bool {
 /// filters on top of whatever nono itself runs under, while nono's own helpers inherit exactly
 /// nono's.
 pub(super) fn is_confined(pid: libc::pid_t) -> bool {
-    let count = |p: &str| -> Option<u32> {
-        std::fs::read_to_string(format!("/proc/{p}/status"))
-            .ok()?
-            .lines()
-            .find_map(|l| l.strip_prefix("Seccomp_filters:"))?
-            .trim()
-            .parse()
-            .ok()
-    };
-    match (count(&pid.to_string()), count("self")) {
+    let count =
+        |p: libc::pid_t| -> Option<u32> { status_field(p, "Seccomp_filters:")?.parse().ok() };
+    match (count(pid), count(std::process::id() as libc::pid_t)) {
         (Some(theirs), Some(ours)) => theirs > ours,
         _ => false,
     }
