@@ -478,6 +478,14 @@ async fn accept_loop(
     max_header_bytes: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // On a loopback listener every client is local: accepted sockets inherit the listener's
+    // congestion control from the handshake on, which a later switch cannot fully undo.
+    let local_listener = listener
+        .local_addr()
+        .is_ok_and(|a| crate::loopback::is_loopback(a.ip()));
+    if let Ok(a) = listener.local_addr() {
+        crate::loopback::tune(&listener, a.ip());
+    }
     loop {
         let accepted = tokio::select! {
             _ = shutdown.changed() => break,
@@ -503,7 +511,9 @@ async fn accept_loop(
             },
         };
         let _ = stream.set_nodelay(true);
-        crate::loopback::tune(&stream, peer.ip());
+        if !local_listener {
+            crate::loopback::tune(&stream, peer.ip());
+        }
         let shared = shared.clone();
         tokio::spawn(serve_connection(stream, shared, permit, max_header_bytes));
     }

@@ -23,12 +23,8 @@ pub async fn connect_checked(
     let attempt = async {
         let mut last = io::Error::new(io::ErrorKind::NotFound, "no address to connect to");
         for a in addrs {
-            match TcpStream::connect(a).await {
-                Ok(s) => {
-                    let _ = s.set_nodelay(true);
-                    crate::loopback::tune(&s, a.ip());
-                    return Ok(s);
-                }
+            match connect_one(*a).await {
+                Ok(s) => return Ok(s),
                 Err(e) => last = e,
             }
         }
@@ -38,4 +34,16 @@ pub async fn connect_checked(
         Ok(r) => r,
         Err(_) => Err(ConnectFailure::Timeout),
     }
+}
+
+/// One connection attempt; loopback sockets get their congestion control before the
+/// handshake (see [`crate::loopback`]).
+async fn connect_one(addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = match addr {
+        SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+        SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+    };
+    socket.set_nodelay(true)?;
+    crate::loopback::tune(&socket, addr.ip());
+    socket.connect(addr).await
 }
