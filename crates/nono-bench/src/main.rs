@@ -9,7 +9,10 @@
 //!   runs therefore use the same client/server CPU; the proxy adds CPU 0. (`--proxy-cpu`,
 //!   `--bench-cpu`; with fewer than two CPUs nothing is pinned.)
 //! - Every server is local (`127.0.0.1`), started by the bench, and never speaks first.
-//! - Each metric runs directly first, then through the proxy; the table shows proxy/direct.
+//! - Each throughput and latency metric runs in `--rounds` paired rounds (default 3): directly,
+//!   then through the proxy. The table shows the medians of each column and the median of the
+//!   per-round proxy/direct ratios, with their range: pairing cancels the slow drift of a shared
+//!   machine, and the range shows how much one round can mislead.
 //!   1. Bulk: the client sends `--bytes` to a sink (u64 length, payload, 1-byte ack), over plain
 //!      TCP and over TLS (CA and leaf made with rcgen; the client does TLS through the tunnel).
 //!      Time runs from connect to ack, so the CONNECT and handshake are included.
@@ -61,6 +64,7 @@ usage: nono-bench --nono PATH [options]
   --tunnels N          cycles for the tunnels-per-second run (default 5000)
   --requests N         HTTP requests per route (default 20000)
   --idle-tunnels N     idle tunnels held for the memory reading (default 1000)
+  --rounds N           paired direct/proxy rounds per metric; medians are reported (default 3)
   --proxy-cpu N        CPU for the proxy (default 0)
   --bench-cpu N        CPU for the bench's clients and servers (default 1)
   --proxy-arg ARG      extra argument for `nono proxy` (repeatable)
@@ -76,6 +80,7 @@ struct Args {
     tunnels: usize,
     requests: usize,
     idle_tunnels: usize,
+    rounds: usize,
     proxy_cpu: usize,
     bench_cpu: usize,
     proxy_args: Vec<String>,
@@ -106,6 +111,7 @@ fn main() -> Result<()> {
         "requests": args.requests,
         "http_connections": HTTP_CONNECTIONS,
         "idle_tunnels": args.idle_tunnels,
+        "rounds": args.rounds,
         "proxy_args": args.proxy_args,
         "proxy_cpu": pinned.then_some(args.proxy_cpu),
         "bench_cpu": pinned.then_some(args.bench_cpu),
@@ -167,67 +173,71 @@ async fn run(args: &Args, pinned: bool) -> Result<Vec<Row>> {
         _ => None,
     };
     let via = proxy.as_ref().map(route_via);
-    let direct = Route::Direct;
 
+    let n = args.rounds;
     progress("bulk, plain TCP");
-    let d = bulk::measure(&direct, plain_sink, None, args.bytes).await?;
-    let p = optional(&via, |r| bulk::measure(r, plain_sink, None, args.bytes)).await?;
-    rows.push(Row::pair("bulk CONNECT, plain", "MiB/s", d, p));
+    let (d, p) = paired(n, &via, |r| bulk::measure(r, plain_sink, None, args.bytes)).await?;
+    rows.push(Row::rounds("bulk CONNECT, plain", "MiB/s", &d, &p));
 
     progress("bulk, TLS");
-    let d = bulk::measure(&direct, tls_sink, Some(&tls), args.bytes).await?;
-    let p = optional(&via, |r| bulk::measure(r, tls_sink, Some(&tls), args.bytes)).await?;
-    rows.push(Row::pair("bulk CONNECT, TLS", "MiB/s", d, p));
+    let (d, p) = paired(n, &via, |r| {
+        bulk::measure(r, tls_sink, Some(&tls), args.bytes)
+    })
+    .await?;
+    rows.push(Row::rounds("bulk CONNECT, TLS", "MiB/s", &d, &p));
 
     progress("new-tunnel latency");
-    let d = latency::measure_latency(&direct, echo, args.iterations).await?;
-    let p = optional(&via, |r| latency::measure_latency(r, echo, args.iterations)).await?;
+    let (d, p) = paired(n, &via, |r| {
+        latency::measure_latency(r, echo, args.iterations)
+    })
+    .await?;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
-    rows.push(Row::pair(
+    let p50 = |v: &[latency::Percentiles]| v.iter().map(|x| us(x.p50)).collect::<Vec<_>>();
+    let p99 = |v: &[latency::Percentiles]| v.iter().map(|x| us(x.p99)).collect::<Vec<_>>();
+    rows.push(Row::rounds(
         "new tunnel + 1B echo, p50",
         "us",
-        us(d.p50),
-        p.map(|p| us(p.p50)),
+        &p50(&d),
+        &p50(&p),
     ));
-    rows.push(Row::pair(
+    rows.push(Row::rounds(
         "new tunnel + 1B echo, p99",
         "us",
-        us(d.p99),
-        p.map(|p| us(p.p99)),
+        &p99(&d),
+        &p99(&p),
     ));
-    if let Some(p) = p {
-        rows.push(Row::proxy_only(
-            "added latency, p50",
-            "us",
-            us(p.p50) - us(d.p50),
-        ));
+    if !p.is_empty() {
+        let added: Vec<f64> = p50(&p).iter().zip(p50(&d)).map(|(p, d)| p - d).collect();
+        if let Some(m) = report::median(&added) {
+            rows.push(Row::proxy_only("added latency, p50", "us", m));
+        }
     }
 
     progress("new tunnels per second");
-    let d = latency::measure_rate(&direct, echo, args.tunnels, RATE_CONCURRENCY).await?;
-    let p = optional(&via, |r| {
+    let (d, p) = paired(n, &via, |r| {
         latency::measure_rate(r, echo, args.tunnels, RATE_CONCURRENCY)
     })
     .await?;
-    rows.push(Row::pair("new tunnels, 8 in flight", "per s", d, p));
+    rows.push(Row::rounds("new tunnels, 8 in flight", "per s", &d, &p));
 
     progress("plain HTTP, keep-alive");
-    let d = http::measure(&direct, origin, args.requests, HTTP_CONNECTIONS).await?;
-    let p = optional(&via, |r| {
+    let (d, p) = paired(n, &via, |r| {
         http::measure(r, origin, args.requests, HTTP_CONNECTIONS)
     })
     .await?;
-    rows.push(Row::pair(
+    let rate = |v: &[http::Rate]| v.iter().map(|x| x.per_sec).collect::<Vec<_>>();
+    rows.push(Row::rounds(
         "HTTP keep-alive, 4 conns",
         "req/s",
-        d.per_sec,
-        p.map(|p| p.per_sec),
+        &rate(&d),
+        &rate(&p),
     ));
-    if let Some(p) = p.filter(|p| p.reconnects > 0) {
+    let reconnects: usize = p.iter().map(|x| x.reconnects).sum();
+    if reconnects > 0 {
         rows.push(Row::proxy_only(
             "HTTP reconnects (keep-alive broken)",
             "count",
-            p.reconnects as f64,
+            reconnects as f64,
         ));
     }
 
@@ -249,16 +259,26 @@ fn route_via(proxy: &proxy::Proxy) -> Route {
     }
 }
 
-/// Runs `measure` on the proxy route if there is one.
-async fn optional<'a, T, F, Fut>(via: &'a Option<Route>, measure: F) -> Result<Option<T>>
+/// Runs `measure` in `rounds` paired rounds: directly, then through the proxy if there is one.
+/// Returns the direct and the proxied results (the latter empty without a proxy).
+async fn paired<'a, T, F, Fut>(
+    rounds: usize,
+    via: &'a Option<Route>,
+    mut measure: F,
+) -> Result<(Vec<T>, Vec<T>)>
 where
-    F: FnOnce(&'a Route) -> Fut,
+    F: FnMut(&'a Route) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
 {
-    match via {
-        Some(route) => measure(route).await.map(Some),
-        None => Ok(None),
+    const DIRECT: Route = Route::Direct;
+    let (mut direct, mut proxied) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        direct.push(measure(&DIRECT).await?);
+        if let Some(route) = via {
+            proxied.push(measure(route).await?);
+        }
     }
+    Ok((direct, proxied))
 }
 
 /// Notes progress on stderr, leaving stdout to the results.
@@ -275,6 +295,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args> {
         tunnels: 5000,
         requests: 20_000,
         idle_tunnels: 1000,
+        rounds: 3,
         proxy_cpu: 0,
         bench_cpu: 1,
         proxy_args: Vec::new(),
@@ -290,6 +311,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args> {
             "--tunnels" => args.tunnels = parse_count(&flag, &value()?)?,
             "--requests" => args.requests = parse_count(&flag, &value()?)?,
             "--idle-tunnels" => args.idle_tunnels = parse_count(&flag, &value()?)?,
+            "--rounds" => args.rounds = parse_count(&flag, &value()?)?.max(1),
             "--proxy-cpu" => args.proxy_cpu = parse_count(&flag, &value()?)?,
             "--bench-cpu" => args.bench_cpu = parse_count(&flag, &value()?)?,
             "--proxy-arg" => args.proxy_args.push(value()?),

@@ -13,21 +13,32 @@ pub struct Row {
     pub direct: Option<f64>,
     /// Through the proxy, if measured.
     pub proxy: Option<f64>,
+    /// Per-round `proxy / direct` ratios, when measured in paired rounds.
+    pub ratios: Vec<f64>,
 }
 
 impl Row {
-    /// A row with both columns.
-    pub fn pair(
+    /// A row from paired rounds (round i: `direct[i]`, then `proxy[i]`): the columns are
+    /// medians and the ratio is the median of the per-round ratios, so drift in a noisy
+    /// machine between rounds cancels out.
+    pub fn rounds(
         metric: impl Into<String>,
         unit: &'static str,
-        direct: f64,
-        proxy: Option<f64>,
+        direct: &[f64],
+        proxy: &[f64],
     ) -> Row {
+        let ratios = direct
+            .iter()
+            .zip(proxy)
+            .filter(|(d, _)| **d != 0.0)
+            .map(|(d, p)| p / d)
+            .collect();
         Row {
             metric: metric.into(),
             unit,
-            direct: Some(direct),
-            proxy,
+            direct: median(direct),
+            proxy: median(proxy),
+            ratios,
         }
     }
 
@@ -38,15 +49,48 @@ impl Row {
             unit,
             direct: None,
             proxy: Some(proxy),
+            ratios: Vec::new(),
         }
     }
 
-    /// `proxy / direct`, when both exist and direct is non-zero.
+    /// The median per-round ratio, else `proxy / direct` when both exist and direct is
+    /// non-zero.
     pub fn ratio(&self) -> Option<f64> {
+        if let Some(m) = median(&self.ratios) {
+            return Some(m);
+        }
         match (self.direct, self.proxy) {
             (Some(d), Some(p)) if d != 0.0 => Some(p / d),
             _ => None,
         }
+    }
+}
+
+impl Row {
+    /// The smallest and largest per-round ratio, when there was more than one round.
+    pub fn ratio_range(&self) -> Option<(f64, f64)> {
+        if self.ratios.len() < 2 {
+            return None;
+        }
+        let min = self.ratios.iter().copied().fold(f64::INFINITY, f64::min);
+        let max = self
+            .ratios
+            .iter()
+            .copied()
+            .fold(f64::NEG_INFINITY, f64::max);
+        Some((min, max))
+    }
+}
+
+/// The median of `values` (mean of the middle two for an even count); `None` when empty.
+pub fn median(values: &[f64]) -> Option<f64> {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    // The two middle elements; the same one for an odd count, none for an empty slice.
+    let n = v.len();
+    match (v.get(n.wrapping_sub(1) / 2), v.get(n / 2)) {
+        (Some(a), Some(b)) => Some((a + b) / 2.0),
+        _ => None,
     }
 }
 
@@ -62,18 +106,23 @@ pub fn table(rows: &[Row]) -> String {
         .map(|r| r.metric.len() + r.unit.len() + 3)
         .max()
         .unwrap_or(10);
+    let range = |r: &Row| {
+        r.ratio_range()
+            .map_or_else(String::new, |(lo, hi)| format!("{lo:.3}-{hi:.3}"))
+    };
     let mut out = format!(
-        "{:<width$}  {:>14}  {:>14}  {:>12}\n",
-        "metric", "direct", "proxy", "proxy/direct"
+        "{:<width$}  {:>14}  {:>14}  {:>12}  {:>13}\n",
+        "metric", "direct", "proxy", "proxy/direct", "round range"
     );
     for row in rows {
         let name = format!("{} ({})", row.metric, row.unit);
         out.push_str(&format!(
-            "{:<width$}  {:>14}  {:>14}  {:>12}\n",
+            "{:<width$}  {:>14}  {:>14}  {:>12}  {:>13}\n",
             name,
             cell(row.direct),
             cell(row.proxy),
-            ratio(row)
+            ratio(row),
+            range(row)
         ));
     }
     out
@@ -90,8 +139,30 @@ pub fn to_json(config: Value, rows: &[Row]) -> Value {
                 "direct": r.direct,
                 "proxy": r.proxy,
                 "ratio": r.ratio(),
+                "round_ratios": r.ratios,
             })
         })
         .collect();
     json!({ "config": config, "results": rows })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_of_odd_even_and_empty_samples() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), Some(2.0));
+        assert_eq!(median(&[4.0, 1.0, 3.0, 2.0]), Some(2.5));
+        assert_eq!(median(&[]), None);
+    }
+
+    #[test]
+    fn round_rows_use_the_median_of_paired_ratios() {
+        // Round 2 ran on a slower machine for both routes: its ratio is still 0.5.
+        let row = Row::rounds("bulk", "MiB/s", &[100.0, 10.0, 100.0], &[50.0, 5.0, 90.0]);
+        assert_eq!(row.ratio(), Some(0.5));
+        assert_eq!(row.ratio_range(), Some((0.5, 0.9)));
+        assert_eq!(row.direct, Some(100.0));
+    }
 }
