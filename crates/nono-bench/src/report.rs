@@ -15,6 +15,8 @@ pub struct Row {
     pub proxy: Option<f64>,
     /// Per-round `proxy / direct` ratios, when measured in paired rounds.
     pub ratios: Vec<f64>,
+    /// Per-round values (direct, proxy), when measured in paired rounds.
+    pub samples: (Vec<f64>, Vec<f64>),
 }
 
 impl Row {
@@ -39,6 +41,7 @@ impl Row {
             direct: median(direct),
             proxy: median(proxy),
             ratios,
+            samples: (direct.to_vec(), proxy.to_vec()),
         }
     }
 
@@ -50,6 +53,7 @@ impl Row {
             direct: None,
             proxy: Some(proxy),
             ratios: Vec::new(),
+            samples: (Vec::new(), Vec::new()),
         }
     }
 
@@ -140,6 +144,8 @@ pub fn to_json(config: Value, rows: &[Row]) -> Value {
                 "proxy": r.proxy,
                 "ratio": r.ratio(),
                 "round_ratios": r.ratios,
+                "round_direct": r.samples.0,
+                "round_proxy": r.samples.1,
             })
         })
         .collect();
