@@ -7,7 +7,8 @@
 //!   bench pins itself to CPU 1 with `sched_setaffinity` before starting any thread, and runs
 //!   every client and server on one current-thread tokio runtime there. Direct and proxied
 //!   runs therefore use the same client/server CPU; the proxy adds CPU 0. (`--proxy-cpu`,
-//!   `--bench-cpu`; with fewer than two CPUs nothing is pinned.)
+//!   `--bench-cpu`, either `any` to leave it to the scheduler; with fewer than two CPUs
+//!   nothing is pinned.)
 //! - Every server is local (`127.0.0.1`), started by the bench, and never speaks first.
 //! - Each throughput and latency metric runs in `--rounds` paired rounds (default 3): directly,
 //!   then through the proxy. The table shows the medians of each column and the median of the
@@ -65,8 +66,8 @@ usage: nono-bench --nono PATH [options]
   --requests N         HTTP requests per route (default 20000)
   --idle-tunnels N     idle tunnels held for the memory reading (default 1000)
   --rounds N           paired direct/proxy rounds per metric; medians are reported (default 3)
-  --proxy-cpu N        CPU for the proxy (default 0)
-  --bench-cpu N        CPU for the bench's clients and servers (default 1)
+  --proxy-cpu N|any    CPU for the proxy (default 0; any: the scheduler's choice)
+  --bench-cpu N|any    CPU for the bench's clients and servers (default 1; any: unpinned)
   --proxy-arg ARG      extra argument for `nono proxy` (repeatable)
   --direct-only        measure only the direct paths (checks the harness without a proxy)
   --json               print JSON instead of the table";
@@ -81,8 +82,10 @@ struct Args {
     requests: usize,
     idle_tunnels: usize,
     rounds: usize,
-    proxy_cpu: usize,
-    bench_cpu: usize,
+    /// `None`: leave placement to the scheduler.
+    proxy_cpu: Option<usize>,
+    /// `None`: leave placement to the scheduler.
+    bench_cpu: Option<usize>,
     proxy_args: Vec<String>,
     direct_only: bool,
     json: bool,
@@ -91,8 +94,8 @@ struct Args {
 fn main() -> Result<()> {
     let args = parse_args(std::env::args().skip(1))?;
     let pinned = sys::available_cpus() >= 2;
-    if pinned {
-        sys::pin_current_thread(args.bench_cpu)?;
+    if let Some(cpu) = args.bench_cpu.filter(|_| pinned) {
+        sys::pin_current_thread(cpu)?;
     } else {
         eprintln!("nono-bench: fewer than two CPUs; not pinning");
     }
@@ -113,8 +116,8 @@ fn main() -> Result<()> {
         "idle_tunnels": args.idle_tunnels,
         "rounds": args.rounds,
         "proxy_args": args.proxy_args,
-        "proxy_cpu": pinned.then_some(args.proxy_cpu),
-        "bench_cpu": pinned.then_some(args.bench_cpu),
+        "proxy_cpu": args.proxy_cpu.filter(|_| pinned),
+        "bench_cpu": args.bench_cpu.filter(|_| pinned),
         "nofile_limit": nofile,
     });
     if args.json {
@@ -135,7 +138,7 @@ async fn run(args: &Args, pinned: bool) -> Result<Vec<Row>> {
     let tls_sink = bulk::spawn_sink(Some(tls.server.clone())).await?;
     let echo = latency::spawn_echo().await?;
     let origin = http::spawn_origin().await?;
-    let proxy_cpu = pinned.then_some(args.proxy_cpu);
+    let proxy_cpu = args.proxy_cpu.filter(|_| pinned);
     let mut rows = Vec::new();
 
     // Memory first, on a fresh proxy that has served nothing else.
@@ -296,8 +299,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args> {
         requests: 20_000,
         idle_tunnels: 1000,
         rounds: 3,
-        proxy_cpu: 0,
-        bench_cpu: 1,
+        proxy_cpu: Some(0),
+        bench_cpu: Some(1),
         proxy_args: Vec::new(),
         direct_only: false,
         json: false,
@@ -312,8 +315,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args> {
             "--requests" => args.requests = parse_count(&flag, &value()?)?,
             "--idle-tunnels" => args.idle_tunnels = parse_count(&flag, &value()?)?,
             "--rounds" => args.rounds = parse_count(&flag, &value()?)?.max(1),
-            "--proxy-cpu" => args.proxy_cpu = parse_count(&flag, &value()?)?,
-            "--bench-cpu" => args.bench_cpu = parse_count(&flag, &value()?)?,
+            "--proxy-cpu" => args.proxy_cpu = parse_cpu(&flag, &value()?)?,
+            "--bench-cpu" => args.bench_cpu = parse_cpu(&flag, &value()?)?,
             "--proxy-arg" => args.proxy_args.push(value()?),
             "--direct-only" => args.direct_only = true,
             "--json" => args.json = true,
@@ -328,6 +331,14 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args> {
         bail!("--nono PATH is required (or --direct-only)\n{USAGE}");
     }
     Ok(args)
+}
+
+/// Parses a CPU number, or `any` for no pinning.
+fn parse_cpu(flag: &str, value: &str) -> Result<Option<usize>> {
+    if value == "any" {
+        return Ok(None);
+    }
+    parse_count(flag, value).map(Some)
 }
 
 /// Parses a non-negative integer flag value.
