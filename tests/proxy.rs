@@ -325,6 +325,102 @@ fn plain_http_forwarding_rewrites_host_strips_hop_headers_and_keeps_alive() {
 }
 
 #[test]
+fn forwarding_sends_the_checked_host_and_never_relays_an_origins_407_or_101() {
+    let origin = HttpOrigin::start();
+    let p = ProxyProcess::start(&["--allow-domain", "127.0.0.1"]);
+    let auth = auth_header(&p);
+    let get = |target: &str| {
+        raw_request(
+            p.port,
+            format!("GET {target} HTTP/1.1\r\nProxy-Authorization: {auth}\r\n\r\n").as_bytes(),
+        )
+    };
+    // Other spellings of 127.0.0.1 reach the origin as the address they were checked as.
+    for spelling in ["0x7f.1", "2130706433", "127.0.0.1.", "0177.0.0.1"] {
+        let (status, body) = get(&format!("http://{spelling}:{}/spelled", origin.port));
+        assert_eq!(status, 200, "{spelling}: {body}");
+        let last = origin.requests().pop().expect("request");
+        assert_eq!(
+            last.header("host"),
+            Some(format!("127.0.0.1:{}", origin.port).as_str()),
+            "{spelling}"
+        );
+    }
+    // An empty path with a query is `/` plus the query.
+    let (status, _) = get(&format!("http://127.0.0.1:{}?x=1", origin.port));
+    assert_eq!(status, 200);
+    assert_eq!(origin.requests().pop().expect("request").path, "/?x=1");
+    // 407 means nono's own credentials; an origin's 407 or unasked 101 becomes a 502.
+    let (status, head) = get(&format!("http://127.0.0.1:{}/proxy-auth", origin.port));
+    assert_eq!(status, 502, "{head}");
+    assert!(head.contains("origin_status_407"), "{head}");
+    assert!(
+        !head.to_ascii_lowercase().contains("proxy-authenticate"),
+        "{head}"
+    );
+    let (status, head) = get(&format!("http://127.0.0.1:{}/switch", origin.port));
+    assert_eq!(status, 502, "{head}");
+    assert!(head.contains("origin_switched_protocols"), "{head}");
+}
+
+/// Non-loopback IPv4 addresses of this machine's interfaces.
+fn interface_ipv4s() -> Vec<std::net::Ipv4Addr> {
+    nix::ifaddrs::getifaddrs()
+        .expect("getifaddrs")
+        .filter_map(|ifa| ifa.address?.as_sockaddr_in().map(|a| a.ip()))
+        .filter(|ip| !ip.is_loopback())
+        .collect()
+}
+
+#[test]
+fn a_proxy_on_every_interface_refuses_to_tunnel_to_itself() {
+    let locals = interface_ipv4s();
+    let Some(local) = locals.first() else {
+        eprintln!("no non-loopback interface address; nothing to check");
+        return;
+    };
+    let p = ProxyProcess::start(&["--listen", "0.0.0.0", "--allow-domain", &local.to_string()]);
+    let auth = auth_header(&p);
+    for target in [
+        format!("{local}:{}", p.port),
+        format!("[::ffff:{local}]:{}", p.port),
+    ] {
+        let (status, body) = raw_request(
+            p.port,
+            format!("CONNECT {target} HTTP/1.1\r\nProxy-Authorization: {auth}\r\n\r\n").as_bytes(),
+        );
+        assert_eq!(status, 403, "{target}: {body}");
+        assert!(body.contains("denied_self"), "{target}: {body}");
+    }
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+#[test]
+fn a_flood_over_max_connections_does_not_pile_up_descriptors() {
+    let p = ProxyProcess::start(&["--max-connections", "1"]);
+    let held = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    std::thread::sleep(Duration::from_millis(100));
+    let base = open_fds(p.pid());
+    let flood: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", p.port)).ok())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let during = open_fds(p.pid());
+    assert!(
+        during <= base + 64 + 4,
+        "{during} descriptors open with {} refused clients (base {base})",
+        flood.len()
+    );
+    drop(flood);
+    drop(held);
+}
+
+#[test]
 fn max_connections_is_enforced_and_slots_come_back() {
     let echo = EchoServer::plain();
     let p = ProxyProcess::start(&["--allow-domain", "127.0.0.1", "--max-connections", "2"]);
@@ -385,6 +481,56 @@ fn malformed_and_oversized_requests_get_400_and_431_and_serving_continues() {
         "a".repeat(400_000)
     );
     assert_eq!(raw_request(p.port, huge.as_bytes()).0, 431);
+    // Still serving.
+    assert!(connect_tunnel(p.port, &format!("127.0.0.1:{}", echo.port), Some(&auth)).is_ok());
+}
+
+/// A request head of `total` bytes on the wire, padded in one header (`ows` spaces before
+/// its value).
+fn head_of(total: usize, ows: usize) -> Vec<u8> {
+    let start = "GET http://127.0.0.1/ HTTP/1.1\r\nX-Pad:";
+    let end = "\r\n\r\n";
+    let fill = total - start.len() - end.len() - ows;
+    format!("{start}{}{}{end}", " ".repeat(ows), "a".repeat(fill)).into_bytes()
+}
+
+#[test]
+fn the_header_limit_counts_every_byte_of_the_head_and_refusals_are_audited() {
+    let p = ProxyProcess::start(&["--allow-domain", "127.0.0.1"]);
+    // 64 KiB is the default limit: without a token a head within it is answered 407.
+    assert_eq!(raw_request(p.port, &head_of(65_536, 0)).0, 407);
+    assert_eq!(raw_request(p.port, &head_of(65_537, 0)).0, 431);
+    assert_eq!(raw_request(p.port, &head_of(65_538, 0)).0, 431);
+    // Whitespace the parser drops is not counted exactly; hyper's buffer bounds it (about
+    // twice the limit).
+    assert_eq!(raw_request(p.port, &head_of(140_000, 75_000)).0, 431);
+    assert_eq!(raw_request(p.port, b"NOT HTTP AT ALL\r\n\r\n").0, 400);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !(p.stderr().contains("reason=header_too_large")
+        && p.stderr().contains("reason=malformed_request"))
+    {
+        assert!(Instant::now() < deadline, "no audit lines:\n{}", p.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ports_outside_1_to_65535_are_malformed_never_the_default() {
+    let echo = EchoServer::plain();
+    let p = ProxyProcess::start(&["--allow-domain", "127.0.0.1"]);
+    let auth = auth_header(&p);
+    for bad in ["99999", "65979", "-1", "1e3", "+443", "0"] {
+        let connect =
+            format!("CONNECT 127.0.0.1:{bad} HTTP/1.1\r\nProxy-Authorization: {auth}\r\n\r\n");
+        assert_eq!(
+            raw_request(p.port, connect.as_bytes()).0,
+            400,
+            "CONNECT :{bad}"
+        );
+        let get =
+            format!("GET http://127.0.0.1:{bad}/a HTTP/1.1\r\nProxy-Authorization: {auth}\r\n\r\n");
+        assert_eq!(raw_request(p.port, get.as_bytes()).0, 400, "GET :{bad}");
+    }
     // Still serving.
     assert!(connect_tunnel(p.port, &format!("127.0.0.1:{}", echo.port), Some(&auth)).is_ok());
 }

@@ -46,6 +46,8 @@ impl RecordedRequest {
 /// Keeps connections alive and reads `Content-Length` and chunked bodies (answering
 /// `Expect: 100-continue`). Responses:
 /// - `/redirect`: `302` with `Location: http://example.invalid/elsewhere`;
+/// - `/proxy-auth`: `407` with a `Proxy-Authenticate` challenge (an origin misbehaving);
+/// - `/switch`: `101 Switching Protocols` although nothing asked for it;
 /// - `/sse`: `200`, `text/event-stream`, chunked, five `data: N\n\n` events 200 ms apart;
 /// - anything else: `200` with JSON
 ///   `{"method", "path", "headers": {lowercased name: value}, "body_len"}`
@@ -240,6 +242,19 @@ fn respond<S: Write>(
                  Content-Length: 0\r\nConnection: {connection}\r\n\r\n"
             );
             stream.write_all(head.as_bytes())?;
+        }
+        "/proxy-auth" => {
+            let head = format!(
+                "HTTP/1.1 407 Proxy Authentication Required\r\n\
+                 Proxy-Authenticate: Basic realm=\"origin\"\r\n\
+                 Content-Length: 0\r\nConnection: {connection}\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes())?;
+        }
+        "/switch" => {
+            stream.write_all(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: raw\r\nConnection: upgrade\r\n\r\nraw bytes",
+            )?;
         }
         "/sse" => {
             let head = format!(

@@ -108,7 +108,6 @@ fn build_config(args: &ProxyArgs) -> Result<ProxyConfig, Failure> {
     let timeouts = nono_proxy::Timeouts {
         connect: secs("--connect-timeout", args.connect_timeout)?,
         header_read: secs("--header-timeout", args.header_timeout)?,
-        ..nono_proxy::Timeouts::default()
     };
     let opts = nono_policy::ProxyOptions {
         bind_addr: args.listen,

@@ -12,14 +12,13 @@ use crate::upstream::UpstreamProxyConfig;
 
 /// Default cap on simultaneous client connections.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
-/// How long a client may take to send a complete request head (slowloris guard).
+/// How long a client may take to send a complete request head (slowloris guard). It also
+/// closes a kept-alive client connection that sends no next request for this long.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connecting to an upstream may take, over all its addresses, before a 504.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head accepted; bigger heads get 431.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
-/// How long a kept-alive client connection may sit idle between requests.
-pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// How clients authenticate to the proxy.
 #[derive(Debug, Clone)]
@@ -33,12 +32,11 @@ pub enum AuthConfig {
 /// Timeouts, each a named field.
 #[derive(Debug, Clone, Copy)]
 pub struct Timeouts {
-    /// Client request head read timeout.
+    /// Client request head read timeout; also the longest a kept-alive client connection
+    /// waits for its next request.
     pub header_read: Duration,
     /// Upstream connect timeout (all addresses together).
     pub connect: Duration,
-    /// Idle keep-alive client connection timeout.
-    pub idle: Duration,
 }
 
 impl Default for Timeouts {
@@ -46,7 +44,6 @@ impl Default for Timeouts {
         Timeouts {
             header_read: DEFAULT_HEADER_READ_TIMEOUT,
             connect: DEFAULT_CONNECT_TIMEOUT,
-            idle: DEFAULT_IDLE_TIMEOUT,
         }
     }
 }

@@ -136,17 +136,12 @@ fn split_target(uri: &http::Uri) -> Option<(String, u16)> {
     if auth.as_str().contains('@') {
         return None;
     }
-    let host = auth.host();
+    // Strict: a port that is not 1-65535 in plain digits is malformed, never the default.
+    let (host, port) = crate::filter::split_host_port(auth.as_str()).ok()?;
     if host.is_empty() {
         return None;
     }
-    let port = match auth.port_u16() {
-        Some(0) => return None,
-        Some(p) => p,
-        None if auth.as_str().ends_with(':') => return None,
-        None => DEFAULT_CONNECT_PORT,
-    };
-    Some((host.to_string(), port))
+    Some((host.to_string(), port.unwrap_or(DEFAULT_CONNECT_PORT)))
 }
 
 #[cfg(test)]
@@ -163,6 +158,10 @@ mod tests {
         assert_eq!(t("example.com"), Some(("example.com".into(), 443)));
         assert_eq!(t("[::1]:443"), Some(("[::1]".into(), 443)));
         assert_eq!(t("example.com:0"), None);
+        for bad in ["99999", "65536", "65979", "-1", "1e3", "+443", ""] {
+            assert_eq!(t(&format!("example.com:{bad}")), None, "port {bad:?}");
+        }
+        assert_eq!(t("[::1]:99999"), None);
         assert_eq!(t("http://example.com/x"), None);
     }
 }

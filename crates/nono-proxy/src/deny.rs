@@ -145,12 +145,44 @@ pub fn check_addr(
     None
 }
 
-/// When the proxy listens on all interfaces we cannot cheaply list them; any private or
-/// loopback address on the proxy's port is treated as the proxy itself.
+/// Whether `ip`, on the proxy's port, may be the proxy itself when it listens on every
+/// interface: loopback, an address of this machine's interfaces (read now, so addresses added
+/// since start count), or any private address (a port mapped from a container host or a NAT
+/// in front of us reaches the same socket).
 fn is_local_candidate(ip: IpAddr) -> bool {
+    let views = ipv4_views(ip);
     is_loopback(ip)
-        || ipv4_views(ip).iter().any(|v| v.is_private())
+        || views.iter().any(|v| v.is_private())
         || matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xfe00) == 0xfc00)
+        || interface_addresses().iter().any(|local| {
+            *local == canonical_ip(ip) || views.iter().any(|v| *local == IpAddr::V4(*v))
+        })
+}
+
+/// The addresses assigned to this machine's interfaces; empty if they cannot be listed.
+#[cfg(unix)]
+pub fn interface_addresses() -> Vec<IpAddr> {
+    let Ok(list) = nix::ifaddrs::getifaddrs() else {
+        tracing::warn!(
+            "cannot list interface addresses; self-loop check uses address classes only"
+        );
+        return Vec::new();
+    };
+    list.filter_map(|ifa| {
+        let a = ifa.address?;
+        if let Some(v4) = a.as_sockaddr_in() {
+            return Some(IpAddr::V4(v4.ip()));
+        }
+        a.as_sockaddr_in6()
+            .map(|v6| canonical_ip(IpAddr::V6(v6.ip())))
+    })
+    .collect()
+}
+
+/// The addresses assigned to this machine's interfaces (not listed on this platform).
+#[cfg(not(unix))]
+pub fn interface_addresses() -> Vec<IpAddr> {
+    Vec::new()
 }
 
 /// Maps an IPv4-mapped IPv6 address to IPv4 so that both spellings compare equal.
@@ -165,8 +197,8 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 }
 
 /// Every IPv4 address an address stands for: itself, or the IPv4 embedded in an IPv6 address
-/// by mapping, compatibility form, NAT64 (well-known and local-use prefix), 6to4 or Teredo
-/// (server and de-obfuscated client).
+/// by mapping, compatibility form, SIIT translation, NAT64 (well-known and local-use prefix),
+/// 6to4, ISATAP or Teredo (server and de-obfuscated client).
 pub fn ipv4_views(ip: IpAddr) -> Vec<Ipv4Addr> {
     let v6 = match ip {
         IpAddr::V4(v4) => return vec![v4],
@@ -182,8 +214,32 @@ pub fn ipv4_views(ip: IpAddr) -> Vec<Ipv4Addr> {
     if s[..6].iter().all(|&x| x == 0) && !(s[6] == 0 && s[7] <= 1) {
         out.push(low);
     }
-    // NAT64 64:ff9b::/96 and local-use 64:ff9b:1::/48.
-    if s[0] == 0x64 && s[1] == 0xff9b && (s[2..6].iter().all(|&x| x == 0) || s[2] == 1) {
+    // IPv4-translated ::ffff:0:a.b.c.d (SIIT).
+    if s[..4].iter().all(|&x| x == 0) && s[4] == 0xffff && s[5] == 0 {
+        out.push(low);
+    }
+    // NAT64 well-known 64:ff9b::/96.
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|&x| x == 0) {
+        out.push(low);
+    }
+    // NAT64 local-use 64:ff9b:1::/48: the operator picks the prefix length (RFC 6052 allows
+    // /48, /56, /64 and /96 inside it), so every layout is checked (bits 64-71 are skipped).
+    // A view starting with 0 is the zero padding of another layout, not an address.
+    if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
+        let b = v6.octets();
+        out.push(low); // /96
+        for view in [
+            Ipv4Addr::new(b[6], b[7], b[9], b[10]),   // /48
+            Ipv4Addr::new(b[7], b[9], b[10], b[11]),  // /56
+            Ipv4Addr::new(b[9], b[10], b[11], b[12]), // /64
+        ] {
+            if view.octets()[0] != 0 {
+                out.push(view);
+            }
+        }
+    }
+    // ISATAP interface identifier ::0:5efe:a.b.c.d (or ::200:5efe:... ) in any /64.
+    if s[4] & 0xfdff == 0 && s[5] == 0x5efe {
         out.push(low);
     }
     // 6to4 2002:AABB:CCDD::/48.
@@ -284,6 +340,35 @@ mod tests {
     }
 
     #[test]
+    fn translated_isatap_and_local_nat64_forms_carry_their_ipv4() {
+        for spelled in [
+            "::ffff:0:169.254.169.254",
+            "fe80::5efe:169.254.169.254",
+            "2001:db8::200:5efe:169.254.169.254",
+            "64:ff9b:1::169.254.169.254",
+        ] {
+            assert!(check_ip(ip(spelled)).is_some(), "{spelled}");
+        }
+        // 169.254.169.254 in the /48, /56 and /64 layouts (bits 64-71 zero), with suffix
+        // bits that make the /96 reading a harmless 8.8.8.8.
+        for spelled in [
+            "64:ff9b:1:a9fe:a9:fe00:808:808",
+            "64:ff9b:1:a9:fe:a9fe:808:808",
+            "64:ff9b:1:0:a9:fea9:fe00:808",
+        ] {
+            assert_eq!(
+                check_ip(ip(spelled)),
+                Some(DenyReason::Metadata),
+                "{spelled}"
+            );
+        }
+        assert!(is_loopback(ip("::ffff:0:127.0.0.1")));
+        assert_eq!(check_ip(ip("2001:db8::1:5eff:a9fe:a9fe")), None);
+        // The /96 layout inside the local-use prefix stays usable.
+        assert_eq!(check_ip(ip("64:ff9b:1::8.8.8.8")), None);
+    }
+
+    #[test]
     fn loopback_needs_explicit_allow_and_self_is_never_ok() {
         let own: SocketAddr = "127.0.0.1:3128".parse().unwrap();
         let lo: SocketAddr = "127.0.0.1:8080".parse().unwrap();
@@ -303,5 +388,36 @@ mod tests {
         let any: SocketAddr = "0.0.0.0:3128".parse().unwrap();
         let lan: SocketAddr = "192.168.1.5:3128".parse().unwrap();
         assert_eq!(check_addr(lan, true, Some(any)), Some(DenyReason::SelfLoop));
+    }
+
+    /// Listening on every interface, each of this machine's addresses (public ones too, in
+    /// any spelling) on the proxy's port is the proxy; a foreign address is not.
+    #[test]
+    fn a_wildcard_listener_knows_every_local_address() {
+        let any: SocketAddr = "0.0.0.0:3128".parse().unwrap();
+        let locals = interface_addresses();
+        assert!(locals.iter().any(|a| a.is_loopback()), "{locals:?}");
+        for local in locals {
+            let target = SocketAddr::new(local, 3128);
+            if check_ip(local).is_some() {
+                continue; // denied anyway (link-local etc.)
+            }
+            assert_eq!(
+                check_addr(target, true, Some(any)),
+                Some(DenyReason::SelfLoop),
+                "{target}"
+            );
+            if let IpAddr::V4(v4) = local {
+                let mapped = SocketAddr::new(IpAddr::V6(v4.to_ipv6_mapped()), 3128);
+                assert_eq!(
+                    check_addr(mapped, true, Some(any)),
+                    Some(DenyReason::SelfLoop)
+                );
+            }
+        }
+        let foreign: SocketAddr = "192.0.2.77:3128".parse().unwrap();
+        assert_eq!(check_addr(foreign, true, Some(any)), None);
+        let other_port: SocketAddr = "192.168.1.5:3129".parse().unwrap();
+        assert_eq!(check_addr(other_port, true, Some(any)), None);
     }
 }

@@ -245,7 +245,8 @@ impl HostFilter {
 }
 
 /// Splits `host[:port]`, `[v6]:port`, or a bare IPv6 literal.
-fn split_host_port(p: &str) -> Result<(&str, Option<u16>), String> {
+/// Splits `host`, `host:port`, `[v6]` or `[v6]:port`; the port must be plain digits, 1-65535.
+pub(crate) fn split_host_port(p: &str) -> Result<(&str, Option<u16>), String> {
     if let Some(rest) = p.strip_prefix('[') {
         let end = rest.find(']').ok_or("missing `]` after IPv6 address")?;
         let host = &p[..end + 2];

@@ -37,11 +37,11 @@ pub(crate) async fn handle(
     conn: Arc<ConnState>,
 ) -> Response<Body> {
     let method = req.method().as_str().to_string();
-    let path = req
-        .uri()
-        .path_and_query()
-        .map(|p| p.as_str().to_string())
-        .unwrap_or_else(|| "/".into());
+    // Origin form: `http://h?q` has an empty path, which is `/` on the wire.
+    let path = match req.uri().query() {
+        Some(q) => format!("{}?{q}", req.uri().path()),
+        None => req.uri().path().to_string(),
+    };
     let info = Some((method.as_str(), path.as_str()));
     let refuse = |target: &str, port: u16, status: StatusCode, reason: &str| {
         shared.refuse(Mode::Forward, target, port, info, status, reason)
@@ -73,8 +73,12 @@ pub(crate) async fn handle(
     if auth.as_str().contains('@') {
         return refuse(&authority, 0, StatusCode::BAD_REQUEST, "userinfo_in_target");
     }
-    let port = auth.port_u16().unwrap_or(80);
-    let host = match Host::parse(auth.host()) {
+    // Strict: a port that is not 1-65535 in plain digits is malformed, never the default.
+    let (host_raw, port) = match crate::filter::split_host_port(auth.as_str()) {
+        Ok((h, p)) => (h, p.unwrap_or(80)),
+        Err(_) => return refuse(&authority, 0, StatusCode::BAD_REQUEST, "malformed_target"),
+    };
+    let host = match Host::parse(host_raw) {
         Ok(h) => h,
         Err(_) => {
             return refuse(
@@ -129,9 +133,11 @@ pub(crate) async fn handle(
 
     let (mut parts, body) = req.into_parts();
     respond::strip_hop_by_hop(&mut parts.headers);
-    let host_value = match auth.port_u16() {
-        Some(p) if p != 80 => format!("{}:{p}", auth.host()),
-        _ => auth.host().to_string(),
+    // The checked, normalised host goes on the wire, never the client's spelling of it
+    // (`0x7f.1`, `012.0.0.1` and a trailing dot mean different things to different parsers).
+    let host_value = match port {
+        80 => host.to_string(),
+        p => format!("{host}:{p}"),
     };
     match HeaderValue::from_str(&host_value) {
         Ok(v) => {
@@ -198,14 +204,22 @@ pub(crate) async fn handle(
         }
     };
     let status = resp.status();
-    if chain.is_some() && status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
-        // The upstream proxy refused our credentials; passing its 407 on would make the
-        // client believe nono wants different ones.
+    if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
+        // A 407 from the upstream proxy (it refused our credentials) or from an origin would
+        // make the client believe nono wants different credentials: 407 means nono's own.
+        let reason = match chain {
+            Some(_) => "upstream_proxy_status_407",
+            None => "origin_status_407",
+        };
+        return refuse(&host.to_string(), port, StatusCode::BAD_GATEWAY, reason);
+    }
+    if status == StatusCode::SWITCHING_PROTOCOLS {
+        // The request's Upgrade was stripped; a switch anyway cannot be relayed as HTTP.
         return refuse(
             &host.to_string(),
             port,
             StatusCode::BAD_GATEWAY,
-            "upstream_proxy_status_407",
+            "origin_switched_protocols",
         );
     }
     store(&conn, key, sender).await;

@@ -31,6 +31,9 @@ use crate::upstream_conn::{connect_checked, ConnectFailure};
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// How long a client refused with 503 gets to send its request head before we answer.
 const BUSY_READ_WAIT: Duration = Duration::from_millis(500);
+/// Refused clients answered at once; beyond this a flood is closed without an answer, so
+/// refusals cannot pile up descriptors.
+const BUSY_ANSWERS: usize = 64;
 
 /// State every connection shares.
 pub(crate) struct Shared {
@@ -443,8 +446,10 @@ pub fn start_with_listener(
         .collect();
     let limit =
         (config.max_connections > 0).then(|| Arc::new(Semaphore::new(config.max_connections)));
-    // Slack so the exact check in `dispatch` decides, not hyper's buffer growth.
-    let max_header_bytes = config.max_header_bytes.max(8192) + 16 * 1024;
+    // `dispatch` enforces the limit on the head as parsed; hyper's buffer limit (431 for an
+    // unfinished head that fills it; floor 8 KiB) bounds what parsing drops, such as
+    // whitespace around values, to about twice the limit (measured).
+    let max_header_bytes = config.max_header_bytes.max(8192);
     let extra = ExtraListenerState {
         shared: shared.clone(),
         limit: limit.clone(),
@@ -486,6 +491,7 @@ async fn accept_loop(
     if let Ok(a) = listener.local_addr() {
         crate::loopback::tune(&listener, a.ip());
     }
+    let answering = Arc::new(Semaphore::new(BUSY_ANSWERS));
     loop {
         let accepted = tokio::select! {
             _ = shutdown.changed() => break,
@@ -505,7 +511,15 @@ async fn accept_loop(
             Some(sem) => match sem.clone().try_acquire_owned() {
                 Ok(p) => Some(p),
                 Err(_) => {
-                    tokio::spawn(reject_busy(stream, shared.clone()));
+                    match answering.clone().try_acquire_owned() {
+                        Ok(slot) => {
+                            tokio::spawn(reject_busy(stream, shared.clone(), slot));
+                        }
+                        Err(_) => {
+                            record_busy(&shared);
+                            drop(stream);
+                        }
+                    }
                     continue;
                 }
             },
@@ -519,14 +533,19 @@ async fn accept_loop(
     }
 }
 
-/// Answers 503 to a client over `max_connections`, after reading its head so the answer is
-/// not lost to a reset.
-async fn reject_busy(mut stream: TcpStream, shared: Arc<Shared>) {
-    let mut buf = [0u8; 4096];
-    let _ = tokio::time::timeout(BUSY_READ_WAIT, stream.read(&mut buf)).await;
+/// Records a refusal over `max_connections`.
+fn record_busy(shared: &Shared) {
     shared.audit.record(
         AuditEvent::new(Mode::Connect, Decision::Deny, "-", 0, 503).with_reason("max_connections"),
     );
+}
+
+/// Answers 503 to a client over `max_connections`, after reading its head so the answer is
+/// not lost to a reset.
+async fn reject_busy(mut stream: TcpStream, shared: Arc<Shared>, _slot: OwnedSemaphorePermit) {
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(BUSY_READ_WAIT, stream.read(&mut buf)).await;
+    record_busy(&shared);
     let body = "too many connections\n";
     let msg = format!(
         "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
@@ -564,16 +583,32 @@ async fn serve_connection(
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades();
     tokio::pin!(conn);
-    let idle = shared.timeouts.idle;
     let result = tokio::select! {
         r = conn.as_mut() => r,
         _ = stop.changed() => {
             conn.as_mut().graceful_shutdown();
-            tokio::time::timeout(idle, conn.as_mut()).await.unwrap_or(Ok(()))
+            tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await.unwrap_or(Ok(()))
         }
     };
     if let Err(e) = result {
         tracing::debug!("client connection ended: {e}");
+        // hyper answered these itself (431 / 400); they are decisions like any other.
+        let refused = if e.is_parse_too_large() {
+            Some((
+                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                "header_too_large",
+            ))
+        } else if e.is_parse() {
+            Some((StatusCode::BAD_REQUEST, "malformed_request"))
+        } else {
+            None
+        };
+        if let Some((status, reason)) = refused {
+            shared.audit.record(
+                AuditEvent::new(Mode::Forward, Decision::Deny, "-", 0, status.as_u16())
+                    .with_reason(reason),
+            );
+        }
     }
 }
 
@@ -602,10 +637,14 @@ async fn dispatch(
     crate::reverse::handle(req, shared).await
 }
 
-/// Approximate wire size of a request head.
+/// Wire size of a request head as parsed, at least: request line, `name:value` lines and the
+/// empty line that ends the head. Optional whitespace around values is not kept by the
+/// parser, so it is not counted here (never refusing a head within the limit); hyper's
+/// buffer limit counts it.
 fn head_size(req: &Request<Incoming>) -> usize {
-    let line = req.method().as_str().len() + req.uri().to_string().len() + 12;
+    // "METHOD SP URI SP HTTP/1.1 CRLF" plus the final CRLF.
+    let line = req.method().as_str().len() + req.uri().to_string().len() + 12 + 2;
     req.headers()
         .iter()
-        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 4)
+        .fold(line, |n, (k, v)| n + k.as_str().len() + v.len() + 3)
 }
