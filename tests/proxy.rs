@@ -662,6 +662,127 @@ fn json_line_has_the_connection_details_and_sigterm_exits_0() {
     assert_eq!(status.code(), Some(0));
 }
 
+#[test]
+fn shutdown_is_prompt_when_idle_waits_for_open_tunnels_and_every_stop_signal_exits_0() {
+    for signal in ["TERM", "INT", "HUP"] {
+        let p = ProxyProcess::start(&[]);
+        let (status, took) = p.signal_and_wait(signal);
+        assert_eq!(status.code(), Some(0), "SIG{signal}");
+        assert!(
+            took < Duration::from_secs(2),
+            "SIG{signal} idle exit took {took:?}"
+        );
+    }
+    // An open tunnel keeps it up to the grace period (5 s), then it is cut and nono exits 0.
+    let echo = EchoServer::plain();
+    let p = ProxyProcess::start(&["--allow-domain", "127.0.0.1"]);
+    let auth = auth_header(&p);
+    let mut tunnel =
+        connect_tunnel(p.port, &format!("127.0.0.1:{}", echo.port), Some(&auth)).expect("tunnel");
+    let (status, took) = p.signal_and_wait("TERM");
+    assert_eq!(status.code(), Some(0));
+    assert!(
+        took >= Duration::from_secs(4),
+        "did not wait for the tunnel: {took:?}"
+    );
+    tunnel.set_read_timeout(Some(T)).expect("timeout");
+    let mut b = [0u8; 1];
+    assert!(
+        matches!(tunnel.read(&mut b), Ok(0) | Err(_)),
+        "tunnel still open"
+    );
+}
+
+#[test]
+fn secrets_in_targets_and_queries_never_reach_the_log() {
+    let origin = HttpOrigin::start();
+    let p = ProxyProcess::start(&["--allow-domain", "127.0.0.1"]);
+    let token = p.token.clone().expect("token");
+    let auth = auth_header(&p);
+    raw_request(
+        p.port,
+        format!(
+            "GET http://nono:{token}@127.0.0.1:{}/x HTTP/1.1\r\n\r\n",
+            origin.port
+        )
+        .as_bytes(),
+    );
+    raw_request(
+        p.port,
+        format!(
+            "CONNECT nono:{token}@127.0.0.1:443 HTTP/1.1\r\nProxy-Authorization: {auth}\r\n\r\n"
+        )
+        .as_bytes(),
+    );
+    let (status, _) = raw_request(
+        p.port,
+        format!(
+            "GET http://127.0.0.1:{}/x?api_key=QUERYSECRET HTTP/1.1\r\nProxy-Authorization: {auth}\r\n\r\n",
+            origin.port
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status, 200);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while p.stderr().matches("reason=").count() < 2 || !p.stderr().contains("ALLOW") {
+        assert!(
+            Instant::now() < deadline,
+            "decisions not logged:\n{}",
+            p.stderr()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = p.stderr();
+    assert!(!log.contains(&token), "token in the log:\n{log}");
+    assert!(!log.contains("QUERYSECRET"), "query in the log:\n{log}");
+    assert!(log.contains("***@127.0.0.1"), "{log}");
+}
+
+#[test]
+fn a_pass_with_url_and_shell_metacharacters_gives_a_working_url_and_safe_exports() {
+    let origin = HttpOrigin::start();
+    let pass = "p@ss w/#'q%";
+    let p = ProxyProcess::start(&["--allow-domain", "127.0.0.1", "--pass", pass]);
+    // curl takes the printed URL as it is.
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-x", &p.url])
+        .arg(format!("http://127.0.0.1:{}/via-url", origin.port))
+        .output()
+        .expect("run curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "url {}", p.url);
+    // The text output's export lines, run by a shell, give back the secret unchanged.
+    let mut child = Command::new(support::nono_bin())
+        .args(["proxy", "--allow-domain", "127.0.0.1", "--pass", pass])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start nono proxy");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut exports = String::new();
+    for line in std::io::BufRead::lines(std::io::BufReader::new(stdout)) {
+        let line = line.expect("line");
+        if line.starts_with("export ") {
+            exports.push_str(&line);
+            exports.push('\n');
+        }
+        if line.starts_with("export NONO_PROXY_TOKEN=") {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let shell = Command::new("sh")
+        .arg("-c")
+        .arg(format!("{exports}printf %s \"$NONO_PROXY_TOKEN\""))
+        .output()
+        .expect("run sh");
+    assert_eq!(
+        String::from_utf8_lossy(&shell.stdout),
+        pass,
+        "exports:\n{exports}"
+    );
+}
+
 /// Reads one response with a Content-Length body from a kept-alive stream.
 fn read_response(s: &mut TcpStream) -> String {
     let mut buf = Vec::new();

@@ -136,21 +136,28 @@ impl ProxyProcess {
     /// Sends SIGTERM and waits up to 10 s for the exit status.
     ///
     /// Panics, with stderr, if the process is still running then (after killing it).
-    pub fn terminate(mut self) -> ExitStatus {
+    pub fn terminate(self) -> ExitStatus {
+        self.signal_and_wait("TERM").0
+    }
+
+    /// Sends `SIG<signal>` and waits up to 10 s; returns the exit status and how long the
+    /// exit took. Panics, with stderr, if the process is still running then.
+    pub fn signal_and_wait(mut self, signal: &str) -> (ExitStatus, Duration) {
         let mut child = self.child.take().expect("proxy child");
         let pid = child.id().to_string();
+        let start = std::time::Instant::now();
         let sent = Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([&format!("-{signal}"), &pid])
             .status()
-            .expect("run kill -TERM");
-        assert!(sent.success(), "kill -TERM {pid} failed");
+            .expect("run kill");
+        assert!(sent.success(), "kill -{signal} {pid} failed");
         match wait_with_deadline(&mut child, TERMINATE_TIMEOUT) {
-            Some(status) => status,
+            Some(status) => (status, start.elapsed()),
             None => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "nono proxy ignored SIGTERM for {TERMINATE_TIMEOUT:?}\n--- stderr\n{}",
+                    "nono proxy ignored SIG{signal} for {TERMINATE_TIMEOUT:?}\n--- stderr\n{}",
                     self.stderr()
                 );
             }

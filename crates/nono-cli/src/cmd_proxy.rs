@@ -29,7 +29,8 @@ pub struct ProxyArgs {
     /// Serve without authentication (refused unless listening on loopback).
     #[arg(long)]
     pub no_auth: bool,
-    /// Use this secret instead of a random session token (also read from NONO_PROXY_PASS).
+    /// Use this secret instead of a random session token. A value on the command line is
+    /// visible to every local user in `ps`: prefer the NONO_PROXY_PASS variable.
     #[arg(
         long,
         value_name = "SECRET",
@@ -40,8 +41,13 @@ pub struct ProxyArgs {
     /// Policy: profile, network profile, allowed hosts, credentials, upstream proxy.
     #[command(flatten)]
     pub net: NetFlags,
-    /// Maximum simultaneous client connections (0 = unlimited).
-    #[arg(long, default_value_t = nono_proxy::config::DEFAULT_MAX_CONNECTIONS, value_name = "N")]
+    /// Maximum simultaneous client connections (0 = unlimited, at most 1000000).
+    #[arg(
+        long,
+        default_value_t = nono_proxy::config::DEFAULT_MAX_CONNECTIONS,
+        value_name = "N",
+        value_parser = parse_max_connections
+    )]
     pub max_connections: usize,
     /// Upstream connect timeout in seconds.
     #[arg(long, value_name = "SECS", default_value_t = 10.0)]
@@ -56,7 +62,8 @@ pub struct ProxyArgs {
     /// Print the connection details as one JSON object on the first line of stdout.
     #[arg(long)]
     pub json: bool,
-    /// More logging (-v: debug, -vv: trace). Decisions are logged at the default level.
+    /// More logging (-v: nono's debug messages, -vv: nono's trace and its libraries' debug
+    /// messages). Decisions are logged at the default level.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
 }
@@ -71,8 +78,11 @@ pub fn run(args: ProxyArgs) -> Result<(), Failure> {
         .build()
         .context("starting the async runtime")
         .map_err(Failure::runtime)?;
-    rt.block_on(serve(args.json, config))
-        .map_err(Failure::runtime)
+    let served = rt.block_on(serve(args.json, config));
+    // Open tunnels had their grace period; blocking work (a hung DNS lookup or credential
+    // helper) must not hold the exit.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    served.map_err(Failure::runtime)
 }
 
 /// Validates the flags and builds the proxy configuration. Every refusal happens here,
@@ -226,7 +236,7 @@ async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
         }
         writeln!(out, "\nPoint clients at it with:")?;
         for (k, v) in &env {
-            writeln!(out, "export {k}='{v}'")?;
+            writeln!(out, "export {k}={}", shell_quote(v))?;
         }
     }
     out.flush()?;
@@ -237,10 +247,13 @@ async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// SIGTERM and SIGINT, registered up front so none is lost between start-up and waiting.
+/// SIGTERM, SIGINT and SIGHUP, registered up front so none is lost between start-up and
+/// waiting.
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
+    /// The terminal closing: shut down cleanly rather than die mid-request.
+    hup: tokio::signal::unix::Signal,
 }
 
 impl Signals {
@@ -249,6 +262,7 @@ impl Signals {
         Ok(Self {
             term: crate::signals::handler(SignalKind::terminate(), "SIGTERM")?,
             int: crate::signals::handler(SignalKind::interrupt(), "SIGINT")?,
+            hup: crate::signals::handler(SignalKind::hangup(), "SIGHUP")?,
         })
     }
 
@@ -256,8 +270,27 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => {}
             _ = self.int.recv() => {}
+            _ = self.hup.recv() => {}
         }
     }
+}
+
+/// Largest `--max-connections`: far above any descriptor limit, so it never binds first.
+const MAX_CONNECTIONS_LIMIT: usize = 1_000_000;
+
+fn parse_max_connections(v: &str) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(n) if n <= MAX_CONNECTIONS_LIMIT => Ok(n),
+        _ => Err(format!(
+            "`{v}` is not a connection count from 0 (unlimited) to {MAX_CONNECTIONS_LIMIT}"
+        )),
+    }
+}
+
+/// `value` as one single-quoted POSIX shell word (a `'` inside becomes `'\''`), so the
+/// printed `export` lines are safe to paste or `eval` whatever the secret contains.
+fn shell_quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "'\\''"))
 }
 
 #[cfg(test)]
@@ -269,5 +302,19 @@ mod tests {
         assert!(resolver_from_pins(&["a.test=127.0.0.1,[::1]".into()]).is_ok());
         assert!(resolver_from_pins(&["a.test".into()]).is_err());
         assert!(resolver_from_pins(&["a.test=nope".into()]).is_err());
+    }
+
+    #[test]
+    fn shell_quoting_survives_quotes() {
+        assert_eq!(shell_quote("plain"), "'plain'");
+        assert_eq!(shell_quote("q'uote"), "'q'\\''uote'");
+    }
+
+    #[test]
+    fn max_connections_has_a_ceiling() {
+        assert_eq!(parse_max_connections("0"), Ok(0));
+        assert_eq!(parse_max_connections("1000000"), Ok(1_000_000));
+        assert!(parse_max_connections("1000001").is_err());
+        assert!(parse_max_connections("-1").is_err());
     }
 }

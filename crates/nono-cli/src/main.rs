@@ -48,15 +48,18 @@ fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let _ = e.print();
-            let code = if !e.use_stderr() {
-                0
-            } else if is_run {
+            if !e.use_stderr() {
+                // --help and --version.
+                let _ = e.print();
+                std::process::exit(0);
+            }
+            // Usage errors are one line, like every other refusal.
+            eprintln!("nono: {}", one_line(&e.render().to_string()));
+            std::process::exit(if is_run {
                 exit::EXIT_NONO_FAILED
             } else {
                 exit::EXIT_USAGE
-            };
-            std::process::exit(code);
+            });
         }
     };
     let result = match cli.command {
@@ -78,4 +81,14 @@ fn main() {
         eprintln!("nono: {:#}", f.error);
         std::process::exit(f.code);
     }
+}
+
+/// The first line of a clap error without its `error: ` prefix, pointing at `--help`.
+fn one_line(rendered: &str) -> String {
+    let first = rendered
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or("invalid usage");
+    let first = first.strip_prefix("error: ").unwrap_or(first).trim_end();
+    format!("{first} (see --help)")
 }

@@ -75,7 +75,7 @@ impl AuditEvent {
             timestamp_unix_ms,
             mode,
             decision,
-            target: target.to_string(),
+            target: without_userinfo(target),
             port,
             method: None,
             path: None,
@@ -84,10 +84,10 @@ impl AuditEvent {
         }
     }
 
-    /// Adds the method and path.
+    /// Adds the method and path (without its query: clients put secrets there).
     pub fn with_request(mut self, method: &str, path: Option<&str>) -> Self {
         self.method = Some(method.to_string());
-        self.path = path.map(str::to_string);
+        self.path = path.map(|p| p.split_once('?').map_or(p, |(path, _)| path).to_string());
         self
     }
 
@@ -95,6 +95,15 @@ impl AuditEvent {
     pub fn with_reason(mut self, reason: impl Into<String>) -> Self {
         self.reason = Some(reason.into());
         self
+    }
+}
+
+/// A refused target as the client wrote it may carry `user:password@` (even the session
+/// token); only what follows the last `@` is kept.
+fn without_userinfo(target: &str) -> String {
+    match target.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None => target.to_string(),
     }
 }
 
@@ -123,11 +132,10 @@ impl AuditLog {
             }
             (Decision::Deny, r) => tracing::warn!(
                 target: "nono::audit",
-                "DENY {what} {}:{}{path} reason={} status={}",
+                "DENY {what} {}:{}{path} reason={}",
                 ev.target,
                 ev.port,
-                r.as_deref().unwrap_or("-"),
-                ev.status
+                r.as_deref().unwrap_or("-")
             ),
         }
         let Ok(mut q) = self.events.lock() else {
@@ -168,5 +176,14 @@ mod tests {
         assert_eq!(ev.len(), AUDIT_CAPACITY);
         assert_eq!(ev[0].port, 10);
         assert!(log.drain().is_empty());
+    }
+
+    #[test]
+    fn userinfo_and_queries_never_reach_the_record() {
+        let ev = AuditEvent::new(Mode::Forward, Decision::Deny, "nono:SECRET@h:1", 0, 407)
+            .with_request("GET", Some("/x?token=SECRET&a=1"));
+        assert_eq!(ev.target, "***@h:1");
+        assert_eq!(ev.path.as_deref(), Some("/x"));
+        assert!(!format!("{ev:?}").contains("SECRET"));
     }
 }

@@ -82,8 +82,13 @@ pub(crate) async fn handle(
     }
     shared.audit.record(event);
     let permit = conn.take_permit();
+    // At shutdown a tunnel gets the grace period to end by itself, then it is cut.
     let tracker = shared.tracker();
     let mut stop = shared.shutdown_signal();
+    let cut = async move {
+        let _ = stop.changed().await;
+        tokio::time::sleep(crate::server::SHUTDOWN_GRACE).await;
+    };
     tokio::spawn(async move {
         let _permit = permit;
         let _tracker = tracker;
@@ -100,7 +105,7 @@ pub(crate) async fn handle(
                     tracing::debug!("tunnel ended: {e}");
                 }
             }
-            _ = stop.changed() => {}
+            _ = cut => {}
         }
     });
     respond::text_empty(StatusCode::OK)

@@ -76,10 +76,22 @@ pub fn child_env(
     out
 }
 
-/// The proxy URL clients use, with credentials when auth is on.
+/// Bytes a URL's userinfo cannot carry as they are: everything but RFC 3986's unreserved
+/// characters is percent-encoded.
+const USERINFO: &percent_encoding::AsciiSet = &percent_encoding::NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The proxy URL clients use, with credentials when auth is on (percent-encoded, so a
+/// `--pass` with `@`, `/`, `#` or spaces still gives a URL clients accept).
 pub fn proxy_url(host: &str, port: u16, token: Option<&str>) -> String {
     match token {
-        Some(t) => format!("http://nono:{t}@{host}:{port}"),
+        Some(t) => {
+            let t = percent_encoding::utf8_percent_encode(t, USERINFO);
+            format!("http://nono:{t}@{host}:{port}")
+        }
         None => format!("http://{host}:{port}"),
     }
 }
@@ -87,6 +99,18 @@ pub fn proxy_url(host: &str, port: u16, token: Option<&str>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secrets_are_percent_encoded_in_the_url() {
+        assert_eq!(
+            proxy_url("127.0.0.1", 8080, Some("p@ss/w#rd x%")),
+            "http://nono:p%40ss%2Fw%23rd%20x%25@127.0.0.1:8080"
+        );
+        assert_eq!(
+            proxy_url("127.0.0.1", 1, Some("ab12-._~")),
+            "http://nono:ab12-._~@127.0.0.1:1"
+        );
+    }
 
     #[test]
     fn no_proxy_strips_ports_and_handles_ipv6() {

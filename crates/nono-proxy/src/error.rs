@@ -36,7 +36,7 @@ pub enum ProxyError {
     #[error("invalid proxy configuration: {0}")]
     Config(String),
     /// Binding the listening socket failed.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen on {addr}")]
     Bind {
         /// Address we tried.
         addr: SocketAddr,
@@ -59,7 +59,7 @@ pub enum ProxyError {
         cause: crate::credential::CredentialError,
     },
     /// Another I/O failure during start-up.
-    #[error("{context}: {source}")]
+    #[error("{context}")]
     Io {
         /// What we were doing.
         context: String,

@@ -43,7 +43,9 @@ pub(crate) struct Shared {
     timeouts: Timeouts,
     max_header_bytes: usize,
     shutdown: watch::Receiver<bool>,
-    tracker: mpsc::Sender<()>,
+    /// Cloned by every connection and tunnel; taken at shutdown, so the receiver learns
+    /// when the last one has ended.
+    tracker: StdMutex<Option<mpsc::Sender<()>>>,
     /// The upstream (corporate) proxy, when traffic is chained.
     upstream: Option<Chain>,
     /// Admission for credential routes: their upstreams are allowed without being on the
@@ -242,8 +244,15 @@ impl Shared {
     }
 
     /// A guard that keeps graceful shutdown waiting while it lives.
-    pub(crate) fn tracker(&self) -> mpsc::Sender<()> {
-        self.tracker.clone()
+    pub(crate) fn tracker(&self) -> Option<mpsc::Sender<()>> {
+        self.tracker.lock().ok().and_then(|t| t.clone())
+    }
+
+    /// Drops the shared sender: from now on only open connections keep shutdown waiting.
+    fn release_tracker(&self) {
+        if let Ok(mut t) = self.tracker.lock() {
+            t.take();
+        }
     }
 
     /// Resolves when shutdown starts.
@@ -367,12 +376,16 @@ impl ProxyHandle {
     pub async fn shutdown(mut self) {
         let _ = self.shutdown_tx.send(true);
         let _ = (&mut self.accept_task).await;
+        self.extra.shared.release_tracker();
+        // Ends as soon as every connection is gone (recv yields None), at the latest after
+        // the grace period.
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.done_rx.recv()).await;
     }
 }
 
 /// Binds the configured address and starts serving.
 pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
+    check_limits(&config)?;
     let addr = SocketAddr::new(config.bind_addr, config.bind_port);
     let listener = TcpListener::bind(addr)
         .await
@@ -428,7 +441,7 @@ pub fn start_with_listener(
             timeouts: config.timeouts,
             max_header_bytes: config.max_header_bytes,
             shutdown: shutdown_rx.clone(),
-            tracker,
+            tracker: StdMutex::new(Some(tracker)),
             upstream,
             route_gate,
             routes: Arc::new(routes),
@@ -444,6 +457,7 @@ pub fn start_with_listener(
         .filter(|e| !routes.covers_no_proxy_entry(e))
         .cloned()
         .collect();
+    check_limits(&config)?;
     let limit =
         (config.max_connections > 0).then(|| Arc::new(Semaphore::new(config.max_connections)));
     // `dispatch` enforces the limit on the head as parsed; hyper's buffer limit (431 for an
@@ -474,6 +488,18 @@ pub fn start_with_listener(
         routes,
         extra,
     })
+}
+
+/// Refuses limits the runtime cannot represent (checked before binding).
+fn check_limits(config: &ProxyConfig) -> Result<(), ProxyError> {
+    if config.max_connections > Semaphore::MAX_PERMITS {
+        return Err(ProxyError::Config(format!(
+            "max_connections {} is above the largest supported value {}; use 0 for no limit",
+            config.max_connections,
+            Semaphore::MAX_PERMITS
+        )));
+    }
+    Ok(())
 }
 
 async fn accept_loop(
