@@ -21,9 +21,9 @@
 //!      then a 1-byte echo round trip; directly, connect + 1-byte echo. Sequential, 100 warm-up
 //!      cycles, then `--iterations` samples; p50, p99 and the added p50.
 //!   3. New tunnels per second: the same cycle, `--tunnels` in total, 8 in flight at once.
-//!   4. Plain HTTP: `--requests` GETs over 4 kept-alive connections, one request in flight
-//!      per connection, absolute-form with `Proxy-Authorization` via the proxy, origin-form
-//!      directly; the origin answers a 2-byte `Content-Length` body.
+//!   4. Plain HTTP: `--requests` GETs over `--http-connections` (4) kept-alive connections, one
+//!      request in flight per connection, absolute-form with `Proxy-Authorization` via the
+//!      proxy, origin-form directly; the origin answers a 2-byte `Content-Length` body.
 //!   5. Memory: a second, fresh proxy started with `--max-connections` above `--idle-tunnels`
 //!      (the default cap is 256); VmRSS from `/proc/PID/status` after start, then with
 //!      `--idle-tunnels` tunnels open (each proven by a 1-byte echo); per tunnel = delta / count.
@@ -52,8 +52,6 @@ use crate::report::Row;
 
 /// Tunnels in flight during the tunnels-per-second run.
 const RATE_CONCURRENCY: usize = 8;
-/// Kept-alive connections during the HTTP run.
-const HTTP_CONNECTIONS: usize = 4;
 /// Connections the memory proxy allows beyond the idle tunnels.
 const RSS_CONNECTION_HEADROOM: usize = 64;
 
@@ -64,6 +62,7 @@ usage: nono-bench --nono PATH [options]
   --iterations N       latency samples per route (default 2000)
   --tunnels N          cycles for the tunnels-per-second run (default 5000)
   --requests N         HTTP requests per route (default 20000)
+  --http-connections N kept-alive connections, one request in flight each (default 4)
   --idle-tunnels N     idle tunnels held for the memory reading (default 1000)
   --rounds N           paired direct/proxy rounds per metric; medians are reported (default 3)
   --proxy-cpu N|any    CPU for the proxy (default 0; any: the scheduler's choice)
@@ -80,6 +79,7 @@ struct Args {
     iterations: usize,
     tunnels: usize,
     requests: usize,
+    http_connections: usize,
     idle_tunnels: usize,
     rounds: usize,
     /// `None`: leave placement to the scheduler.
@@ -112,7 +112,7 @@ fn main() -> Result<()> {
         "tunnels": args.tunnels,
         "rate_concurrency": RATE_CONCURRENCY,
         "requests": args.requests,
-        "http_connections": HTTP_CONNECTIONS,
+        "http_connections": args.http_connections,
         "idle_tunnels": args.idle_tunnels,
         "rounds": args.rounds,
         "proxy_args": args.proxy_args,
@@ -225,12 +225,12 @@ async fn run(args: &Args, pinned: bool) -> Result<Vec<Row>> {
 
     progress("plain HTTP, keep-alive");
     let (d, p) = paired(n, &via, |r| {
-        http::measure(r, origin, args.requests, HTTP_CONNECTIONS)
+        http::measure(r, origin, args.requests, args.http_connections)
     })
     .await?;
     let rate = |v: &[http::Rate]| v.iter().map(|x| x.per_sec).collect::<Vec<_>>();
     rows.push(Row::rounds(
-        "HTTP keep-alive, 4 conns",
+        format!("HTTP keep-alive, {} conns", args.http_connections),
         "req/s",
         &rate(&d),
         &rate(&p),
@@ -297,6 +297,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args> {
         iterations: 2000,
         tunnels: 5000,
         requests: 20_000,
+        http_connections: 4,
         idle_tunnels: 1000,
         rounds: 3,
         proxy_cpu: Some(0),
@@ -313,6 +314,7 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args> {
             "--iterations" => args.iterations = parse_count(&flag, &value()?)?,
             "--tunnels" => args.tunnels = parse_count(&flag, &value()?)?,
             "--requests" => args.requests = parse_count(&flag, &value()?)?,
+            "--http-connections" => args.http_connections = parse_count(&flag, &value()?)?.max(1),
             "--idle-tunnels" => args.idle_tunnels = parse_count(&flag, &value()?)?,
             "--rounds" => args.rounds = parse_count(&flag, &value()?)?.max(1),
             "--proxy-cpu" => args.proxy_cpu = parse_cpu(&flag, &value()?)?,
