@@ -885,3 +885,32 @@ fn a_100_mib_chunked_upload_streams_through_a_route_with_bounded_proxy_rss() {
         "proxy VmRSS peaked at {peak} KiB (limit {MAX_PROXY_RSS_KIB} KiB) while relaying 100 MiB"
     );
 }
+
+#[test]
+fn a_credential_command_does_not_see_nonos_own_secrets() {
+    let fx = Fixture::new();
+    let cmd = r#"cmd://printf 'k-%s-%s' "${NONO_PROXY_PASS:-none}" "${NONO_UPSTREAM_PROXY:-none}""#;
+    let profile = fx.profile(&[(
+        "cmdkey",
+        fx.service(
+            "127.0.0.1",
+            cmd,
+            json!({"inject_header": "X-Api-Key", "credential_format": "{}", "env_var": "CMDKEY_TOKEN"}),
+        ),
+    )]);
+    let p = ProxyProcess::start_with_env(
+        // The upstream proxy is never used: its target is bypassed.
+        &profile_args(&profile, &["cmdkey"], &["--upstream-bypass", "127.0.0.1"]),
+        &[
+            ("NONO_PROXY_PASS", "proxy-pass-7c1"),
+            ("NONO_UPSTREAM_PROXY", "http://u:upw@127.0.0.1:9"),
+        ],
+    );
+    let phantom = env_of(&p.json, "CMDKEY_TOKEN");
+    let (status, resp) = request(p.port, "GET", "/cmdkey/x", &[("X-Api-Key", &phantom)]);
+    assert_eq!(status, 200, "{resp}\n--- stderr\n{}", p.stderr());
+    assert_eq!(
+        last_request(&fx.origin).header("x-api-key"),
+        Some("k-none-none")
+    );
+}

@@ -310,8 +310,16 @@ fn read_file(path: &std::path::Path) -> Result<Zeroizing<String>, CredentialErro
     bytes_to_secret(buf)
 }
 
+/// Variables nono takes its own secrets from (the proxy password, the upstream proxy URL with
+/// its credentials); a credential command has no use for them.
+const NONO_SECRET_VARS: [&str; 2] = ["NONO_PROXY_PASS", "NONO_UPSTREAM_PROXY"];
+
 fn run_command(cmd: &str, timeout: Duration) -> Result<Zeroizing<String>, CredentialError> {
-    let mut child = Command::new("/bin/sh")
+    let mut command = Command::new("/bin/sh");
+    for var in NONO_SECRET_VARS {
+        command.env_remove(var);
+    }
+    let mut child = command
         .arg("-c")
         .arg(cmd)
         .stdin(Stdio::null())
