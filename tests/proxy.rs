@@ -346,6 +346,12 @@ fn forwarding_sends_the_checked_host_and_never_relays_an_origins_407_or_101() {
             "{spelling}"
         );
     }
+    // An empty port is the default one (RFC 3986), not a refusal.
+    let (status, body) = get("http://127.0.0.1:/empty-port");
+    assert_ne!(status, 400, "{body}");
+    // An empty port is the default one (RFC 3986), not a refusal.
+    let (status, body) = get("http://127.0.0.1:/empty-port");
+    assert_ne!(status, 400, "{body}");
     // An empty path with a query is `/` plus the query.
     let (status, _) = get(&format!("http://127.0.0.1:{}?x=1", origin.port));
     assert_eq!(status, 200);
@@ -691,6 +697,32 @@ fn shutdown_is_prompt_when_idle_waits_for_open_tunnels_and_every_stop_signal_exi
         matches!(tunnel.read(&mut b), Ok(0) | Err(_)),
         "tunnel still open"
     );
+}
+
+#[test]
+fn an_ignored_sighup_stays_ignored() {
+    // As under `nohup`: SIGHUP ignored before exec.
+    let mut sh = Command::new("sh");
+    sh.arg("-c")
+        .arg("trap '' HUP; exec \"$0\" \"$@\"")
+        .arg(support::nono_bin());
+    let p = ProxyProcess::start_command(sh, &[]);
+    let pid = p.pid().to_string();
+    assert!(Command::new("kill")
+        .args(["-HUP", &pid])
+        .status()
+        .expect("kill")
+        .success());
+    std::thread::sleep(Duration::from_millis(300));
+    let alive = Command::new("kill")
+        .args(["-0", &pid])
+        .status()
+        .expect("kill -0");
+    assert!(
+        alive.success(),
+        "SIGHUP stopped a proxy that was started with it ignored"
+    );
+    assert_eq!(p.terminate().code(), Some(0));
 }
 
 #[test]

@@ -176,8 +176,10 @@ async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
     let handle = nono_proxy::start(config).await?;
     if let Some(u) = &upstream {
         if let Err(e) = nono_proxy::upstream::check_reachable(u, connect_timeout).await {
+            // With its causes: the error's own text does not repeat them.
+            let e = anyhow::Error::from(e);
             tracing::warn!(
-                "{e}; requests will get 502 upstream_proxy_unreachable until it is reachable"
+                "{e:#}; requests will get 502 upstream_proxy_unreachable until it is reachable"
             );
         }
     }
@@ -252,8 +254,9 @@ async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
 struct Signals {
     term: tokio::signal::unix::Signal,
     int: tokio::signal::unix::Signal,
-    /// The terminal closing: shut down cleanly rather than die mid-request.
-    hup: tokio::signal::unix::Signal,
+    /// The terminal closing: shut down cleanly rather than die mid-request. None when
+    /// SIGHUP was ignored at start (`nohup`): that choice is kept.
+    hup: Option<tokio::signal::unix::Signal>,
 }
 
 impl Signals {
@@ -262,7 +265,11 @@ impl Signals {
         Ok(Self {
             term: crate::signals::handler(SignalKind::terminate(), "SIGTERM")?,
             int: crate::signals::handler(SignalKind::interrupt(), "SIGINT")?,
-            hup: crate::signals::handler(SignalKind::hangup(), "SIGHUP")?,
+            hup: if crate::signals::ignored(libc::SIGHUP) {
+                None
+            } else {
+                Some(crate::signals::handler(SignalKind::hangup(), "SIGHUP")?)
+            },
         })
     }
 
@@ -270,7 +277,12 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => {}
             _ = self.int.recv() => {}
-            _ = self.hup.recv() => {}
+            Some(_) = async {
+                match self.hup.as_mut() {
+                    Some(h) => h.recv().await,
+                    None => std::future::pending().await,
+                }
+            } => {}
         }
     }
 }

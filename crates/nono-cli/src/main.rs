@@ -53,6 +53,11 @@ fn main() {
                 let _ = e.print();
                 std::process::exit(0);
             }
+            if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+                // `nono`, `nono profile`, ... alone: the help is the answer.
+                let _ = e.print();
+                std::process::exit(exit::EXIT_USAGE);
+            }
             // Usage errors are one line, like every other refusal.
             eprintln!("nono: {}", one_line(&e.render().to_string()));
             std::process::exit(if is_run {
@@ -83,12 +88,49 @@ fn main() {
     }
 }
 
-/// The first line of a clap error without its `error: ` prefix, pointing at `--help`.
+/// A clap error on one line: its first paragraph (the message and any indented detail, such
+/// as the missing arguments) and its `tip:` lines, without the usage block.
 fn one_line(rendered: &str) -> String {
-    let first = rendered
+    let mut paragraphs = rendered.split("\n\n");
+    let message = paragraphs
+        .next()
+        .unwrap_or("invalid usage")
         .lines()
-        .find(|l| !l.trim().is_empty())
-        .unwrap_or("invalid usage");
-    let first = first.strip_prefix("error: ").unwrap_or(first).trim_end();
-    format!("{first} (see --help)")
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut out = message
+        .strip_prefix("error: ")
+        .unwrap_or(&message)
+        .to_string();
+    for tip in paragraphs
+        .flat_map(str::lines)
+        .map(str::trim)
+        .filter(|l| l.starts_with("tip:"))
+    {
+        out.push_str("; ");
+        out.push_str(tip);
+    }
+    out.push_str(" (see --help)");
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clap_errors_fold_into_one_line_with_their_details_and_tips() {
+        let missing = "error: the following required arguments were not provided:\n  <CMD>...\n\nUsage: nono run <CMD>...\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            one_line(missing),
+            "the following required arguments were not provided: <CMD>... (see --help)"
+        );
+        let tip = "error: unexpected argument '--jsn' found\n\n  tip: a similar argument exists: '--json'\n\nUsage: nono proxy [OPTIONS]\n";
+        assert_eq!(
+            one_line(tip),
+            "unexpected argument '--jsn' found; tip: a similar argument exists: '--json' (see --help)"
+        );
+    }
 }

@@ -83,7 +83,7 @@ pub(crate) async fn handle(
     shared.audit.record(event);
     let permit = conn.take_permit();
     // At shutdown a tunnel gets the grace period to end by itself, then it is cut.
-    let tracker = shared.tracker();
+    let tracker = conn.tracker();
     let mut stop = shared.shutdown_signal();
     let cut = async move {
         let _ = stop.changed().await;

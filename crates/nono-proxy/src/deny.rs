@@ -104,6 +104,15 @@ pub fn check_ip(ip: IpAddr) -> Option<DenyReason> {
             return Some(DenyReason::Cidr);
         }
     }
+    // Readings that may be padding of another layout deny only what must never be reached.
+    for v4 in nat64_local_views(ip) {
+        if METADATA_V4.contains(&v4) {
+            return Some(DenyReason::Metadata);
+        }
+        if v4.is_link_local() {
+            return Some(DenyReason::Cidr);
+        }
+    }
     if let IpAddr::V6(v6) = ip {
         if v6.segments()[0] & 0xff00 == 0xff00 {
             return Some(DenyReason::Cidr);
@@ -130,12 +139,12 @@ pub fn check_addr(
         return Some(r);
     }
     let ip = addr.ip();
-    if let Some(own) = own {
+    if let Some(own) = own.filter(|o| o.port() == addr.port()) {
         let own_ip = canonical_ip(own.ip());
         let same_host = canonical_ip(ip) == own_ip
-            || (own_ip.is_unspecified() && is_local_candidate(ip))
-            || (is_loopback(ip) && is_loopback(own_ip));
-        if addr.port() == own.port() && same_host {
+            || (is_loopback(ip) && is_loopback(own_ip))
+            || (own_ip.is_unspecified() && is_local_candidate(ip));
+        if same_host {
             return Some(DenyReason::SelfLoop);
         }
     }
@@ -163,9 +172,12 @@ fn is_local_candidate(ip: IpAddr) -> bool {
 #[cfg(unix)]
 pub fn interface_addresses() -> Vec<IpAddr> {
     let Ok(list) = nix::ifaddrs::getifaddrs() else {
-        tracing::warn!(
-            "cannot list interface addresses; self-loop check uses address classes only"
-        );
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            tracing::warn!(
+                "cannot list interface addresses; self-loop check uses address classes only"
+            );
+        });
         return Vec::new();
     };
     list.filter_map(|ifa| {
@@ -185,6 +197,31 @@ pub fn interface_addresses() -> Vec<IpAddr> {
     Vec::new()
 }
 
+/// The IPv4 addresses a NAT64 local-use address (`64:ff9b:1::/48`) may carry. The operator
+/// picks the prefix length inside it (RFC 6052: /48, /56, /64 or /96), which the address does
+/// not tell, so every layout is read (bits 64-71 skipped); each reading but one is the padding
+/// or the prefix of another layout, so callers deny on these only what must never be reached.
+/// A reading starting with 0 is padding, not an address.
+pub fn nat64_local_views(ip: IpAddr) -> Vec<Ipv4Addr> {
+    let IpAddr::V6(v6) = ip else {
+        return Vec::new();
+    };
+    let s = v6.segments();
+    if !(s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1) {
+        return Vec::new();
+    }
+    let b = v6.octets();
+    [
+        Ipv4Addr::new(b[6], b[7], b[9], b[10]),    // /48
+        Ipv4Addr::new(b[7], b[9], b[10], b[11]),   // /56
+        Ipv4Addr::new(b[9], b[10], b[11], b[12]),  // /64
+        Ipv4Addr::new(b[12], b[13], b[14], b[15]), // /96
+    ]
+    .into_iter()
+    .filter(|v| v.octets()[0] != 0)
+    .collect()
+}
+
 /// Maps an IPv4-mapped IPv6 address to IPv4 so that both spellings compare equal.
 pub fn canonical_ip(ip: IpAddr) -> IpAddr {
     match ip {
@@ -197,8 +234,8 @@ pub fn canonical_ip(ip: IpAddr) -> IpAddr {
 }
 
 /// Every IPv4 address an address stands for: itself, or the IPv4 embedded in an IPv6 address
-/// by mapping, compatibility form, SIIT translation, NAT64 (well-known and local-use prefix),
-/// 6to4, ISATAP or Teredo (server and de-obfuscated client).
+/// by mapping, compatibility form, SIIT translation, the well-known NAT64 prefix, 6to4, ISATAP
+/// or Teredo (server and de-obfuscated client). NAT64 local-use: [`nat64_local_views`].
 pub fn ipv4_views(ip: IpAddr) -> Vec<Ipv4Addr> {
     let v6 = match ip {
         IpAddr::V4(v4) => return vec![v4],
@@ -221,22 +258,6 @@ pub fn ipv4_views(ip: IpAddr) -> Vec<Ipv4Addr> {
     // NAT64 well-known 64:ff9b::/96.
     if s[0] == 0x64 && s[1] == 0xff9b && s[2..6].iter().all(|&x| x == 0) {
         out.push(low);
-    }
-    // NAT64 local-use 64:ff9b:1::/48: the operator picks the prefix length (RFC 6052 allows
-    // /48, /56, /64 and /96 inside it), so every layout is checked (bits 64-71 are skipped).
-    // A view starting with 0 is the zero padding of another layout, not an address.
-    if s[0] == 0x64 && s[1] == 0xff9b && s[2] == 1 {
-        let b = v6.octets();
-        out.push(low); // /96
-        for view in [
-            Ipv4Addr::new(b[6], b[7], b[9], b[10]),   // /48
-            Ipv4Addr::new(b[7], b[9], b[10], b[11]),  // /56
-            Ipv4Addr::new(b[9], b[10], b[11], b[12]), // /64
-        ] {
-            if view.octets()[0] != 0 {
-                out.push(view);
-            }
-        }
     }
     // ISATAP interface identifier ::0:5efe:a.b.c.d (or ::200:5efe:... ) in any /64.
     if s[4] & 0xfdff == 0 && s[5] == 0x5efe {
@@ -364,8 +385,19 @@ mod tests {
         }
         assert!(is_loopback(ip("::ffff:0:127.0.0.1")));
         assert_eq!(check_ip(ip("2001:db8::1:5eff:a9fe:a9fe")), None);
-        // The /96 layout inside the local-use prefix stays usable.
-        assert_eq!(check_ip(ip("64:ff9b:1::8.8.8.8")), None);
+        // Ordinary destinations in every layout stay usable, zero suffix and all.
+        for ok in [
+            "64:ff9b:1::8.8.8.8",      // /96
+            "64:ff9b:1:808:8:800::",   // 8.8.8.8 in /48
+            "64:ff9b:1:8:8:808::",     // /56
+            "64:ff9b:1:0:8:808:800:0", // /64
+            "64:ff9b:1:0:a:b00:0:0",   // 10.11.0.0 in /64: its /96 reading is padding
+            "64:ff9b:1:e000::1.2.3.4", // /96 under a sub-prefix that reads 224.0.0.0 as /48
+            "64:ff9b:1::10.0.0.0",
+            "64:ff9b:1::224.0.0.1",
+        ] {
+            assert_eq!(check_ip(ip(ok)), None, "{ok}");
+        }
     }
 
     #[test]

@@ -74,7 +74,9 @@ pub(crate) async fn handle(
         return refuse(&authority, 0, StatusCode::BAD_REQUEST, "userinfo_in_target");
     }
     // Strict: a port that is not 1-65535 in plain digits is malformed, never the default.
-    let (host_raw, port) = match crate::filter::split_host_port(auth.as_str()) {
+    // An empty one (`http://h:/`) is the default, as RFC 3986 has it.
+    let authority_text = auth.as_str().strip_suffix(':').unwrap_or(auth.as_str());
+    let (host_raw, port) = match crate::filter::split_host_port(authority_text) {
         Ok((h, p)) => (h, p.unwrap_or(80)),
         Err(_) => return refuse(&authority, 0, StatusCode::BAD_REQUEST, "malformed_target"),
     };

@@ -59,12 +59,19 @@ pub(crate) struct Shared {
 pub(crate) struct ConnState {
     permit: StdMutex<Option<OwnedSemaphorePermit>>,
     pub(crate) upstream: Mutex<Option<CachedUpstream>>,
+    /// Keeps shutdown waiting while the connection, or a tunnel it opened, lives.
+    tracker: Option<mpsc::Sender<()>>,
 }
 
 impl ConnState {
     /// Moves the connection's slot to a tunnel that outlives hyper's connection task.
     pub(crate) fn take_permit(&self) -> Option<OwnedSemaphorePermit> {
         self.permit.lock().ok().and_then(|mut p| p.take())
+    }
+
+    /// A shutdown guard for a tunnel that outlives hyper's connection task.
+    pub(crate) fn tracker(&self) -> Option<mpsc::Sender<()>> {
+        self.tracker.clone()
     }
 }
 
@@ -243,8 +250,9 @@ impl Shared {
         self.refuse(mode, &host.to_string(), port, info, e.status(), &e.reason())
     }
 
-    /// A guard that keeps graceful shutdown waiting while it lives.
-    pub(crate) fn tracker(&self) -> Option<mpsc::Sender<()>> {
+    /// A guard that keeps graceful shutdown waiting while it lives; `None` once shutdown
+    /// has begun (accept loops take theirs at start and hand clones to their connections).
+    fn tracker(&self) -> Option<mpsc::Sender<()>> {
         self.tracker.lock().ok().and_then(|t| t.clone())
     }
 
@@ -518,6 +526,9 @@ async fn accept_loop(
         crate::loopback::tune(&listener, a.ip());
     }
     let answering = Arc::new(Semaphore::new(BUSY_ANSWERS));
+    // Held for the loop's life and cloned into each connection before it is spawned, so
+    // no connection accepted before the loop stops can miss it.
+    let tracker = shared.tracker();
     loop {
         let accepted = tokio::select! {
             _ = shutdown.changed() => break,
@@ -555,7 +566,12 @@ async fn accept_loop(
             crate::loopback::tune(&stream, peer.ip());
         }
         let shared = shared.clone();
-        tokio::spawn(serve_connection(stream, shared, permit, max_header_bytes));
+        let conn = ConnState {
+            permit: StdMutex::new(permit),
+            upstream: Mutex::new(None),
+            tracker: tracker.clone(),
+        };
+        tokio::spawn(serve_connection(stream, shared, conn, max_header_bytes));
     }
 }
 
@@ -584,15 +600,11 @@ async fn reject_busy(mut stream: TcpStream, shared: Arc<Shared>, _slot: OwnedSem
 async fn serve_connection(
     stream: TcpStream,
     shared: Arc<Shared>,
-    permit: Option<OwnedSemaphorePermit>,
+    conn: ConnState,
     max_header_bytes: usize,
 ) {
-    let _tracker = shared.tracker();
     let mut stop = shared.shutdown_signal();
-    let conn_state = Arc::new(ConnState {
-        permit: StdMutex::new(permit),
-        upstream: Mutex::new(None),
-    });
+    let conn_state = Arc::new(conn);
     let svc_shared = shared.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = svc_shared.clone();
@@ -619,7 +631,10 @@ async fn serve_connection(
     if let Err(e) = result {
         tracing::debug!("client connection ended: {e}");
         // hyper answered these itself (431 / 400); they are decisions like any other.
-        let refused = if e.is_parse_too_large() {
+        // hyper has no predicate for its 414; its message names it.
+        let refused = if e.is_parse_too_large() && e.to_string().contains("URI too long") {
+            Some((StatusCode::URI_TOO_LONG, "uri_too_long"))
+        } else if e.is_parse_too_large() {
             Some((
                 StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
                 "header_too_large",
