@@ -5,6 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use crate::deny::{self, DenyReason};
 use crate::dns::Resolver;
@@ -15,7 +16,7 @@ use crate::filter::{AllowMatch, Host, HostFilter};
 pub enum Refusal {
     /// Policy says no (403).
     Denied(DenyReason),
-    /// The name does not resolve (502).
+    /// The name does not resolve (502), or not in time (`TimedOut`, 504).
     Unresolvable(io::Error),
 }
 
@@ -24,19 +25,25 @@ pub struct Gate {
     filter: HostFilter,
     own_addr: Option<SocketAddr>,
     resolver: Arc<dyn Resolver>,
+    /// A resolver that never answers must not hold the client (or a blocking thread slot
+    /// of ours) for ever.
+    resolve_timeout: Duration,
 }
 
 impl Gate {
-    /// Builds the gate; `own_addr` is the proxy's listening address.
+    /// Builds the gate; `own_addr` is the proxy's listening address; a name not resolved
+    /// within `resolve_timeout` is refused.
     pub fn new(
         filter: HostFilter,
         own_addr: Option<SocketAddr>,
         resolver: Arc<dyn Resolver>,
+        resolve_timeout: Duration,
     ) -> Self {
         Gate {
             filter,
             own_addr,
             resolver,
+            resolve_timeout,
         }
     }
 
@@ -61,11 +68,18 @@ impl Gate {
         let how = self.precheck(host, port).map_err(Refusal::Denied)?;
         let ips = match host {
             Host::Ip(ip) => vec![*ip],
-            Host::Name(name) => self
-                .resolver
-                .resolve(name)
-                .await
-                .map_err(Refusal::Unresolvable)?,
+            Host::Name(name) => {
+                match tokio::time::timeout(self.resolve_timeout, self.resolver.resolve(name)).await
+                {
+                    Ok(r) => r.map_err(Refusal::Unresolvable)?,
+                    Err(_) => {
+                        return Err(Refusal::Unresolvable(io::Error::new(
+                            io::ErrorKind::TimedOut,
+                            format!("no answer within {:?}", self.resolve_timeout),
+                        )))
+                    }
+                }
+            }
         };
         if ips.is_empty() {
             return Err(Refusal::Unresolvable(io::Error::new(
@@ -122,6 +136,7 @@ mod tests {
             HostFilter::new(allow).unwrap(),
             Some("127.0.0.1:3128".parse().unwrap()),
             resolver,
+            Duration::from_secs(10),
         )
     }
 
@@ -193,5 +208,28 @@ mod tests {
             reason(g.admit(&Host::parse("other.com").unwrap(), 80).await),
             "not_allowlisted"
         );
+    }
+
+    /// Never answers.
+    struct Silent;
+    impl Resolver for Silent {
+        fn resolve<'a>(&'a self, _host: &'a str) -> crate::dns::ResolveFuture<'a> {
+            Box::pin(std::future::pending())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_resolver_that_never_answers_times_out() {
+        let g = Gate::new(
+            HostFilter::new(&[] as &[&str]).unwrap(),
+            None,
+            Arc::new(Silent),
+            Duration::from_secs(3),
+        );
+        let host = Host::parse("slow.example").unwrap();
+        match g.admit(&host, 443).await {
+            Err(Refusal::Unresolvable(e)) => assert_eq!(e.kind(), io::ErrorKind::TimedOut),
+            other => panic!("{:?}", other.map_err(|r| format!("{r:?}"))),
+        }
     }
 }

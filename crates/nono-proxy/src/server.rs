@@ -148,6 +148,10 @@ impl Shared {
         match self.gate_for(mode).admit(host, port).await {
             Ok(a) => Ok(a),
             Err(Refusal::Denied(r)) => Err(refuse(StatusCode::FORBIDDEN, r.as_str())),
+            Err(Refusal::Unresolvable(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+                tracing::debug!("resolving {host} timed out: {e}");
+                Err(refuse(StatusCode::GATEWAY_TIMEOUT, "dns_timeout"))
+            }
             Err(Refusal::Unresolvable(e)) => {
                 tracing::debug!("resolving {host} failed: {e}");
                 Err(refuse(StatusCode::BAD_GATEWAY, "dns_failed"))
@@ -416,7 +420,12 @@ pub fn start_with_listener(
         )));
     }
     let filter = HostFilter::new(&config.allowed_hosts)?;
-    let gate = Gate::new(filter, Some(addr), config.resolver.clone());
+    let gate = Gate::new(
+        filter,
+        Some(addr),
+        config.resolver.clone(),
+        config.timeouts.connect,
+    );
     let upstream = config
         .upstream_proxy
         .clone()
@@ -427,6 +436,7 @@ pub fn start_with_listener(
         HostFilter::new(&prepared.gate_patterns())?,
         Some(addr),
         config.resolver.clone(),
+        config.timeouts.connect,
     );
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (tracker, done_rx) = mpsc::channel(1);
