@@ -18,7 +18,8 @@
 //!      TCP and over TLS (CA and leaf made with rcgen; the client does TLS through the tunnel).
 //!      Time runs from connect to ack, so the CONNECT and handshake are included.
 //!   2. New-tunnel latency: TCP connect, CONNECT + `Proxy-Authorization`, the `200` head read,
-//!      then a 1-byte echo round trip; directly, connect + 1-byte echo. Sequential, 100 warm-up
+//!      then a 1-byte echo round trip; directly, connect + 1-byte echo. The echo server closes
+//!      first, so TIME_WAIT states do not use up clients' ephemeral ports. Sequential, 100 warm-up
 //!      cycles, then `--iterations` samples; p50, p99 and the added p50.
 //!   3. New tunnels per second: the same cycle, `--tunnels` in total, 8 in flight at once.
 //!   4. Plain HTTP: `--requests` GETs over `--http-connections` (4) kept-alive connections, one
@@ -136,7 +137,9 @@ async fn run(args: &Args, pinned: bool) -> Result<Vec<Row>> {
     let tls = tls::make_pair()?;
     let plain_sink = bulk::spawn_sink(None).await?;
     let tls_sink = bulk::spawn_sink(Some(tls.server.clone())).await?;
-    let echo = latency::spawn_echo().await?;
+    // Idle tunnels need an echo that stays open; the cycles one that closes first.
+    let echo = latency::spawn_echo(false).await?;
+    let echo_once = latency::spawn_echo(true).await?;
     let origin = http::spawn_origin().await?;
     let proxy_cpu = args.proxy_cpu.filter(|_| pinned);
     let mut rows = Vec::new();
@@ -191,7 +194,7 @@ async fn run(args: &Args, pinned: bool) -> Result<Vec<Row>> {
 
     progress("new-tunnel latency");
     let (d, p) = paired(n, &via, |r| {
-        latency::measure_latency(r, echo, args.iterations)
+        latency::measure_latency(r, echo_once, args.iterations)
     })
     .await?;
     let us = |d: Duration| d.as_secs_f64() * 1e6;
@@ -218,7 +221,7 @@ async fn run(args: &Args, pinned: bool) -> Result<Vec<Row>> {
 
     progress("new tunnels per second");
     let (d, p) = paired(n, &via, |r| {
-        latency::measure_rate(r, echo, args.tunnels, RATE_CONCURRENCY)
+        latency::measure_rate(r, echo_once, args.tunnels, RATE_CONCURRENCY)
     })
     .await?;
     rows.push(Row::rounds("new tunnels, 8 in flight", "per s", &d, &p));
