@@ -224,7 +224,11 @@ pub(crate) async fn handle(
             "origin_switched_protocols",
         );
     }
-    store(&conn, key, sender).await;
+    // An upstream that announced it will close must not be picked for the next request: the
+    // close can land after the request was written, and then the request is lost (502).
+    if keeps_alive(&resp) {
+        store(&conn, key, sender).await;
+    }
     let mut event = AuditEvent::new(
         Mode::Forward,
         Decision::Allow,
@@ -301,6 +305,45 @@ async fn reuse(conn: &ConnState, key: &str) -> Option<SendRequest<Incoming>> {
     }
 }
 
+/// Whether the upstream keeps the connection open after `resp` (HTTP/1.1 unless it says
+/// `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`).
+fn keeps_alive<B>(resp: &Response<B>) -> bool {
+    let has = |token: &str| {
+        resp.headers()
+            .get_all(header::CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    };
+    if has("close") {
+        return false;
+    }
+    resp.version() != Version::HTTP_10 || has("keep-alive")
+}
+
 async fn store(conn: &ConnState, key: String, sender: SendRequest<Incoming>) {
     *conn.upstream.lock().await = Some(CachedUpstream { key, sender });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resp(version: Version, connection: Option<&str>) -> Response<()> {
+        let mut b = Response::builder().version(version);
+        if let Some(c) = connection {
+            b = b.header(header::CONNECTION, c);
+        }
+        b.body(()).unwrap()
+    }
+
+    #[test]
+    fn only_upstreams_that_keep_the_connection_are_reused() {
+        assert!(keeps_alive(&resp(Version::HTTP_11, None)));
+        assert!(!keeps_alive(&resp(Version::HTTP_11, Some("Close"))));
+        assert!(!keeps_alive(&resp(Version::HTTP_11, Some("x-hop, close"))));
+        assert!(!keeps_alive(&resp(Version::HTTP_10, None)));
+        assert!(keeps_alive(&resp(Version::HTTP_10, Some("keep-alive"))));
+    }
 }
