@@ -914,3 +914,32 @@ fn a_credential_command_does_not_see_nonos_own_secrets() {
         Some("k-none-none")
     );
 }
+
+#[test]
+fn a_loopback_route_is_never_chained_through_the_upstream_proxy() {
+    let fx = Fixture::new();
+    let plain = HttpOrigin::start();
+    let mut svc = json!({
+        "upstream": format!("http://127.0.0.1:{}/base", plain.port),
+        "credential_key": "env://NONO_E2E_LOCAL_ROUTE_KEY",
+        "env_var": "LOCAL_ROUTE_TOKEN",
+    });
+    svc["inject_header"] = json!("X-Api-Key");
+    svc["credential_format"] = json!("{}");
+    let profile = fx.profile(&[("local", svc)]);
+    // Nothing listens at the upstream proxy's address: a chained request would fail.
+    let p = ProxyProcess::start_with_env(
+        &profile_args(&profile, &["local"], &[]),
+        &[
+            ("NONO_E2E_LOCAL_ROUTE_KEY", "local-key-5d2"),
+            ("NONO_UPSTREAM_PROXY", "http://127.0.0.1:9"),
+        ],
+    );
+    let phantom = env_of(&p.json, "LOCAL_ROUTE_TOKEN");
+    let (status, resp) = request(p.port, "GET", "/local/x", &[("X-Api-Key", &phantom)]);
+    assert_eq!(status, 200, "{resp}\n--- stderr\n{}", p.stderr());
+    assert_eq!(
+        last_request(&plain).header("x-api-key"),
+        Some("local-key-5d2")
+    );
+}
