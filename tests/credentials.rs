@@ -943,3 +943,65 @@ fn a_loopback_route_is_never_chained_through_the_upstream_proxy() {
         Some("local-key-5d2")
     );
 }
+
+#[test]
+fn echoed_credentials_dot_parameters_trace_and_method_overrides_are_stopped() {
+    const SECRET: &str = "sk-query-9b7e";
+    let fx = Fixture::new();
+    let mut q = fx.service(
+        "127.0.0.1",
+        "env://NONO_E2E_QUERY_KEY",
+        json!({"env_var": "Q_TOKEN", "inject_mode": "query_param", "query_param_name": "key"}),
+    );
+    q["endpoint_rules"] = json!([]);
+    let profile = fx.profile(&[("q", q)]);
+    let p = ProxyProcess::start_with_env(
+        &profile_args(&profile, &["q"], &["--allow-endpoint", "q:*:/base/**"]),
+        &[("NONO_E2E_QUERY_KEY", SECRET)],
+    );
+    let phantom = env_of(&p.json, "Q_TOKEN");
+    // The origin repeats the request (with the real key) in Location and Link.
+    let (status, resp) = request(
+        p.port,
+        "GET",
+        &format!("/q/v1/echo-location?key={phantom}"),
+        &[],
+    );
+    assert_eq!(status, 302, "{resp}");
+    assert_eq!(
+        last_request(&fx.origin).path,
+        format!("/base/v1/echo-location?key={SECRET}")
+    );
+    assert!(
+        !resp.contains(SECRET),
+        "secret echoed to the client:\n{resp}"
+    );
+    assert!(resp.contains(&format!("key={phantom}")), "{resp}");
+    // TRACE would echo the injected key.
+    let (status, resp) = request(p.port, "TRACE", &format!("/q/x?key={phantom}"), &[]);
+    assert_eq!(status, 405, "{resp}");
+    // `..;` is a dot segment to some servers, an ordinary one to the rules.
+    let (status, resp) = request(
+        p.port,
+        "GET",
+        &format!("/q/public/..;/admin?key={phantom}"),
+        &[],
+    );
+    assert_eq!(status, 400, "{resp}");
+    // Method overrides and forwarding headers never reach the upstream.
+    let (status, _) = request(
+        p.port,
+        "POST",
+        &format!("/q/v1/files?key={phantom}"),
+        &[
+            ("X-HTTP-Method-Override", "DELETE"),
+            ("X-Forwarded-Host", "evil.example"),
+            ("Forwarded", "host=evil.example"),
+        ],
+    );
+    assert_eq!(status, 200);
+    let seen = last_request(&fx.origin);
+    for h in ["x-http-method-override", "x-forwarded-host", "forwarded"] {
+        assert!(seen.header(h).is_none(), "{h} reached the upstream");
+    }
+}

@@ -48,6 +48,8 @@ impl RecordedRequest {
 /// - `/redirect`: `302` with `Location: http://example.invalid/elsewhere`;
 /// - `/proxy-auth`: `407` with a `Proxy-Authenticate` challenge (an origin misbehaving);
 /// - `/switch`: `101 Switching Protocols` although nothing asked for it;
+/// - `.../echo-location` (under any base path): `302` whose `Location` and `Link` repeat the request target (path and
+///   query), as redirecting APIs and paginated ones do;
 /// - `/sse`: `200`, `text/event-stream`, chunked, five `data: N\n\n` events 200 ms apart;
 /// - anything else: `200` with JSON
 ///   `{"method", "path", "headers": {lowercased name: value}, "body_len"}`
@@ -240,6 +242,14 @@ fn respond<S: Write>(
             let head = format!(
                 "HTTP/1.1 302 Found\r\nLocation: http://example.invalid/elsewhere\r\n\
                  Content-Length: 0\r\nConnection: {connection}\r\n\r\n"
+            );
+            stream.write_all(head.as_bytes())?;
+        }
+        p if p.ends_with("/echo-location") => {
+            let head = format!(
+                "HTTP/1.1 302 Found\r\nLocation: {0}\r\nLink: <{0}&page=2>; rel=next\r\n\
+                 Content-Length: 0\r\nConnection: {connection}\r\n\r\n",
+                request.path
             );
             stream.write_all(head.as_bytes())?;
         }

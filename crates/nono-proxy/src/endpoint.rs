@@ -2,7 +2,8 @@
 //!
 //! A path is split into segments, each percent-decoded; `.` segments are dropped, `..` removes
 //! the previous segment (never climbing above the root), empty segments are dropped. A decoded
-//! `/`, `\` or NUL inside a segment is refused, so no spelling of a path can reach the upstream
+//! `/`, `\` or NUL inside a segment is refused, and so is a `.`/`..` segment with `;`
+//! parameters (`..;`), so no spelling of a path can reach the upstream
 //! as something an endpoint rule did not see. Rules and the upstream request both use the
 //! normalised form.
 
@@ -49,6 +50,10 @@ pub enum PathError {
     /// A segment is not valid UTF-8 after decoding.
     #[error("a path segment is not UTF-8")]
     NotUtf8,
+    /// A `.` or `..` segment with `;parameters`, which some servers (Tomcat, Jetty, Spring)
+    /// resolve as a dot segment after the rules saw an ordinary one.
+    #[error("a `.` or `..` path segment carries `;` parameters")]
+    DotSegmentParameter,
 }
 
 /// A normalised path: decoded segments plus whether it ended with `/`.
@@ -72,6 +77,12 @@ impl NormalPath {
                 .map_err(|_| PathError::NotUtf8)?;
             if decoded.contains(['/', '\\', '\0']) {
                 return Err(PathError::EncodedSeparator);
+            }
+            if decoded
+                .split_once(';')
+                .is_some_and(|(head, _)| head == "." || head == "..")
+            {
+                return Err(PathError::DotSegmentParameter);
             }
             match decoded.as_ref() {
                 "" | "." => {
@@ -317,5 +328,25 @@ mod tests {
         assert!(EndpointRule::parse_flag("github:GET:/repos/a*").is_err());
         assert!(EndpointRule::parse_flag("github:G T:/x").is_err());
         assert!(EndpointRule::parse_flag("github:GET:/a/../b").is_err());
+    }
+
+    #[test]
+    fn dot_segments_with_parameters_are_refused() {
+        for raw in [
+            "/public/..;/admin",
+            "/public/%2e%2e;/admin",
+            "/public/..%3B/admin",
+            "/a/.;x/b",
+            "/a/..;jsessionid=1/b",
+        ] {
+            assert_eq!(
+                NormalPath::parse(raw),
+                Err(PathError::DotSegmentParameter),
+                "{raw}"
+            );
+        }
+        // Parameters on ordinary segments are data.
+        assert!(NormalPath::parse("/a/b;c=1/d").is_ok());
+        assert!(NormalPath::parse("/a/...;x").is_ok());
     }
 }

@@ -134,7 +134,7 @@ pub fn authenticate(
             .get_all(name.as_str())
             .iter()
             .any(|v| template_matches(format, v.as_bytes(), phantom)),
-        InjectMode::UrlPath { pattern, .. } => path.contains(&pattern.replace("{}", phantom)),
+        InjectMode::UrlPath { pattern, .. } => locate_phantom(path, pattern, phantom).is_some(),
         InjectMode::QueryParam { name } => {
             query.is_some_and(|q| query_values(q, name).any(|v| ct_eq(&v, phantom.as_bytes())))
         }
@@ -144,6 +144,85 @@ pub fn authenticate(
             .filter_map(|v| basic_credentials(v.as_bytes()))
             .any(|(_, pass)| ct_eq(&pass, phantom.as_bytes())),
     }
+}
+
+/// Where `pattern` (`pre{}post`) with `phantom` in place of `{}` occurs in `path`, as the
+/// byte range of the whole match. Only the phantom's bytes are compared, in constant time;
+/// the search itself depends on the public `pre` and `post` alone.
+fn locate_phantom(path: &str, pattern: &str, phantom: &str) -> Option<(usize, usize)> {
+    let (pre, post) = pattern.split_once("{}")?;
+    let (bytes, pre, post) = (path.as_bytes(), pre.as_bytes(), post.as_bytes());
+    for start in 0..=bytes.len() {
+        let Some(rest) = bytes.get(start..) else {
+            break;
+        };
+        if !rest.starts_with(pre) {
+            continue;
+        }
+        let token_at = start + pre.len();
+        let token_end = token_at + phantom.len();
+        let token = bytes.get(token_at..token_end);
+        let followed = bytes
+            .get(token_end..)
+            .is_some_and(|after| after.starts_with(post));
+        if token.is_some_and(|t| ct_eq(t, phantom.as_bytes())) && followed {
+            return Some((start, token_end + post.len()));
+        }
+    }
+    None
+}
+
+/// Shortest credential [`scrub_response_headers`] looks for.
+pub const SCRUB_MIN_LEN: usize = 8;
+
+/// Replaces, in every response header, each spelling of `secret` the inject modes write
+/// (as is, percent-encoded for a query value or a path segment) with `phantom`: an upstream
+/// that echoes the request URL (a redirect's `Location`, a `Link` for the next page) must not
+/// hand the client the real credential.
+///
+/// Secrets shorter than [`SCRUB_MIN_LEN`] are left alone: text that short turns up in
+/// ordinary headers, and no real API key is that short.
+pub fn scrub_response_headers(headers: &mut HeaderMap, secret: &str, phantom: &str) {
+    if secret.len() < SCRUB_MIN_LEN {
+        return;
+    }
+    let mut spellings: Vec<String> = vec![
+        secret.to_string(),
+        utf8_percent_encode(secret, QUERY_VALUE).to_string(),
+        crate::endpoint::encode_segment(secret),
+    ];
+    spellings.dedup();
+    let names: Vec<HeaderName> = headers.keys().cloned().collect();
+    for name in names {
+        let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
+        if !values.iter().any(|v| holds_any(v.as_bytes(), &spellings)) {
+            continue;
+        }
+        headers.remove(&name);
+        for v in values {
+            let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
+            let mut clean = text.clone();
+            for s in &spellings {
+                clean = clean.replace(s.as_str(), phantom);
+            }
+            let value = if clean == text {
+                v
+            } else {
+                match HeaderValue::from_str(&clean) {
+                    Ok(v) => v,
+                    // Not representable any more: drop it rather than pass the secret on.
+                    Err(_) => continue,
+                }
+            };
+            headers.append(name.clone(), value);
+        }
+    }
+}
+
+fn holds_any(value: &[u8], spellings: &[String]) -> bool {
+    spellings
+        .iter()
+        .any(|s| value.windows(s.len()).any(|w| w == s.as_bytes()))
 }
 
 fn sensitive(value: &str) -> Result<HeaderValue, InjectError> {
@@ -175,8 +254,7 @@ pub fn inject(
             pattern,
             replacement,
         } => {
-            let needle = pattern.replace("{}", phantom);
-            let Some(at) = path.find(&needle) else {
+            let Some((at, end)) = locate_phantom(path, pattern, phantom) else {
                 return Err(InjectError::PlaceholderMissing);
             };
             let encoded: Zeroizing<String> =
@@ -184,7 +262,7 @@ pub fn inject(
             let mut out = Zeroizing::new(String::with_capacity(path.len() + encoded.len()));
             out.push_str(&path[..at]);
             out.push_str(&replacement.replacen("{}", &encoded, 1));
-            out.push_str(&path[at + needle.len()..]);
+            out.push_str(&path[end..]);
             path.clear();
             path.push_str(&out);
         }
@@ -456,5 +534,58 @@ mod tests {
             h.get("authorization").unwrap(),
             &format!("Basic {}", b64("u:p"))
         );
+    }
+
+    #[test]
+    fn the_path_phantom_is_found_only_whole_and_in_place() {
+        let pat = "/bot{}/";
+        assert_eq!(
+            locate_phantom("/v1/botnono_phantom_abc/send", pat, PH),
+            Some((3, 24))
+        );
+        assert_eq!(
+            locate_phantom("/v1/botnono_phantom_abd/send", pat, PH),
+            None
+        );
+        assert_eq!(locate_phantom("/v1/botnono_phantom_ab/send", pat, PH), None);
+        assert_eq!(locate_phantom("/v1/botnono_phantom_abc", pat, PH), None);
+        // A near miss before the real one does not hide it.
+        assert_eq!(
+            locate_phantom("/botx/botnono_phantom_abc/", pat, PH),
+            Some((5, 26))
+        );
+    }
+
+    #[test]
+    fn response_headers_never_carry_the_secret_back() {
+        let mut h = headers(&[
+            (
+                "location",
+                "https://api.example/v1/x?key=sk-real%2F%2B%3D%3Ax&page=2",
+            ),
+            (
+                "link",
+                "<https://api.example/v1/bot sk-real/+=:x/next>; rel=next",
+            ),
+            ("x-echo", "sk-real%2F+=:x"),
+            ("content-type", "application/json"),
+        ]);
+        scrub_response_headers(&mut h, SECRET, PH);
+        let all: Vec<String> = h
+            .iter()
+            .map(|(k, v)| format!("{k}: {}", String::from_utf8_lossy(v.as_bytes())))
+            .collect();
+        for line in &all {
+            assert!(!line.contains("sk-real"), "{line}");
+        }
+        assert_eq!(
+            h.get("location").unwrap(),
+            "https://api.example/v1/x?key=nono_phantom_abc&page=2"
+        );
+        assert_eq!(h.get("content-type").unwrap(), "application/json");
+        // A (test-sized) secret of a few letters would corrupt ordinary headers.
+        let mut h = headers(&[("location", "https://elsewhere.invalid/")]);
+        scrub_response_headers(&mut h, "s", PH);
+        assert_eq!(h.get("location").unwrap(), "https://elsewhere.invalid/");
     }
 }

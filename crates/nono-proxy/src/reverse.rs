@@ -270,6 +270,7 @@ fn path_reason(e: &PathError) -> &'static str {
         PathError::EncodedSeparator => "path_encoded_separator",
         PathError::EscapesRoot => "path_escapes_route",
         PathError::NotUtf8 => "path_not_utf8",
+        PathError::DotSegmentParameter => "path_dot_segment_parameter",
     }
 }
 
@@ -330,6 +331,17 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Respo
             "phantom_token_required",
         );
     }
+    // TRACE echoes the request, injected credential included, back to the client.
+    if method.eq_ignore_ascii_case("TRACE") || method.eq_ignore_ascii_case("TRACK") {
+        return shared.refuse(
+            Mode::Reverse,
+            name,
+            0,
+            info,
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_echoes_credential",
+        );
+    }
     let rules = &route.cfg.endpoint_rules;
     if !rules.is_empty() && !rules.iter().any(|r| r.matches(&method, &full)) {
         return shared.refuse(
@@ -360,6 +372,7 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Respo
     let (mut parts, body) = req.into_parts();
     respond::strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::EXPECT);
+    strip_rerouting_headers(&mut parts.headers);
     if let Err(e) = inject::inject(
         &route.cfg.inject,
         &route.phantom,
@@ -377,7 +390,6 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Respo
             e.as_str(),
         );
     }
-    drop(secret);
     parts
         .headers
         .insert(header::HOST, route.host_header.clone());
@@ -417,7 +429,31 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Respo
     );
     let (mut parts, body) = resp.into_parts();
     respond::strip_hop_by_hop(&mut parts.headers);
+    inject::scrub_response_headers(&mut parts.headers, &secret, &route.phantom);
+    drop(secret);
     Response::from_parts(parts, body.boxed())
+}
+
+/// Headers some upstreams read as a different method or host than the one the endpoint
+/// rules checked (`X-HTTP-Method-Override: DELETE` on an allowed POST, `X-Forwarded-Host`).
+fn strip_rerouting_headers(headers: &mut http::HeaderMap) {
+    const OVERRIDES: [&str; 4] = [
+        "x-http-method-override",
+        "x-http-method",
+        "x-method-override",
+        "forwarded",
+    ];
+    for name in OVERRIDES {
+        headers.remove(name);
+    }
+    let forwarded: Vec<http::HeaderName> = headers
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-forwarded-"))
+        .cloned()
+        .collect();
+    for name in forwarded {
+        headers.remove(name);
+    }
 }
 
 fn unavailable(
