@@ -416,3 +416,58 @@ fn nono_run_refuses_upstream_credentials_on_the_command_line() {
     assert!(out.contains("--allow-domain"), "cmdline not read: {out}");
     assert!(!out.contains("cmdline-S3CRET"), "{out}");
 }
+
+#[test]
+fn a_bypassed_target_that_is_the_upstream_proxy_itself_is_refused() {
+    let tp = Tinyproxy::start();
+    let p = start_proxy(
+        &[
+            "--upstream-proxy",
+            &tp.spec(None),
+            "--upstream-bypass",
+            "proxy.corp.test",
+            "--allow-domain",
+            "proxy.corp.test",
+            "--resolve",
+            "proxy.corp.test=127.0.0.1",
+        ],
+        &[],
+    );
+    let auth = p.basic_auth();
+    let (status, body) = raw_request(
+        p.port,
+        format!(
+            "CONNECT proxy.corp.test:{} HTTP/1.1\r\nProxy-Authorization: {auth}\r\n\r\n",
+            tp.port
+        )
+        .as_bytes(),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("denied_upstream_proxy"), "{body}");
+}
+
+#[test]
+fn the_child_inherits_no_proxy_variable_of_the_parent() {
+    let secret_vars = [
+        ("socks_proxy", "http://corpuser:S3cretPass@corp:1080"),
+        (
+            "npm_config_https_proxy",
+            "http://corpuser:S3cretPass@corp:3128",
+        ),
+        ("PIP_PROXY", "http://corpuser:S3cretPass@corp:3128"),
+        (
+            "GLOBAL_AGENT_HTTP_PROXY",
+            "http://corpuser:S3cretPass@corp:3128",
+        ),
+    ];
+    let mut cmd = nono_cmd(&[]);
+    cmd.envs(secret_vars.iter().copied());
+    cmd.args(["run", "-q", "--allow-domain", "example.com", "--", "env"]);
+    let (code, out, err) = run_command(cmd, T);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(
+        !out.contains("S3cretPass"),
+        "a proxy password reached the child:\n{out}"
+    );
+    assert!(out.contains("HTTPS_PROXY=http://nono:"), "{out}");
+}

@@ -45,18 +45,21 @@ pub fn client_env(proxy_url: &str, token: Option<&str>, no_proxy: &str) -> Vec<(
     v
 }
 
-/// Variables a child must not inherit from the parent (any case): proxy settings it would
-/// bypass nono with, and nono's own settings that may carry passwords.
-const PROXY_VARS: [&str; 8] = [
-    "http_proxy",
-    "https_proxy",
-    "all_proxy",
-    "no_proxy",
-    "ftp_proxy",
+/// nono's own variables a child must not inherit (any case): they may carry passwords.
+const NONO_VARS: [&str; 3] = [
     "nono_upstream_proxy",
     "nono_upstream_bypass",
     "nono_proxy_pass",
 ];
+
+/// Whether the child must not inherit the variable `name`: any proxy setting (every name
+/// ending in `proxy`, any case: `HTTPS_PROXY`, `socks_proxy`, `npm_config_https_proxy`,
+/// `PIP_PROXY`, `GLOBAL_AGENT_NO_PROXY`, ...), which may carry the corporate proxy's password
+/// and would point tools past nono, and nono's own settings.
+fn withheld(name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    lower.ends_with("proxy") || NONO_VARS.contains(&lower.as_str())
+}
 
 /// The child's environment: the parent's, without its proxy variables and without any
 /// variable `add` sets, followed by `add`.
@@ -68,8 +71,7 @@ pub fn child_env(
         .into_iter()
         .filter(|(k, _)| {
             let name = k.to_string_lossy();
-            let lower = name.to_ascii_lowercase();
-            !PROXY_VARS.contains(&lower.as_str()) && !add.iter().any(|(a, _)| a.as_str() == name)
+            !withheld(&name) && !add.iter().any(|(a, _)| a.as_str() == name)
         })
         .collect();
     out.extend(add.iter().map(|(k, v)| (k.into(), v.into())));
@@ -159,6 +161,24 @@ mod tests {
             "NONO_PROXY_TOKEN",
         ] {
             assert!(env.iter().any(|(n, _)| n == k), "{k}");
+        }
+    }
+
+    #[test]
+    fn every_proxy_variable_and_nonos_own_are_withheld() {
+        for name in [
+            "HTTP_PROXY",
+            "socks_proxy",
+            "npm_config_https_proxy",
+            "PIP_PROXY",
+            "GLOBAL_AGENT_NO_PROXY",
+            "NONO_UPSTREAM_BYPASS",
+            "nono_proxy_pass",
+        ] {
+            assert!(withheld(name), "{name}");
+        }
+        for name in ["PATH", "HOME", "PROXY_ENABLED_FEATURE"] {
+            assert!(!withheld(name), "{name}");
         }
     }
 }

@@ -182,6 +182,11 @@ impl Shared {
         let addrs = self.admit_only(host, port, mode, info).await?;
         let refuse =
             |status, reason: &str| self.refuse(mode, &host.to_string(), port, info, status, reason);
+        if let Some(chain) = &self.upstream {
+            if chain.is_itself(&addrs).await {
+                return Err(refuse(StatusCode::FORBIDDEN, "denied_upstream_proxy"));
+            }
+        }
         match connect_checked(&addrs, self.timeouts.connect).await {
             Ok(s) => Ok(s),
             Err(ConnectFailure::Timeout) => Err(refuse(

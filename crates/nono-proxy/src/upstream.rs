@@ -417,6 +417,30 @@ impl Chain {
         }
     }
 
+    /// Whether a direct connection to one of `addrs` would reach the upstream proxy itself:
+    /// a bypassed target pointing there would hand the client a proxy with nono's network
+    /// identity and none of its rules.
+    pub(crate) async fn is_itself(&self, addrs: &[SocketAddr]) -> bool {
+        if !addrs.iter().any(|a| a.port() == self.config.port) {
+            return false;
+        }
+        let resolved = tokio::time::timeout(
+            self.connect_timeout,
+            proxy_addrs(&self.config, self.resolver.as_ref()),
+        )
+        .await;
+        match resolved {
+            Ok(Ok(proxy)) => addrs.iter().any(|a| {
+                proxy.iter().any(|p| {
+                    p.port() == a.port()
+                        && crate::deny::canonical_ip(p.ip()) == crate::deny::canonical_ip(a.ip())
+                })
+            }),
+            // Cannot tell: the same port on an unknown proxy address is refused.
+            _ => true,
+        }
+    }
+
     /// A tunnel to `host:port` through the upstream proxy: `CONNECT`, then its 2xx answer.
     /// Bytes the upstream sends after its response head stay in the socket for the caller.
     pub(crate) async fn tunnel(&self, host: &Host, port: u16) -> Result<TcpStream, ChainError> {
@@ -543,14 +567,35 @@ fn parse_status(head: &[u8]) -> Result<u16, ChainError> {
         .ok_or(bad)
 }
 
-/// The spec with any userinfo replaced, for error messages.
+/// The spec with any userinfo replaced, for error messages. Only a well-formed scheme is
+/// kept (a password may contain `://`), and a spec without `@` that does not look like
+/// `host:port` is not shown at all (it may be `user:password:port`).
 fn redact(spec: &str) -> String {
-    match spec.rsplit_once('@') {
-        None => spec.trim().to_string(),
-        Some((before, host)) => match before.split_once("://") {
-            Some((scheme, _)) => format!("{scheme}://***@{host}"),
-            None => format!("***@{host}"),
-        },
+    let s = spec.trim();
+    let (scheme, rest) = split_scheme(s);
+    let shown = match rest.rsplit_once('@') {
+        Some((_, host)) => format!("***@{host}"),
+        None if rest.starts_with('[') || rest.matches(':').count() <= 1 => rest.to_string(),
+        None => "***".to_string(),
+    };
+    match scheme {
+        Some(scheme) => format!("{scheme}://{shown}"),
+        None => shown,
+    }
+}
+
+/// `(scheme, rest)` when `s` starts with a well-formed URL scheme and `://`.
+fn split_scheme(s: &str) -> (Option<&str>, &str) {
+    match s.split_once("://") {
+        Some((scheme, rest))
+            if scheme.starts_with(|c: char| c.is_ascii_alphabetic())
+                && scheme
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.')) =>
+        {
+            (Some(scheme), rest)
+        }
+        _ => (None, s),
     }
 }
 
@@ -560,9 +605,9 @@ fn parse_spec(spec: &str) -> Result<(Host, u16, Option<UpstreamAuth>), String> {
     if s.is_empty() {
         return Err("empty address".into());
     }
-    let rest = match s.split_once("://") {
-        None => s,
-        Some((scheme, rest)) => match scheme.to_ascii_lowercase().as_str() {
+    let rest = match split_scheme(s) {
+        (None, rest) => rest,
+        (Some(scheme), rest) => match scheme.to_ascii_lowercase().as_str() {
             "http" => rest,
             "https" => {
                 return Err("https:// (TLS to the proxy itself) is not supported; use http://HOST:PORT \
@@ -792,5 +837,19 @@ mod tests {
         .is_err());
         let other: SocketAddr = "127.0.0.1:3129".parse().unwrap();
         assert!(Chain::new(c, Arc::new(SystemResolver), other, Duration::from_secs(1)).is_ok());
+    }
+
+    #[test]
+    fn errors_never_show_a_password_whatever_the_spec_looks_like() {
+        assert_eq!(redact("u:Pa55://word@proxy:3128"), "***@proxy:3128");
+        assert_eq!(redact("http://u:pw@proxy:3128"), "http://***@proxy:3128");
+        assert_eq!(redact("http://u:pw:3128"), "http://***");
+        assert_eq!(redact("http://proxy.corp:3128"), "http://proxy.corp:3128");
+        assert_eq!(redact("[::1]:3128"), "[::1]:3128");
+        // A password with `://` is userinfo, not a scheme.
+        let e = UpstreamProxyConfig::parse("u:Pa55://word@proxy:3128", &[] as &[&str])
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.to_string());
+        assert!(!e.contains("Pa55"), "{e}");
     }
 }
