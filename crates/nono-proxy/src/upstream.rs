@@ -459,7 +459,14 @@ impl Chain {
                 .write_all(request.as_bytes())
                 .await
                 .map_err(ChainError::Unreachable)?;
-            read_response_head(&mut stream, MAX_CONNECT_RESPONSE_HEAD).await
+            // Interim 1xx answers (`100 Continue`) come before the real one.
+            loop {
+                let head = read_response_head(&mut stream, MAX_CONNECT_RESPONSE_HEAD).await?;
+                match parse_status(&head)? {
+                    100 | 102..=199 => continue,
+                    _ => return Ok(head),
+                }
+            }
         };
         let head = match tokio::time::timeout(self.config.response_timeout, exchange).await {
             Ok(r) => r?,
@@ -536,8 +543,13 @@ fn head_end(head: &[u8], more: &[u8]) -> Option<usize> {
     let mut joined = Vec::with_capacity(tail.len() + more.len());
     joined.extend_from_slice(tail);
     joined.extend_from_slice(more);
-    let at = joined.windows(4).position(|w| w == b"\r\n\r\n")?;
-    Some(at + 4 - tail.len())
+    // The blank line: LF, then LF or CR LF (bare LF line ends are tolerated, RFC 9112 2.2).
+    let end = (0..joined.len()).find_map(|i| match joined.get(i..) {
+        Some([b'\n', b'\n', ..]) => Some(i + 2),
+        Some([b'\n', b'\r', b'\n', ..]) => Some(i + 3),
+        _ => None,
+    })?;
+    end.checked_sub(tail.len()).filter(|n| *n > 0)
 }
 
 /// The status code of `HTTP/1.x NNN reason`.
@@ -776,6 +788,9 @@ mod tests {
     #[test]
     fn head_end_finds_the_blank_line_across_reads() {
         assert_eq!(head_end(b"", b"HTTP/1.1 200 OK\r\n\r\nSSH-2.0"), Some(19));
+        assert_eq!(head_end(b"", b"HTTP/1.1 200 OK\n\nSSH-2.0"), Some(17));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\r\n", b"\r\nx"), Some(2));
+        assert_eq!(head_end(b"HTTP/1.1 200 OK\n", b"\nx"), Some(1));
         assert_eq!(head_end(b"HTTP/1.1 200 OK\r\n\r", b"\nrest"), Some(1));
         assert_eq!(head_end(b"HTTP/1.1 200 OK\r", b"\n\r\n"), Some(3));
         assert_eq!(head_end(b"HTTP/1.1 200 OK", b"\r\nX: y\r\n"), None);

@@ -625,3 +625,23 @@ async fn names_without_local_dns_are_chained_for_the_upstream_to_resolve() {
     assert_eq!(status, 403);
     assert_eq!(seen.lock().expect("lock").len(), 1);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn interim_answers_and_bare_line_feeds_from_the_upstream_are_understood() {
+    let reply = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\n\nbanner\n".to_vec();
+    let (port, _seen) = fake_upstream(Some(reply)).await;
+    let p = nono(
+        &["localhost"],
+        &[],
+        Some(upstream(&format!("127.0.0.1:{port}"), &[])),
+    )
+    .await;
+    let mut s = connect(&p, "localhost:22").await.expect("tunnel");
+    let mut banner = [0u8; 7];
+    tokio::time::timeout(STEP, s.read_exact(&mut banner))
+        .await
+        .expect("banner in time")
+        .expect("banner");
+    assert_eq!(&banner, b"banner\n");
+    assert_echo(s).await;
+}
