@@ -418,7 +418,7 @@ pub async fn start(config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
     let listener = TcpListener::bind(addr)
         .await
         .map_err(|source| ProxyError::Bind { addr, source })?;
-    start_with_listener(listener, config)
+    serve_on(listener, config)
 }
 
 /// Starts serving on an already-bound listener (e.g. one bound before `fork`).
@@ -426,6 +426,12 @@ pub fn start_with_listener(
     listener: TcpListener,
     config: ProxyConfig,
 ) -> Result<ProxyHandle, ProxyError> {
+    check_limits(&config)?;
+    serve_on(listener, config)
+}
+
+/// Serves `listener` with `config`, whose limits were checked.
+fn serve_on(listener: TcpListener, config: ProxyConfig) -> Result<ProxyHandle, ProxyError> {
     let addr = listener.local_addr().map_err(|source| ProxyError::Io {
         context: "reading the listening address".into(),
         source,
@@ -491,7 +497,6 @@ pub fn start_with_listener(
         .filter(|e| !routes.covers_no_proxy_entry(e))
         .cloned()
         .collect();
-    check_limits(&config)?;
     let limit =
         (config.max_connections > 0).then(|| Arc::new(Semaphore::new(config.max_connections)));
     // `dispatch` enforces the limit on the head as parsed; hyper's buffer limit (431 for an
