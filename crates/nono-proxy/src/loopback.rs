@@ -21,21 +21,26 @@ const UNPACED: [&str; 2] = ["cubic", "reno"];
 /// Switches `stream` to a non-pacing congestion control when its peer is on loopback.
 /// Best effort: on failure the socket keeps working with the system default.
 pub fn tune(stream: &impl std::os::fd::AsFd, peer: IpAddr) {
-    if !is_loopback(peer) {
-        return;
+    if is_loopback(peer) {
+        set_unpaced(stream);
     }
+}
+
+/// Switches a socket (a listener passes it on to the sockets it accepts) to a non-pacing
+/// congestion control. Best effort.
+pub fn set_unpaced(socket: &impl std::os::fd::AsFd) {
     #[cfg(target_os = "linux")]
     {
         use nix::sys::socket::{setsockopt, sockopt::TcpCongestion};
         for cc in UNPACED {
-            if setsockopt(stream, TcpCongestion, &std::ffi::OsString::from(cc)).is_ok() {
+            if setsockopt(socket, TcpCongestion, &std::ffi::OsString::from(cc)).is_ok() {
                 return;
             }
         }
         tracing::debug!("could not set a non-pacing congestion control on a loopback socket");
     }
     #[cfg(not(target_os = "linux"))]
-    let _ = stream;
+    let _ = socket;
 }
 
 pub fn is_loopback(ip: IpAddr) -> bool {
@@ -74,7 +79,7 @@ mod tests {
     #[tokio::test]
     async fn sockets_are_unpaced_from_the_handshake() {
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        tune(&l, "127.0.0.1".parse().unwrap());
+        set_unpaced(&l);
         let addrs = [l.local_addr().unwrap()];
         let out = crate::upstream_conn::connect_checked(&addrs, std::time::Duration::from_secs(5));
         let (out, accepted) = tokio::join!(out, l.accept());

@@ -553,8 +553,8 @@ async fn accept_loop(
     let local_listener = listener
         .local_addr()
         .is_ok_and(|a| crate::loopback::is_loopback(a.ip()));
-    if let Ok(a) = listener.local_addr() {
-        crate::loopback::tune(&listener, a.ip());
+    if local_listener {
+        crate::loopback::set_unpaced(&listener);
     }
     let answering = Arc::new(Semaphore::new(BUSY_ANSWERS));
     // Held for the loop's life and cloned into each connection before it is spawned, so
