@@ -397,6 +397,20 @@ fn nono_run_refuses_upstream_credentials_on_the_command_line() {
     assert_eq!(code, 125, "{out}{err}");
     assert!(err.contains("NONO_UPSTREAM_PROXY"), "{err}");
     assert!(!err.contains("cmdline-S3CRET"), "{err}");
+    // The same value in the environment as well does not take it off the command line.
+    let (code, out, err) = nono_with_env(
+        &[
+            "run",
+            &format!("--upstream-proxy={spec}"),
+            "--allow-domain",
+            "localhost",
+            "--",
+            "true",
+        ],
+        &[("NONO_UPSTREAM_PROXY", spec)],
+    );
+    assert_eq!(code, 125, "{out}{err}");
+    assert!(err.contains("NONO_UPSTREAM_PROXY"), "{err}");
     // Through the environment it is accepted, and the child sees it neither in its own
     // environment nor in nono's command line.
     let (code, out, err) = nono_with_env(

@@ -41,6 +41,20 @@ pub struct NetFlags {
     pub upstream_bypass: Vec<String>,
 }
 
+/// Whether nono's own command line (before any `--`) carries `--upstream-proxy`: then its
+/// value is in /proc/PID/cmdline, whatever the environment also says.
+fn upstream_proxy_flag_given() -> bool {
+    flag_in(std::env::args_os().skip(1), "--upstream-proxy")
+}
+
+fn flag_in(args: impl Iterator<Item = std::ffi::OsString>, flag: &str) -> bool {
+    let with_value = format!("{flag}=");
+    args.take_while(|a| a != "--").any(|a| {
+        let a = a.to_string_lossy();
+        a == flag || a.starts_with(&with_value)
+    })
+}
+
 impl NetFlags {
     /// The policy arguments, plus the upstream proxy spec as given (it may hold a password,
     /// which stays out of the policy value and reaches only the proxy configuration).
@@ -66,8 +80,7 @@ impl NetFlags {
             Some(s) => {
                 let parsed = nono_proxy::UpstreamProxyConfig::parse::<&str>(s, &[])
                     .map_err(|e| Failure::usage(format!("--upstream-proxy: {e}")))?;
-                let from_env = std::env::var("NONO_UPSTREAM_PROXY").is_ok_and(|v| v.trim() == s);
-                if confines_a_child && parsed.auth.is_some() && !from_env {
+                if confines_a_child && parsed.auth.is_some() && upstream_proxy_flag_given() {
                     return Err(Failure::usage(
                         "--upstream-proxy: credentials on the command line are readable by the sandboxed command (/proc/PID/cmdline); pass the proxy URL in NONO_UPSTREAM_PROXY instead",
                     ));
@@ -86,5 +99,35 @@ impl NetFlags {
             ..PolicyArgs::default()
         };
         Ok((args, spec))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> impl Iterator<Item = std::ffi::OsString> {
+        list.iter()
+            .map(std::ffi::OsString::from)
+            .collect::<Vec<_>>()
+            .into_iter()
+    }
+
+    #[test]
+    fn the_flag_counts_only_before_the_command() {
+        let f = "--upstream-proxy";
+        assert!(flag_in(
+            args(&["run", "--upstream-proxy", "u:p@h:1", "--", "x"]),
+            f
+        ));
+        assert!(flag_in(
+            args(&["run", "--upstream-proxy=u:p@h:1", "--", "x"]),
+            f
+        ));
+        assert!(!flag_in(
+            args(&["run", "--", "x", "--upstream-proxy", "y"]),
+            f
+        ));
+        assert!(!flag_in(args(&["run", "--allow-cwd", "--", "x"]), f));
     }
 }
