@@ -54,11 +54,19 @@ const NONO_VARS: [&str; 3] = [
 
 /// Whether the child must not inherit the variable `name`: any proxy setting (every name
 /// ending in `proxy`, any case: `HTTPS_PROXY`, `socks_proxy`, `npm_config_https_proxy`,
-/// `PIP_PROXY`, `GLOBAL_AGENT_NO_PROXY`, ...), which may carry the corporate proxy's password
-/// and would point tools past nono, and nono's own settings.
+/// `PIP_PROXY`, `GLOBAL_AGENT_NO_PROXY`, ...) or proxy credential (`*proxy_pass*`,
+/// `*proxy_user*`, gcloud's `CLOUDSDK_PROXY_*`), which may carry the corporate proxy's
+/// password and would point tools past nono, and nono's own settings.
 fn withheld(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
-    lower.ends_with("proxy") || NONO_VARS.contains(&lower.as_str())
+    // Go's module mirror settings, not network proxies: a corporate mirror or `off` must
+    // reach the child.
+    const NOT_NETWORK: [&str; 2] = ["goproxy", "gonoproxy"];
+    (lower.ends_with("proxy") && !NOT_NETWORK.contains(&lower.as_str()))
+        || lower.contains("proxy_pass")
+        || lower.contains("proxy_user")
+        || lower.starts_with("cloudsdk_proxy_")
+        || NONO_VARS.contains(&lower.as_str())
 }
 
 /// The child's environment: the parent's, without its proxy variables and without any
@@ -177,7 +185,16 @@ mod tests {
         ] {
             assert!(withheld(name), "{name}");
         }
-        for name in ["PATH", "HOME", "PROXY_ENABLED_FEATURE"] {
+        for name in ["CLOUDSDK_PROXY_PASSWORD", "npm_config_proxy_user"] {
+            assert!(withheld(name), "{name}");
+        }
+        for name in [
+            "PATH",
+            "HOME",
+            "PROXY_ENABLED_FEATURE",
+            "GOPROXY",
+            "GONOPROXY",
+        ] {
             assert!(!withheld(name), "{name}");
         }
     }

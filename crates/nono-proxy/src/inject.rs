@@ -175,54 +175,67 @@ fn locate_phantom(path: &str, pattern: &str, phantom: &str) -> Option<(usize, us
 /// Shortest credential [`scrub_response_headers`] looks for.
 pub const SCRUB_MIN_LEN: usize = 8;
 
-/// Replaces, in every response header, each spelling of `secret` the inject modes write
-/// (as is, percent-encoded for a query value or a path segment) with `phantom`: an upstream
-/// that echoes the request URL (a redirect's `Location`, a `Link` for the next page) must not
-/// hand the client the real credential.
+/// Replaces, in every response header, each spelling of `secret` with `phantom`: every byte
+/// of it as is or percent-encoded (either hex case, any mix; `+` for a space), so an upstream
+/// that echoes the request URL (a redirect's `Location`, a `Link` for the next page) in
+/// whatever encoding cannot hand the client the real credential.
 ///
 /// Secrets shorter than [`SCRUB_MIN_LEN`] are left alone: text that short turns up in
 /// ordinary headers, and no real API key is that short.
 pub fn scrub_response_headers(headers: &mut HeaderMap, secret: &str, phantom: &str) {
+    let secret = secret.as_bytes();
     if secret.len() < SCRUB_MIN_LEN {
         return;
     }
-    let mut spellings: Vec<String> = vec![
-        secret.to_string(),
-        utf8_percent_encode(secret, QUERY_VALUE).to_string(),
-        crate::endpoint::encode_segment(secret),
-    ];
-    spellings.dedup();
     let names: Vec<HeaderName> = headers.keys().cloned().collect();
     for name in names {
         let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
-        if !values.iter().any(|v| holds_any(v.as_bytes(), &spellings)) {
+        if !values
+            .iter()
+            .any(|v| find_spelled(v.as_bytes(), secret, 0).is_some())
+        {
             continue;
         }
         headers.remove(&name);
         for v in values {
-            let text = String::from_utf8_lossy(v.as_bytes()).into_owned();
-            let mut clean = text.clone();
-            for s in &spellings {
-                clean = clean.replace(s.as_str(), phantom);
+            let mut clean = Zeroizing::new(Vec::with_capacity(v.len()));
+            let bytes = v.as_bytes();
+            let mut from = 0;
+            while let Some((start, end)) = find_spelled(bytes, secret, from) {
+                clean.extend_from_slice(&bytes[from..start]);
+                clean.extend_from_slice(phantom.as_bytes());
+                from = end;
             }
-            let value = if clean == text {
-                v
-            } else {
-                match HeaderValue::from_str(&clean) {
-                    Ok(v) => v,
-                    // Not representable any more: drop it rather than pass the secret on.
-                    Err(_) => continue,
-                }
+            clean.extend_from_slice(&bytes[from..]);
+            match HeaderValue::from_bytes(&clean) {
+                Ok(v) => headers.append(name.clone(), v),
+                // Not representable any more: drop it rather than pass the secret on.
+                Err(_) => continue,
             };
-            headers.append(name.clone(), value);
         }
     }
 }
 
-fn holds_any(value: &[u8], spellings: &[String]) -> bool {
-    spellings
-        .iter()
-        .any(|s| value.windows(s.len()).any(|w| w == s.as_bytes()))
+/// The first `(start, end)` at or after `from` where `value` spells `secret`, each byte as
+/// itself or as `%XX` (hex in either case), a space also as `+`.
+fn find_spelled(value: &[u8], secret: &[u8], from: usize) -> Option<(usize, usize)> {
+    (from..value.len()).find_map(|start| {
+        let mut at = start;
+        for &want in secret {
+            at = match value.get(at..) {
+                Some([b, ..]) if *b == want => at + 1,
+                Some([b'+', ..]) if want == b' ' => at + 1,
+                Some([b'%', hi, lo, ..]) if hex_pair(*hi, *lo) == Some(want) => at + 3,
+                _ => return None,
+            };
+        }
+        Some((start, at))
+    })
+}
+
+fn hex_pair(hi: u8, lo: u8) -> Option<u8> {
+    let digit = |c: u8| (c as char).to_digit(16);
+    u8::try_from(digit(hi)? * 16 + digit(lo)?).ok()
 }
 
 fn sensitive(value: &str) -> Result<HeaderValue, InjectError> {
@@ -583,6 +596,24 @@ mod tests {
             "https://api.example/v1/x?key=nono_phantom_abc&page=2"
         );
         assert_eq!(h.get("content-type").unwrap(), "application/json");
+        // Lower-case hex, partial encoding, and non-UTF-8 bytes kept as they were.
+        let mut h = HeaderMap::new();
+        h.append(
+            "location",
+            HeaderValue::from_static("/x?key=sk-real%2f%2b%3d%3ax"),
+        );
+        h.append("x-mixed", HeaderValue::from_static("sk-real%2F+=%3Ax"));
+        h.append(
+            "x-bytes",
+            HeaderValue::from_bytes(b"\xe9 sk-real/+=:x").unwrap(),
+        );
+        scrub_response_headers(&mut h, SECRET, PH);
+        assert_eq!(h.get("location").unwrap(), "/x?key=nono_phantom_abc");
+        assert_eq!(h.get("x-mixed").unwrap(), "nono_phantom_abc");
+        assert_eq!(
+            h.get("x-bytes").unwrap().as_bytes(),
+            b"\xe9 nono_phantom_abc"
+        );
         // A (test-sized) secret of a few letters would corrupt ordinary headers.
         let mut h = headers(&[("location", "https://elsewhere.invalid/")]);
         scrub_response_headers(&mut h, "s", PH);

@@ -434,13 +434,17 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Respo
     Response::from_parts(parts, body.boxed())
 }
 
-/// Headers some upstreams read as a different method or host than the one the endpoint
-/// rules checked (`X-HTTP-Method-Override: DELETE` on an allowed POST, `X-Forwarded-Host`).
+/// Headers some upstreams read as a different method, path or host than the ones the
+/// endpoint rules checked (`X-HTTP-Method-Override: DELETE` on an allowed POST,
+/// `X-Original-URL: /admin` on an allowed GET, `X-Forwarded-Host`).
 fn strip_rerouting_headers(headers: &mut http::HeaderMap) {
-    const OVERRIDES: [&str; 4] = [
+    const OVERRIDES: [&str; 7] = [
         "x-http-method-override",
         "x-http-method",
         "x-method-override",
+        "x-original-method",
+        "x-original-url",
+        "x-rewrite-url",
         "forwarded",
     ];
     for name in OVERRIDES {

@@ -308,6 +308,9 @@ pub(crate) struct Chain {
     resolver: Arc<dyn Resolver>,
     own_addr: SocketAddr,
     connect_timeout: Duration,
+    /// The upstream proxy's addresses as last resolved, for [`Chain::is_itself`] when a
+    /// lookup fails.
+    known_addrs: std::sync::Mutex<Vec<SocketAddr>>,
 }
 
 impl Chain {
@@ -331,6 +334,7 @@ impl Chain {
             resolver,
             own_addr,
             connect_timeout,
+            known_addrs: std::sync::Mutex::new(Vec::new()),
         })
     }
 
@@ -403,6 +407,9 @@ impl Chain {
             Ok(r) => r.map_err(ChainError::Unreachable)?,
             Err(_) => return Err(ChainError::ConnectTimeout),
         };
+        if let Ok(mut known) = self.known_addrs.lock() {
+            known.clone_from(&addrs);
+        }
         let addrs: Vec<SocketAddr> = addrs
             .into_iter()
             .filter(|a| !is_self(*a, self.own_addr))
@@ -424,21 +431,29 @@ impl Chain {
         if !addrs.iter().any(|a| a.port() == self.config.port) {
             return false;
         }
-        let resolved = tokio::time::timeout(
-            self.connect_timeout,
-            proxy_addrs(&self.config, self.resolver.as_ref()),
-        )
-        .await;
-        match resolved {
-            Ok(Ok(proxy)) => addrs.iter().any(|a| {
-                proxy.iter().any(|p| {
-                    p.port() == a.port()
-                        && crate::deny::canonical_ip(p.ip()) == crate::deny::canonical_ip(a.ip())
-                })
-            }),
-            // Cannot tell: the same port on an unknown proxy address is refused.
-            _ => true,
+        let proxy = self.proxy_addrs_now(DEFAULT_LOCAL_RESOLVE_TIMEOUT).await;
+        addrs.iter().any(|a| {
+            proxy.iter().any(|p| {
+                p.port() == a.port()
+                    && crate::deny::canonical_ip(p.ip()) == crate::deny::canonical_ip(a.ip())
+            })
+        })
+    }
+
+    /// The upstream proxy's addresses: resolved now (and remembered), or as last resolved
+    /// when the lookup fails or takes longer than `wait` (empty if never resolved).
+    async fn proxy_addrs_now(&self, wait: Duration) -> Vec<SocketAddr> {
+        let lookup = proxy_addrs(&self.config, self.resolver.as_ref());
+        if let Ok(Ok(fresh)) = tokio::time::timeout(wait, lookup).await {
+            if let Ok(mut known) = self.known_addrs.lock() {
+                known.clone_from(&fresh);
+            }
+            return fresh;
         }
+        self.known_addrs
+            .lock()
+            .map(|k| k.clone())
+            .unwrap_or_default()
     }
 
     /// A tunnel to `host:port` through the upstream proxy: `CONNECT`, then its 2xx answer.
@@ -581,13 +596,23 @@ fn parse_status(head: &[u8]) -> Result<u16, ChainError> {
 
 /// The spec with any userinfo replaced, for error messages. Only a well-formed scheme is
 /// kept (a password may contain `://`), and a spec without `@` that does not look like
-/// `host:port` is not shown at all (it may be `user:password:port`).
+/// `host:port` with a numeric port is not shown at all (it may be `user:password`).
 fn redact(spec: &str) -> String {
     let s = spec.trim();
     let (scheme, rest) = split_scheme(s);
+    let looks_like_host_port = |r: &str| {
+        r.starts_with('[')
+            || match r.split_once(':') {
+                None => true,
+                Some((_, port)) => port
+                    .trim_end_matches('/')
+                    .bytes()
+                    .all(|b| b.is_ascii_digit()),
+            }
+    };
     let shown = match rest.rsplit_once('@') {
         Some((_, host)) => format!("***@{host}"),
-        None if rest.starts_with('[') || rest.matches(':').count() <= 1 => rest.to_string(),
+        None if looks_like_host_port(rest) => rest.to_string(),
         None => "***".to_string(),
     };
     match scheme {
@@ -654,7 +679,11 @@ fn parse_spec(spec: &str) -> Result<(Host, u16, Option<UpstreamAuth>), String> {
         },
     };
     let port_raw = port_raw.ok_or("the port is required, e.g. proxy.corp.example:3128")?;
-    let port = parse_port(port_raw)?;
+    // Not quoted: `http://user:password` (the `@host` forgotten) puts a password here.
+    let port = parse_port(port_raw).map_err(|_| {
+        "the port must be 1-65535 in digits (credentials go before an `@`: http://user:password@HOST:PORT)"
+            .to_string()
+    })?;
     let host = Host::parse(host_raw)
         .map_err(|_| "the host is not a valid name or IP address".to_string())?;
     Ok((host, port, auth))
@@ -720,7 +749,7 @@ mod tests {
             .contains("unsupported scheme"));
         assert!(msg(UpstreamProxyConfig::parse("http://proxy:3128/pac", none)).contains("path"));
         assert!(msg(UpstreamProxyConfig::parse("proxy", none)).contains("port is required"));
-        assert!(msg(UpstreamProxyConfig::parse("proxy:0", none)).contains("not a port"));
+        assert!(msg(UpstreamProxyConfig::parse("proxy:0", none)).contains("port must be 1-65535"));
         assert!(msg(UpstreamProxyConfig::parse("fd00::1:3128", none)).contains("[ADDR]:PORT"));
         for bad in [
             "http://u:hunter2@bad host:1",
@@ -859,6 +888,11 @@ mod tests {
         assert_eq!(redact("u:Pa55://word@proxy:3128"), "***@proxy:3128");
         assert_eq!(redact("http://u:pw@proxy:3128"), "http://***@proxy:3128");
         assert_eq!(redact("http://u:pw:3128"), "http://***");
+        assert_eq!(redact("http://alice:S3cretPw"), "http://***");
+        let e = UpstreamProxyConfig::parse("http://alice:S3cretPw", &[] as &[&str])
+            .map(|_| String::new())
+            .unwrap_or_else(|e| e.to_string());
+        assert!(!e.contains("S3cretPw"), "{e}");
         assert_eq!(redact("http://proxy.corp:3128"), "http://proxy.corp:3128");
         assert_eq!(redact("[::1]:3128"), "[::1]:3128");
         // A password with `://` is userinfo, not a scheme.
