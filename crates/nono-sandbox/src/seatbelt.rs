@@ -40,6 +40,7 @@ pub fn seatbelt_profile(policy: &SandboxPolicy) -> String {
          (allow signal (target same-sandbox))\n\
          (allow process-info* (target same-sandbox))\n\
          (allow sysctl-read)\n\
+         (deny sysctl-read (sysctl-name-prefix \"kern.procargs\"))\n\
          (allow user-preference-read)\n\
          (allow pseudo-tty)\n\
          (allow ipc-posix-sem)\n\
@@ -232,6 +233,18 @@ mod tests {
                     > allow_all
             );
         }
+    }
+
+    /// KERN_PROCARGS2 hands any same-user process another's arguments and environment, where
+    /// nono keeps the upstream proxy URL and `env://` credentials.
+    #[test]
+    fn other_processes_arguments_and_environment_are_not_readable() {
+        let p = seatbelt_profile(&policy(NetPolicy::Unrestricted));
+        let allow = p.find("(allow sysctl-read)\n").expect("sysctl allowed");
+        let deny = p
+            .find("(deny sysctl-read (sysctl-name-prefix \"kern.procargs\"))")
+            .expect("procargs denied");
+        assert!(deny > allow, "the denial must come last to win");
     }
 
     #[test]
