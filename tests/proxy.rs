@@ -227,7 +227,9 @@ fn auth_407_without_or_with_wrong_token_basic_and_bearer_work() {
         "{}",
         err.1
     );
-    let wrong = format!("{}0", &token[..token.len() - 1]);
+    // One character off (never the same: a token ending in `0` gets a `1`).
+    let last = if token.ends_with('0') { '1' } else { '0' };
+    let wrong = format!("{}{last}", &token[..token.len() - 1]);
     assert_eq!(
         connect_tunnel(p.port, &target, Some(&basic_auth(&wrong)))
             .expect_err("wrong")
