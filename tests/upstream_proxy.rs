@@ -485,3 +485,38 @@ fn the_child_inherits_no_proxy_variable_of_the_parent() {
     );
     assert!(out.contains("HTTPS_PROXY=http://nono:"), "{out}");
 }
+
+#[test]
+fn loopback_targets_skip_a_remote_upstream_proxy_but_others_are_chained() {
+    let echo = EchoServer::plain();
+    // The upstream proxy is named (not this machine's loopback) and does not answer.
+    let p = start_proxy(
+        &[
+            "--upstream-proxy",
+            "proxy.corp.test:9",
+            "--resolve",
+            "proxy.corp.test=127.0.0.1",
+            "--allow-domain",
+            "127.0.0.1",
+            "--allow-domain",
+            "remote.test",
+            "--resolve",
+            "remote.test=10.255.0.1",
+        ],
+        &[],
+    );
+    let auth = p.basic_auth();
+    let tunnel = connect_tunnel(p.port, &format!("127.0.0.1:{}", echo.port), Some(&auth));
+    assert!(
+        tunnel.is_ok(),
+        "loopback target was chained: {:?}",
+        tunnel.err()
+    );
+    let (status, body) = raw_request(
+        p.port,
+        format!("CONNECT remote.test:443 HTTP/1.1\r\nProxy-Authorization: {auth}\r\n\r\n")
+            .as_bytes(),
+    );
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("upstream_proxy"), "{body}");
+}

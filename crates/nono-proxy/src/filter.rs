@@ -20,6 +20,14 @@ pub enum Host {
 }
 
 impl Host {
+    /// This machine: a loopback literal (in any IPv6 embedding) or a `localhost` name.
+    pub fn is_local(&self) -> bool {
+        match self {
+            Host::Ip(ip) => crate::deny::is_loopback(*ip),
+            Host::Name(n) => n == "localhost" || n.ends_with(".localhost"),
+        }
+    }
+
     /// Parses and normalises a request's host (no port). Brackets around IPv6 are accepted.
     ///
     /// IPv4 written in decimal, octal, hex or short form (`2852039166`, `0xA9FEA9FE`,

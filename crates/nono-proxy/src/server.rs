@@ -171,7 +171,7 @@ impl Shared {
     ) -> Result<TcpStream, Response<Body>> {
         // A credential route to this machine's loopback is never chained: the upstream proxy
         // would reach its own loopback, and a plain-HTTP route would show it the key.
-        let local_route = mode == Mode::Reverse && is_local_host(host);
+        let local_route = mode == Mode::Reverse && host.is_local();
         if let Some(chain) = self.chain_for(host, port).filter(|_| !local_route) {
             self.admit_chained(chain, host, port, mode, info).await?;
             let tunnel = chain.tunnel(host, port).await;
@@ -278,14 +278,6 @@ impl Shared {
     /// Resolves when shutdown starts.
     pub(crate) fn shutdown_signal(&self) -> watch::Receiver<bool> {
         self.shutdown.clone()
-    }
-}
-
-/// Loopback literals (in any embedding) and `localhost` names.
-fn is_local_host(host: &Host) -> bool {
-    match host {
-        Host::Ip(ip) => crate::deny::is_loopback(*ip),
-        Host::Name(n) => n == "localhost" || n.ends_with(".localhost"),
     }
 }
 

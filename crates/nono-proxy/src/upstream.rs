@@ -340,6 +340,11 @@ impl Chain {
 
     /// Whether `host:port` goes through the upstream proxy (is not bypassed).
     pub(crate) fn chains(&self, host: &Host, port: u16) -> bool {
+        // This machine's loopback is reached through the upstream proxy only when that proxy
+        // runs here too (cntlm, px, a local tinyproxy); a remote one would reach its own.
+        if host.is_local() && !self.config.host.is_local() {
+            return false;
+        }
         !self.config.bypasses(host, port)
     }
 
