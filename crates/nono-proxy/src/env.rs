@@ -54,17 +54,15 @@ const NONO_VARS: [&str; 3] = [
 
 /// Whether the child must not inherit the variable `name`: any proxy setting (every name
 /// ending in `proxy`, any case: `HTTPS_PROXY`, `socks_proxy`, `npm_config_https_proxy`,
-/// `PIP_PROXY`, `GLOBAL_AGENT_NO_PROXY`, ...) or proxy credential (`*proxy_pass*`,
-/// `*proxy_user*`, gcloud's `CLOUDSDK_PROXY_*`), which may carry the corporate proxy's
-/// password and would point tools past nono, and nono's own settings.
+/// `PIP_PROXY`, `GLOBAL_AGENT_NO_PROXY`, ...) and gcloud's `CLOUDSDK_PROXY_*` credentials,
+/// which may carry the corporate proxy's password and would point tools past nono, and nono's
+/// own settings. A name list cannot be complete (`JAVA_TOOL_OPTIONS=-Dhttp.proxyPassword=`).
 fn withheld(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     // Go's module mirror settings, not network proxies: a corporate mirror or `off` must
     // reach the child.
     const NOT_NETWORK: [&str; 2] = ["goproxy", "gonoproxy"];
     (lower.ends_with("proxy") && !NOT_NETWORK.contains(&lower.as_str()))
-        || lower.contains("proxy_pass")
-        || lower.contains("proxy_user")
         || lower.starts_with("cloudsdk_proxy_")
         || NONO_VARS.contains(&lower.as_str())
 }
@@ -185,15 +183,14 @@ mod tests {
         ] {
             assert!(withheld(name), "{name}");
         }
-        for name in ["CLOUDSDK_PROXY_PASSWORD", "npm_config_proxy_user"] {
-            assert!(withheld(name), "{name}");
-        }
+        assert!(withheld("CLOUDSDK_PROXY_PASSWORD"));
         for name in [
             "PATH",
             "HOME",
             "PROXY_ENABLED_FEATURE",
             "GOPROXY",
             "GONOPROXY",
+            "CI_DEPENDENCY_PROXY_PASSWORD",
         ] {
             assert!(!withheld(name), "{name}");
         }

@@ -183,16 +183,26 @@ pub const SCRUB_MIN_LEN: usize = 8;
 /// Secrets shorter than [`SCRUB_MIN_LEN`] are left alone: text that short turns up in
 /// ordinary headers, and no real API key is that short.
 pub fn scrub_response_headers(headers: &mut HeaderMap, secret: &str, phantom: &str) {
-    let secret = secret.as_bytes();
     if secret.len() < SCRUB_MIN_LEN {
         return;
     }
+    // The exact spellings the inject modes send, for secrets the per-byte reading cannot
+    // match in one pass (one holding `%`, say, sent as `%25`).
+    let exact: Vec<Zeroizing<String>> = vec![
+        Zeroizing::new(secret.to_string()),
+        Zeroizing::new(utf8_percent_encode(secret, QUERY_VALUE).to_string()),
+        Zeroizing::new(crate::endpoint::encode_segment(secret)),
+    ];
+    let secret = Spellings {
+        bytes: secret.as_bytes(),
+        exact: &exact,
+    };
     let names: Vec<HeaderName> = headers.keys().cloned().collect();
     for name in names {
         let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
         if !values
             .iter()
-            .any(|v| find_spelled(v.as_bytes(), secret, 0).is_some())
+            .any(|v| find_spelled(v.as_bytes(), &secret, 0).is_some())
         {
             continue;
         }
@@ -201,7 +211,7 @@ pub fn scrub_response_headers(headers: &mut HeaderMap, secret: &str, phantom: &s
             let mut clean = Zeroizing::new(Vec::with_capacity(v.len()));
             let bytes = v.as_bytes();
             let mut from = 0;
-            while let Some((start, end)) = find_spelled(bytes, secret, from) {
+            while let Some((start, end)) = find_spelled(bytes, &secret, from) {
                 clean.extend_from_slice(&bytes[from..start]);
                 clean.extend_from_slice(phantom.as_bytes());
                 from = end;
@@ -216,21 +226,41 @@ pub fn scrub_response_headers(headers: &mut HeaderMap, secret: &str, phantom: &s
     }
 }
 
-/// The first `(start, end)` at or after `from` where `value` spells `secret`, each byte as
-/// itself or as `%XX` (hex in either case), a space also as `+`.
-fn find_spelled(value: &[u8], secret: &[u8], from: usize) -> Option<(usize, usize)> {
+/// A secret to find: its bytes, and the exact spellings the inject modes send.
+struct Spellings<'a> {
+    bytes: &'a [u8],
+    exact: &'a [Zeroizing<String>],
+}
+
+/// The first `(start, end)` at or after `from` where `value` spells the secret: each byte as
+/// itself or as `%XX` (hex in either case, preferred where it decodes to the byte), a space
+/// also as `+`; or one of the exact spellings.
+fn find_spelled(value: &[u8], secret: &Spellings<'_>, from: usize) -> Option<(usize, usize)> {
     (from..value.len()).find_map(|start| {
-        let mut at = start;
-        for &want in secret {
-            at = match value.get(at..) {
-                Some([b, ..]) if *b == want => at + 1,
-                Some([b'+', ..]) if want == b' ' => at + 1,
-                Some([b'%', hi, lo, ..]) if hex_pair(*hi, *lo) == Some(want) => at + 3,
-                _ => return None,
-            };
-        }
-        Some((start, at))
+        per_byte(value, secret.bytes, start).or_else(|| {
+            secret.exact.iter().find_map(|e| {
+                let e = e.as_bytes();
+                value
+                    .get(start..)
+                    .is_some_and(|rest| rest.starts_with(e))
+                    .then_some((start, start + e.len()))
+            })
+        })
     })
+}
+
+/// The end of `secret` read byte by byte from `value[start..]`, if it is there.
+fn per_byte(value: &[u8], secret: &[u8], start: usize) -> Option<(usize, usize)> {
+    let mut at = start;
+    for &want in secret {
+        at = match value.get(at..) {
+            Some([b'%', hi, lo, ..]) if hex_pair(*hi, *lo) == Some(want) => at + 3,
+            Some([b, ..]) if *b == want => at + 1,
+            Some([b'+', ..]) if want == b' ' => at + 1,
+            _ => return None,
+        };
+    }
+    Some((start, at))
 }
 
 fn hex_pair(hi: u8, lo: u8) -> Option<u8> {
@@ -614,6 +644,21 @@ mod tests {
             h.get("x-bytes").unwrap().as_bytes(),
             b"\xe9 nono_phantom_abc"
         );
+        // A secret holding `%`: sent as `%25`, also as literal text that looks encoded.
+        for (secret, value) in [
+            ("sk-ab%cd1234", "/x?k=sk-ab%25cd1234"),
+            ("sk-ab%cd1234", "/x/sk-ab%25cd1234/y"),
+            ("sk-%25-literal", "/x?k=sk-%25-literal"),
+        ] {
+            let mut h = HeaderMap::new();
+            h.append("location", HeaderValue::from_str(value).unwrap());
+            scrub_response_headers(&mut h, secret, PH);
+            let out = h.get("location").unwrap().to_str().unwrap().to_string();
+            assert!(
+                out.contains(PH) && !out.contains("1234") && !out.contains("literal"),
+                "{secret}: {out}"
+            );
+        }
         // A (test-sized) secret of a few letters would corrupt ordinary headers.
         let mut h = headers(&[("location", "https://elsewhere.invalid/")]);
         scrub_response_headers(&mut h, "s", PH);

@@ -412,9 +412,7 @@ impl Chain {
             Ok(r) => r.map_err(ChainError::Unreachable)?,
             Err(_) => return Err(ChainError::ConnectTimeout),
         };
-        if let Ok(mut known) = self.known_addrs.lock() {
-            known.clone_from(&addrs);
-        }
+        self.remember(&addrs);
         let addrs: Vec<SocketAddr> = addrs
             .into_iter()
             .filter(|a| !is_self(*a, self.own_addr))
@@ -445,15 +443,24 @@ impl Chain {
         })
     }
 
+    /// Adds `addrs` to the proxy addresses seen so far (a round-robin name may answer with a
+    /// subset each time).
+    fn remember(&self, addrs: &[SocketAddr]) {
+        if let Ok(mut known) = self.known_addrs.lock() {
+            for a in addrs {
+                if !known.contains(a) {
+                    known.push(*a);
+                }
+            }
+        }
+    }
+
     /// The upstream proxy's addresses: resolved now (and remembered), or as last resolved
     /// when the lookup fails or takes longer than `wait` (empty if never resolved).
     async fn proxy_addrs_now(&self, wait: Duration) -> Vec<SocketAddr> {
         let lookup = proxy_addrs(&self.config, self.resolver.as_ref());
         if let Ok(Ok(fresh)) = tokio::time::timeout(wait, lookup).await {
-            if let Ok(mut known) = self.known_addrs.lock() {
-                known.clone_from(&fresh);
-            }
-            return fresh;
+            self.remember(&fresh);
         }
         self.known_addrs
             .lock()
@@ -605,20 +612,24 @@ fn parse_status(head: &[u8]) -> Result<u16, ChainError> {
 fn redact(spec: &str) -> String {
     let s = spec.trim();
     let (scheme, rest) = split_scheme(s);
-    let looks_like_host_port = |r: &str| {
-        r.starts_with('[')
-            || match r.split_once(':') {
-                None => true,
-                Some((_, port)) => port
-                    .trim_end_matches('/')
-                    .bytes()
-                    .all(|b| b.is_ascii_digit()),
-            }
+    // Only `host:port` with a real port is shown; anything else may be a password that
+    // lost its `@` (`user:password`, `user:pass@word`, an all-digit password).
+    let host_port = |r: &str| {
+        // A path after the port is shown too (a refusal names it); it never holds userinfo.
+        let r = r.split('/').next().unwrap_or(r);
+        let port = match r.rsplit_once(':') {
+            Some((host, port)) if !host.contains(':') || host.starts_with('[') => port,
+            Some(_) => return false,
+            None => return !r.is_empty(),
+        };
+        port.len() <= 5
+            && port.bytes().all(|b| b.is_ascii_digit())
+            && port.parse::<u16>().is_ok_and(|p| p > 0)
     };
     let shown = match rest.rsplit_once('@') {
-        Some((_, host)) => format!("***@{host}"),
-        None if looks_like_host_port(rest) => rest.to_string(),
-        None => "***".to_string(),
+        Some((_, host)) if host_port(host) => format!("***@{host}"),
+        None if host_port(rest) => rest.to_string(),
+        _ => "***".to_string(),
     };
     match scheme {
         Some(scheme) => format!("{scheme}://{shown}"),
@@ -894,6 +905,9 @@ mod tests {
         assert_eq!(redact("http://u:pw@proxy:3128"), "http://***@proxy:3128");
         assert_eq!(redact("http://u:pw:3128"), "http://***");
         assert_eq!(redact("http://alice:S3cretPw"), "http://***");
+        assert_eq!(redact("http://alice:p@ss:w0rd"), "http://***");
+        assert_eq!(redact("http://alice:p@ssw0rd"), "http://***@ssw0rd");
+        assert_eq!(redact("http://alice:123456"), "http://***");
         let e = UpstreamProxyConfig::parse("http://alice:S3cretPw", &[] as &[&str])
             .map(|_| String::new())
             .unwrap_or_else(|e| e.to_string());
