@@ -309,12 +309,7 @@ async fn reuse(conn: &ConnState, key: &str) -> Option<SendRequest<Incoming>> {
 /// `Connection: close`; HTTP/1.0 only with `Connection: keep-alive`).
 fn keeps_alive<B>(resp: &Response<B>) -> bool {
     let has = |token: &str| {
-        resp.headers()
-            .get_all(header::CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .any(|t| t.trim().eq_ignore_ascii_case(token))
+        respond::connection_tokens(resp.headers()).any(|t| t.eq_ignore_ascii_case(token))
     };
     if has("close") {
         return false;
