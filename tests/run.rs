@@ -614,8 +614,56 @@ fn filesystem_grants_are_enforced() {
          probe('hardlink_ro_to_rw', lambda: os.link('{r}/r.txt', '{w}/hard_r'))\n\
          probe('hardlink_within', lambda: os.link('{w}/new.txt', '{w}/hard_w'))\n"
     );
+    // The first wall: the sandbox's own root shows only the grants (outside: ENOENT,
+    // read-only: EROFS). Hard links between two binds cross mounts (EXDEV).
     let out = sandboxed_py(&["--read", &r, "--allow", &w, "--block-net"], &body);
     assert_eq!(out.code, 0, "{}", out.dump());
+    let first_wall = [
+        ("read_granted", "OK"),
+        ("write_read_only", "EROFS"),
+        ("append_read_only", "EROFS"),
+        ("write_allowed", "OK"),
+        ("read_outside", "ENOENT"),
+        ("list_outside", "ENOENT"),
+        ("write_outside", "ENOENT"),
+        ("write_etc", "EROFS"),
+        ("symlink_out", "ENOENT"),
+        ("own_symlink_out", "ENOENT"),
+        ("hardlink_in", "ENOENT"),
+        ("rename_in", "ENOENT"),
+        ("hardlink_ro_to_rw", "EXDEV"),
+        ("hardlink_within", "OK"),
+    ];
+    let got = out.probes();
+    for (name, want) in first_wall {
+        assert_eq!(
+            got.get(name).map(String::as_str),
+            Some(want),
+            "{name}\n{}",
+            out.dump()
+        );
+    }
+    assert!(!outside.path().join("new.txt").exists());
+    std::fs::remove_dir_all(rw_dir.path()).expect("reset");
+    std::fs::create_dir(rw_dir.path()).expect("reset");
+    std::os::unix::fs::symlink(
+        outside.path().join("secret.txt"),
+        rw_dir.path().join("link"),
+    )
+    .expect("symlink");
+
+    // The second wall alone (no namespaces): Landlock refuses the same accesses.
+    let out = run(nono_cmd(
+        &["--read", &r, "--allow", &w, "--block-net"],
+        &[PY, "-c", &script(&body)],
+        &[("NONO_TEST_NO_NAMESPACES", "1")],
+    ));
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(
+        out.stderr.contains("containment: FALLBACK"),
+        "{}",
+        out.dump()
+    );
     let expect = [
         ("read_granted", "OK"),
         ("write_read_only", "EACCES"),
@@ -713,8 +761,10 @@ fn inherited_descriptors_do_not_reach_the_child() {
 // ---------------------------------------------------------------------------------------------
 // Escape attempts through system calls and /proc.
 
-/// Probes that must be refused inside the sandbox. `TARGET` is the process to attack: the
-/// supervising nono inside, a throwaway `sleep` outside; `cleanup()` ends it.
+/// Probes that must be refused inside the sandbox. `TARGET` is the process to attack: inside,
+/// the sandbox's init (it holds a copy of nono's memory); outside, a throwaway `sleep`.
+/// `OUTSIDE` is a process outside the sandbox (the test itself), which the sandbox must not
+/// even see. `cleanup()` ends the target.
 const SYSCALL_PROBES: &str = r#"
 probe("raw", lambda: sock(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP))
 probe("packet", lambda: sock(17, socket.SOCK_RAW, 0))
@@ -742,7 +792,9 @@ def vm_read():
     remote = Iov(0x1000, 8)
     chk(libc.process_vm_readv(TARGET, ctypes.byref(local), 1, ctypes.byref(remote), 1, 0))
 probe("process_vm_readv", vm_read)
-probe("kill_target", lambda: os.kill(TARGET, 0))
+probe("kill_outside", lambda: os.kill(OUTSIDE, 0))
+probe("prlimit_outside", lambda: chk(libc.prlimit(OUTSIDE, 1, None, (ctypes.c_ulong * 2)())))
+probe("proc_outside_cmdline", lambda: open("/proc/%d/cmdline" % OUTSIDE, "rb").read())
 probe("keyctl", lambda: chk(libc.syscall(NR_KEYCTL, 0, -3, 0)))
 probe("tiocsti", lambda: chk(libc.ioctl(0, 0x5412, b"x")))
 probe("tiocsti_high_bits", lambda: chk(libc.ioctl(0, ctypes.c_ulong(0x100005412), b"x")))
@@ -774,11 +826,15 @@ fn syscall_and_proc_escapes_are_refused() {
             "--allow-domain",
             "127.0.0.1:9",
         ],
-        &format!("TARGET = os.getppid()\ncleanup = lambda: None\n{SYSCALL_PROBES}"),
+        &format!(
+            "TARGET = os.getppid()\nOUTSIDE = {}\ncleanup = lambda: None\n{SYSCALL_PROBES}",
+            std::process::id()
+        ),
     );
     assert_eq!(inside.code, 0, "{}", inside.dump());
     let outside = outside_py(&format!(
         "import subprocess\nvictim = subprocess.Popen(['sleep', '30'])\nTARGET = victim.pid\n\
+         OUTSIDE = victim.pid\n\
          def cleanup():\n\
          \x20   # Traced after the ptrace probe: wait for the real exit, not a ptrace stop.\n\
          \x20   os.kill(victim.pid, 9)\n\
@@ -802,7 +858,9 @@ fn syscall_and_proc_escapes_are_refused() {
         ("io_uring", "ENOSYS"),
         ("ptrace", "EPERM"),
         ("process_vm_readv", "EPERM"),
-        ("kill_target", "EPERM"),
+        ("kill_outside", "ESRCH"),
+        ("prlimit_outside", "ESRCH"),
+        ("proc_outside_cmdline", "ENOENT"),
         ("keyctl", "EPERM"),
         ("unshare", "EPERM"),
         ("mount", "EPERM"),
@@ -1240,10 +1298,26 @@ fn unix_sockets_reach_only_the_sandboxs_own_servers_and_sockets_granted_by_name(
          probe('not_a_socket', lambda: (open('{g}/file', 'w').close(), conn('{g}/file')))\n"
     );
     let named = format!("{o}/named.sock");
-    let out = sandboxed_py(
-        &["--block-net", "--allow", &g, "--read", &r, "--read", &named],
-        &body,
-    );
+    let flags = ["--block-net", "--allow", &g, "--read", &r, "--read", &named];
+    // With the sandbox's own root the planted symlink leads nowhere (its target does not
+    // exist there); without it (fallback), the gate refuses it.
+    for (no_namespaces, symlink_out) in [("0", "ENOENT"), ("1", "EACCES")] {
+        let out = run(nono_cmd(
+            &flags,
+            &[PY, "-c", &script(&body)],
+            &[("NONO_TEST_NO_NAMESPACES", no_namespaces)],
+        ));
+        check_unix_probes(&out, symlink_out);
+    }
+    // Control: outside the sandbox every one of them answers.
+    let out = outside_py(&body);
+    for ok in ["foreign_in_grant", "symlink_out", "readonly", "proc_root"] {
+        assert_eq!(out.probe(ok), "OK", "control {ok}\n{}", out.dump());
+    }
+}
+
+fn check_unix_probes(out: &Out, symlink_out: &str) {
+    assert_eq!(out.probe("symlink_out"), symlink_out, "{}", out.dump());
     assert_eq!(out.probe("connect_twice"), "EISCONN", "{}", out.dump());
     for ok in [
         "own_abs",
@@ -1254,17 +1328,12 @@ fn unix_sockets_reach_only_the_sandboxs_own_servers_and_sockets_granted_by_name(
     ] {
         assert_eq!(out.probe(ok), "OK", "{ok}\n{}", out.dump());
     }
-    for denied in ["foreign_in_grant", "symlink_out", "readonly"] {
+    for denied in ["foreign_in_grant", "readonly"] {
         assert_eq!(out.probe(denied), "EACCES", "{denied}\n{}", out.dump());
     }
     assert_ne!(out.probe("proc_root"), "OK", "{}", out.dump());
     assert_eq!(out.probe("missing"), "ENOENT", "{}", out.dump());
     assert_eq!(out.probe("not_a_socket"), "ECONNREFUSED", "{}", out.dump());
-    // Control: outside the sandbox every one of them answers.
-    let out = outside_py(&body);
-    for ok in ["foreign_in_grant", "symlink_out", "readonly", "proc_root"] {
-        assert_eq!(out.probe(ok), "OK", "control {ok}\n{}", out.dump());
-    }
 }
 
 /// Regression: a datagram UNIX socket names its destination per message (`sendto`, or a
@@ -1554,7 +1623,16 @@ fn bug_named_unix_socket_outside_granted_paths_is_reachable() {
         path.display(),
         outside.path().display()
     );
+    // The first wall: the path does not exist in the sandbox's root.
     let out = sandboxed_py(&["--block-net"], &body);
+    assert_eq!(out.probe("list_dir"), "ENOENT", "{}", out.dump());
+    assert_eq!(out.probe("named_unix"), "ENOENT", "{}", out.dump());
+    // The second wall alone: the connect gate refuses it.
+    let out = run(nono_cmd(
+        &["--block-net"],
+        &[PY, "-c", &script(&body)],
+        &[("NONO_TEST_NO_NAMESPACES", "1")],
+    ));
     assert_eq!(out.probe("list_dir"), "EACCES", "{}", out.dump());
     let inside = out.probe("named_unix").to_string();
     // Wake the server thread if the probe did not connect (if it did, this finds it gone).

@@ -118,7 +118,16 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         .block_on(async { Signals::install() })
         .map_err(nono_err)?;
     let isolation = nono_policy::network_isolation(&resolved, proxy.as_ref().map(|p| p.port()));
-    let (mut child, isolated) = spawn_child(&prepared, &spec, isolation, proxy.as_ref(), &rt)?;
+    let (mut child, mut isolated) = spawn_child(&prepared, &spec, isolation, proxy.as_ref(), &rt)?;
+    #[cfg(target_os = "linux")]
+    {
+        let c = child.containment().to_string();
+        isolated = if isolated.is_empty() {
+            c
+        } else {
+            format!("{isolated}; {c}")
+        };
+    }
     if !args.quiet {
         print_summary(
             &resolved,

@@ -48,6 +48,8 @@ pub struct Layer {
     pub listen_port: Vec<u16>,
     /// WSL2 policy when set.
     pub wsl2_proxy_policy: Option<Wsl2ProxyPolicy>,
+    /// `filesystem.share_tmp`.
+    pub share_tmp: Option<bool>,
 }
 
 impl Layer {
@@ -144,6 +146,7 @@ impl Layer {
             open_port: net.open_port.clone(),
             listen_port: net.listen_port.clone(),
             wsl2_proxy_policy: raw.security.wsl2_proxy_policy,
+            share_tmp: raw.filesystem.share_tmp,
         })
     }
 }

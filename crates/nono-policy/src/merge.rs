@@ -31,6 +31,7 @@ pub fn merge(base: Layer, child: Layer) -> Layer {
         open_port: append(base.open_port, child.open_port),
         listen_port: append(base.listen_port, child.listen_port),
         wsl2_proxy_policy: child.wsl2_proxy_policy.or(base.wsl2_proxy_policy),
+        share_tmp: child.share_tmp.or(base.share_tmp),
     }
 }
 

@@ -60,6 +60,8 @@ pub struct ResolvedFs {
     pub allow: Vec<PathBuf>,
     /// Readable only.
     pub read: Vec<PathBuf>,
+    /// The host's `/tmp` is shown instead of a private one.
+    pub share_tmp: bool,
 }
 
 /// How outbound network access is handled.

@@ -52,6 +52,10 @@ pub struct RawFilesystem {
     /// Paths readable only.
     #[serde(default)]
     pub read: Vec<String>,
+    /// Show the host's real `/tmp` when `/tmp` is granted, instead of a private, per-session
+    /// one (absent: inherit; default false).
+    #[serde(default)]
+    pub share_tmp: Option<bool>,
 }
 
 /// `network`: what the sandboxed command may reach.

@@ -48,6 +48,7 @@ pub(crate) fn resolve_loaded(
         filesystem: ResolvedFs {
             allow: canon(&merged.allow),
             read: canon(&merged.read),
+            share_tmp: merged.share_tmp.unwrap_or(false),
         },
         network,
         security: Security {
@@ -107,6 +108,7 @@ fn cli_layer(args: &PolicyArgs, env: &Env, policy: &NetworkPolicy) -> Result<Lay
         open_port: args.open_port.clone(),
         listen_port: args.listen_port.clone(),
         wsl2_proxy_policy: None,
+        share_tmp: None,
     })
 }
 

@@ -53,6 +53,7 @@ pub fn sandbox_policy(p: &ResolvedPolicy, proxy_port: Option<u16>) -> SandboxPol
         fs,
         net,
         allow_insecure_proxy: p.security.wsl2_proxy_policy == Wsl2ProxyPolicy::InsecureProxy,
+        share_tmp: p.filesystem.share_tmp,
     }
 }
 

@@ -24,6 +24,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             bind_ports: vec![],
         },
         allow_insecure_proxy: false,
+        share_tmp: false,
     };
     let prepared = prepare(&policy)?;
     eprintln!("{:#?}", prepared.report());

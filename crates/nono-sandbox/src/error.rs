@@ -230,6 +230,33 @@ pub enum SandboxError {
         source: io::Error,
     },
 
+    /// Building the sandbox's namespaces or its new root failed (the child exited with 125).
+    #[error(
+        "the sandbox could not {step}: {source}; nono runs every command in a private root \
+         (PID and mount namespaces); if this kernel or container forbids that, nono falls back \
+         on its own only when the namespaces cannot be created at all"
+    )]
+    Containment {
+        /// The step that failed, with its path.
+        step: String,
+        /// The errno the child reported.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The program (or its `#!` interpreter) exists on the host but not in the sandbox's
+    /// root, which shows only granted paths.
+    #[error(
+        "cannot execute {program} in the sandbox: it (or its interpreter) lies outside every \
+         granted path, so the sandbox does not contain it; grant its directory read-only, \
+         e.g. --read {dir}",
+        dir = program.parent().unwrap_or(program).display()
+    )]
+    ExecOutsideGrants {
+        /// The program as resolved on the host.
+        program: PathBuf,
+    },
+
     /// `execve` of the program failed inside the sandbox.
     #[error(
         "cannot execute {program} in the sandbox: {source}; make sure it and its interpreter \
@@ -254,7 +281,9 @@ impl SandboxError {
     pub fn exec_exit_code(&self) -> Option<i32> {
         match self {
             SandboxError::ProgramNotFound { .. } => Some(127),
-            SandboxError::ProgramNotExecutable { .. } => Some(126),
+            SandboxError::ProgramNotExecutable { .. } | SandboxError::ExecOutsideGrants { .. } => {
+                Some(126)
+            }
             SandboxError::Exec { source, .. } => match source.raw_os_error() {
                 Some(libc::ENOENT) => Some(127),
                 _ => Some(126),

@@ -32,6 +32,7 @@ mod paths;
 mod plan;
 mod policy;
 mod report;
+mod rootfs;
 mod seatbelt;
 mod seccomp;
 mod support;
@@ -59,15 +60,18 @@ pub use exec::resolve_program;
 pub use exec::{ChildExit, ExecSpec, DEFAULT_PATH};
 pub use imp::SandboxedChild;
 #[cfg(target_os = "linux")]
-pub use linux::{NetnsOutcome, PrivateNetwork};
+pub use linux::{Containment, NetnsOutcome, PrivateNetwork};
 pub use paths::{linux_system_paths, macos_system_paths, system_paths};
 pub use plan::{plan, Plan, PlannedFsRule, PlannedNet, LANDLOCK_ABI_NET, LANDLOCK_ABI_SCOPE};
 pub use policy::{FsAccess, FsRule, NetPolicy, SandboxPolicy};
 pub use report::{Enforcement, EnforcementReport};
+pub use rootfs::{root_plan, EntryKind, FreshRule, MountOp, RootEntry, RootOptions, RootPlan};
 pub use seatbelt::{scheme_string, seatbelt_profile};
 pub use seatbelt_exec::{sandbox_exec_args, SANDBOX_EXEC};
-pub use seccomp::{seccomp_rules, ArgCmp, ArgCond, DenyErrno, SocketFilter, Syscall, SyscallRule};
-pub use support::{detect, KernelSupport, TEST_LANDLOCK_ABI_ENV};
+pub use seccomp::{
+    fallback_rules, seccomp_rules, ArgCmp, ArgCond, DenyErrno, SocketFilter, Syscall, SyscallRule,
+};
+pub use support::{detect, KernelSupport, TEST_LANDLOCK_ABI_ENV, TEST_NO_NAMESPACES_ENV};
 
 /// Everything built before fork: the Landlock ruleset descriptor and seccomp programs on
 /// Linux, plus the report of what they enforce. Reusable for several children.

@@ -219,6 +219,7 @@ mod tests {
             fs: vec![FsRule::read("/")],
             net,
             allow_insecure_proxy: false,
+            share_tmp: false,
         }
     }
 

@@ -144,6 +144,8 @@ pub struct SandboxPolicy {
     /// The user opted in (`security.wsl2_proxy_policy = "insecure_proxy"`) to run proxy mode
     /// without kernel-enforced port rules when the kernel lacks Landlock ABI 4.
     pub allow_insecure_proxy: bool,
+    /// Show the host's `/tmp` (when granted) instead of a private, per-session one.
+    pub share_tmp: bool,
 }
 
 #[cfg(test)]

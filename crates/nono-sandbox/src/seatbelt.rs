@@ -192,6 +192,7 @@ mod tests {
             ],
             net,
             allow_insecure_proxy: false,
+            share_tmp: false,
         }
     }
 
@@ -336,6 +337,7 @@ mod tests {
                 bind_ports: vec![],
             },
             allow_insecure_proxy: false,
+            share_tmp: false,
         });
         assert!(!p.contains("(allow file-write* (subpath \"/\"))"));
         let line = p.lines().find(|l| l.contains("/tmp/x")).expect("rule line");

@@ -92,6 +92,33 @@ pub enum Syscall {
     Sendto,
     Sendmsg,
     Sendmmsg,
+    Prlimit64,
+    Setpriority,
+    SchedSetaffinity,
+    SchedSetscheduler,
+    SchedSetparam,
+    SchedSetattr,
+    IoprioSet,
+    ProcessMadvise,
+    MigratePages,
+    MovePages,
+    GetRobustList,
+    Chmod,
+    Fchmod,
+    Fchmodat,
+    Fchmodat2,
+    Utime,
+    Utimes,
+    Futimesat,
+    Utimensat,
+    Setxattr,
+    Lsetxattr,
+    Fsetxattr,
+    Setxattrat,
+    Removexattr,
+    Lremovexattr,
+    Fremovexattr,
+    Removexattrat,
 }
 
 /// The errno a denied call returns.
@@ -217,6 +244,74 @@ const ALWAYS_ENOSYS: &[Syscall] = &[
     // glibc and musl fall back to clone(2), whose flags the filter can inspect.
     Syscall::Clone3,
 ];
+
+/// Calls that act on another process named by its pid in the first argument (0 = the caller).
+const PID_FIRST: &[Syscall] = &[
+    Syscall::Prlimit64,
+    Syscall::SchedSetaffinity,
+    Syscall::SchedSetscheduler,
+    Syscall::SchedSetparam,
+    Syscall::SchedSetattr,
+    Syscall::MigratePages,
+    Syscall::MovePages,
+    Syscall::GetRobustList,
+];
+
+/// Calls that change a file's mode, times, extended attributes or POSIX ACLs.
+const METADATA: &[Syscall] = &[
+    Syscall::Chmod,
+    Syscall::Fchmod,
+    Syscall::Fchmodat,
+    Syscall::Fchmodat2,
+    Syscall::Utime,
+    Syscall::Utimes,
+    Syscall::Futimesat,
+    Syscall::Utimensat,
+    Syscall::Setxattr,
+    Syscall::Lsetxattr,
+    Syscall::Fsetxattr,
+    Syscall::Setxattrat,
+    Syscall::Removexattr,
+    Syscall::Lremovexattr,
+    Syscall::Fremovexattr,
+    Syscall::Removexattrat,
+];
+
+/// `PRIO_PROCESS` (setpriority) and `IOPRIO_WHO_PROCESS` (ioprio_set).
+const PRIO_PROCESS: u64 = 0;
+const IOPRIO_WHO_PROCESS: u64 = 1;
+
+/// Extra denials when the sandbox runs without its own PID and mount namespaces (fallback
+/// containment): nothing outside the sandbox's root then hides other processes or ungranted
+/// files, and Landlock covers neither. Calls on another process are refused unless they name
+/// the caller (pid 0); metadata changes are refused everywhere (stricter than the grants:
+/// `chmod +x` in the working directory fails too).
+pub fn fallback_rules() -> Vec<SyscallRule> {
+    let mut rules: Vec<SyscallRule> = PID_FIRST
+        .iter()
+        .map(|&s| deny(s, DenyErrno::Eperm, vec![vec![arg(0, ArgCmp::Ne(0))]]))
+        .collect();
+    // setpriority(which, who, ..) and ioprio_set(which, who, ..): only "this process".
+    rules.push(deny(
+        Syscall::Setpriority,
+        DenyErrno::Eperm,
+        vec![
+            vec![arg(0, ArgCmp::Ne(PRIO_PROCESS))],
+            vec![arg(1, ArgCmp::Ne(0))],
+        ],
+    ));
+    rules.push(deny(
+        Syscall::IoprioSet,
+        DenyErrno::Eperm,
+        vec![
+            vec![arg(0, ArgCmp::Ne(IOPRIO_WHO_PROCESS))],
+            vec![arg(1, ArgCmp::Ne(0))],
+        ],
+    ));
+    rules.push(deny(Syscall::ProcessMadvise, DenyErrno::Eperm, vec![]));
+    rules.extend(METADATA.iter().map(|&s| deny(s, DenyErrno::Eperm, vec![])));
+    rules
+}
 
 fn arg(index: u8, cmp: ArgCmp) -> ArgCond {
     ArgCond { index, cmp }
@@ -407,6 +502,32 @@ fn socket_rules(sockets: SocketFilter) -> Option<Vec<Vec<ArgCond>>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fallback_refuses_other_processes_and_every_metadata_change() {
+        let rules = fallback_rules();
+        let outside = [4242, 0, 0, 0, 0, 0];
+        let own = [0; 6];
+        assert_eq!(
+            denied(&rules, Syscall::Prlimit64, outside),
+            Some(DenyErrno::Eperm)
+        );
+        assert_eq!(denied(&rules, Syscall::Prlimit64, own), None);
+        // PRIO_USER with who 0 is every process of the user.
+        assert!(denied(&rules, Syscall::Setpriority, [2, 0, 5, 0, 0, 0]).is_some());
+        assert!(denied(&rules, Syscall::Setpriority, [0, 4242, 5, 0, 0, 0]).is_some());
+        assert!(denied(&rules, Syscall::Setpriority, [0, 0, 5, 0, 0, 0]).is_none());
+        assert!(denied(&rules, Syscall::IoprioSet, [1, 0, 0, 0, 0, 0]).is_none());
+        assert!(denied(&rules, Syscall::IoprioSet, [2, 0, 0, 0, 0, 0]).is_some());
+        for s in [
+            Syscall::Fchmodat,
+            Syscall::Utimensat,
+            Syscall::Fsetxattr,
+            Syscall::Fchmod,
+        ] {
+            assert_eq!(denied(&rules, s, own), Some(DenyErrno::Eperm), "{s:?}");
+        }
+    }
 
     const SOCK_NONBLOCK_CLOEXEC: u64 = 0o4000 | 0o2000000;
     const SOCK_RAW: u64 = 3;

@@ -9,6 +9,12 @@
 /// (failing closed rather than silently ignoring a typo).
 pub const TEST_LANDLOCK_ABI_ENV: &str = "NONO_TEST_LANDLOCK_ABI";
 
+/// Testing only: `NONO_TEST_NO_NAMESPACES=1` makes the sandbox skip its PID and mount
+/// namespaces, as if the kernel refused them, so the fallback containment can be tested on a
+/// machine that has them. It can only weaken the first wall, never widen a grant, and the
+/// summary line then says "fallback".
+pub const TEST_NO_NAMESPACES_ENV: &str = "NONO_TEST_NO_NAMESPACES";
+
 /// Kernel features relevant to confinement, as found by [`detect`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct KernelSupport {

@@ -15,7 +15,9 @@ use crate::exec::{ChildExit, ExecSpec};
 use crate::PreparedSandbox;
 
 use super::connect_gate;
+use super::init;
 use super::netns::{self, NetnsOutcome, NetnsPlan, PrivateNetwork};
+use super::rootfs::{self, RootSetup};
 
 /// Status the child exits with when it fails before exec (like `env` and `nice`).
 const SETUP_FAILED: libc::c_int = 125;
@@ -40,6 +42,18 @@ struct CapData {
 
 /// Stage code the child writes when `execve` itself fails.
 const STAGE_EXEC: u32 = 100;
+/// Stage codes of the containment steps: identity maps of the user namespace, forking the
+/// command under the sandbox's init, the new root's fixed steps and Landlock rules for its
+/// fresh objects; planned root steps report `STAGE_ROOT_STEP + index`.
+const STAGE_ID_MAPS: u32 = 200;
+const STAGE_FORK: u32 = 201;
+const STAGE_ROOT_STAGING: u32 = 202;
+const STAGE_ROOT_PIVOT: u32 = 203;
+const STAGE_ROOT_RULES: u32 = 204;
+const STAGE_ROOT_STEP: u32 = 1000;
+/// `CLONE_NEWNS | CLONE_NEWPID`, and `CLONE_NEWUSER` for an unprivileged supervisor.
+const NAMESPACE_FLAGS: libc::c_ulong = (libc::CLONE_NEWNS | libc::CLONE_NEWPID) as libc::c_ulong;
+const USERNS_FLAG: libc::c_ulong = libc::CLONE_NEWUSER as libc::c_ulong;
 /// A child report: stage code then errno, native endian.
 const REPORT_LEN: usize = 8;
 /// Message kind carrying the connect gate's notification listener.
@@ -61,6 +75,49 @@ pub struct SandboxedChild {
     netns: Option<NetnsOutcome>,
     /// Where the child sends its connect-gate listener, and the policy to serve it with.
     gate: Option<(OwnedFd, std::sync::Arc<connect_gate::GatePolicy>)>,
+    /// The sandbox's init writes the command's wait status here before it exits.
+    status: Option<OwnedFd>,
+    /// Which containment is in force.
+    containment: Containment,
+    /// What each step of the new root did, for errors.
+    root: Option<RootSetup>,
+}
+
+/// How the sandbox's processes are contained beyond Landlock and seccomp.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Containment {
+    /// Own PID and mount namespaces (and a user namespace when nono is unprivileged): a new
+    /// root with only the grants, its own `/proc`, `/dev` and `/tmp`; every process of the
+    /// sandbox ends with it, even when nono is killed.
+    Namespaces {
+        /// A user namespace was needed (nono runs unprivileged).
+        user: bool,
+    },
+    /// No namespaces could be created (the OS error says why): seccomp refuses metadata
+    /// changes and calls on other processes, and the sandbox's first process sweeps the
+    /// tree at exit (a SIGKILL of nono leaves what the sandbox started running).
+    Fallback {
+        /// Why the namespaces could not be created.
+        reason: String,
+    },
+}
+
+impl std::fmt::Display for Containment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Containment::Namespaces { user: false } => {
+                f.write_str("containment: PID and mount namespaces (private root, /proc, /dev, /tmp)")
+            }
+            Containment::Namespaces { user: true } => f.write_str(
+                "containment: user, PID and mount namespaces (private root, /proc, /dev, /tmp)",
+            ),
+            Containment::Fallback { reason } => write!(
+                f,
+                "containment: FALLBACK without namespaces ({reason}): seccomp refuses chmod/utimes/xattr and calls on other processes, the process tree is swept at exit"
+            ),
+        }
+    }
 }
 
 /// Raw values the child uses; plain data so nothing is dropped or allocated after fork.
@@ -83,6 +140,19 @@ struct ChildContext<'a> {
     gate_filter: &'a libc::sock_fprog,
     gate_child: RawFd,
     gate_parent: RawFd,
+    /// Extra filters of the fallback containment.
+    fallback_filters: &'a [libc::sock_fprog],
+    /// The status pipe's ends (the init writes the command's status).
+    status_read: RawFd,
+    status_write: RawFd,
+    /// The new root to build, in the namespace modes.
+    root: Option<&'a RootSetup>,
+    /// Set for each clone attempt: the child has its own PID/mount namespaces, and a user one.
+    namespaces: bool,
+    userns: bool,
+    /// `"UID UID 1"` / `"GID GID 1"` for the user namespace.
+    uid_map: &'a [u8],
+    gid_map: &'a [u8],
 }
 
 fn c_string(what: &'static str, bytes: &[u8]) -> Result<CString, SandboxError> {
@@ -152,17 +222,26 @@ pub(crate) fn spawn(
     let envp_ptrs = null_terminated(&env);
 
     let inner = &prepared.inner;
-    let mut fprogs = Vec::with_capacity(inner.filters.len());
-    for filter in &inner.filters {
-        fprogs.push(libc::sock_fprog {
-            len: u16::try_from(filter.len()).map_err(|_| SandboxError::InvalidExecSpec {
-                what: "seccomp filter",
-                detail: "longer than BPF_MAXINSNS".into(),
-            })?,
-            // The kernel only reads the program; the pointer type is just the C declaration.
-            filter: filter.as_ptr().cast_mut(),
-        });
-    }
+    let fprogs = fprogs_of(&inner.filters)?;
+    let fallback_fprogs = fprogs_of(&inner.fallback_filters)?;
+    let ruleset = inner.take_ruleset()?;
+    let force_fallback = std::env::var_os(crate::support::TEST_NO_NAMESPACES_ENV)
+        .is_some_and(|v| !v.is_empty() && v != "0");
+    let root = if force_fallback {
+        None
+    } else {
+        Some(RootSetup::new(
+            &inner.plan.fs,
+            inner.share_tmp,
+            inner.masks,
+        )?)
+    };
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
+    let uid_map = format!("{uid} {uid} 1").into_bytes();
+    let gid_map = format!("{gid} {gid} 1").into_bytes();
+    let (status_read, status_write) =
+        nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(os_err("pipe2"))?;
 
     let gate_fprog = libc::sock_fprog {
         len: u16::try_from(inner.gate_filter.len()).map_err(|_| SandboxError::InvalidExecSpec {
@@ -182,13 +261,13 @@ pub(crate) fn spawn(
     let (go_read, go_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(os_err("pipe2"))?;
     let (err_read, err_write) = nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(os_err("pipe2"))?;
 
-    let ctx = ChildContext {
+    let mut ctx = ChildContext {
         parent: std::process::id() as libc::pid_t,
         go_read: go_read.as_raw_fd(),
         go_write: go_write.as_raw_fd(),
         err_read: err_read.as_raw_fd(),
         err_write: err_write.as_raw_fd(),
-        ruleset: inner.ruleset.as_raw_fd(),
+        ruleset: ruleset.as_raw_fd(),
         filters: &fprogs,
         program: &program,
         argv: &argv_ptrs,
@@ -199,6 +278,14 @@ pub(crate) fn spawn(
         gate_filter: &gate_fprog,
         gate_child: gate_child.as_raw_fd(),
         gate_parent: gate_parent.as_raw_fd(),
+        fallback_filters: &fallback_fprogs,
+        status_read: status_read.as_raw_fd(),
+        status_write: status_write.as_raw_fd(),
+        root: root.as_ref(),
+        namespaces: false,
+        userns: false,
+        uid_map: &uid_map,
+        gid_map: &gid_map,
     };
 
     // Orphans of the sandbox (daemons that double-fork) are re-parented to nono rather than
@@ -212,20 +299,69 @@ pub(crate) fn spawn(
         });
     }
 
-    // SAFETY: the caller is documented to be single-threaded, and the child branch below
-    // only runs `child_main`, which uses async-signal-safe system calls on data built above
-    // and ends in `execve` or `_exit` without returning or unwinding.
-    let pid = unsafe { libc::fork() };
-    if pid < 0 {
-        return Err(SandboxError::Os {
-            operation: "fork",
-            source: std::io::Error::last_os_error(),
-        });
+    // Namespaces first: without a user namespace when we may create the others (root), with
+    // one otherwise; plain fork (fallback containment) when the kernel refuses both.
+    let mut attempts: Vec<(libc::c_ulong, bool)> = Vec::new();
+    if root.is_some() {
+        if nix::unistd::geteuid().is_root() {
+            attempts.push((NAMESPACE_FLAGS, false));
+        }
+        attempts.push((NAMESPACE_FLAGS | USERNS_FLAG, true));
     }
-    if pid == 0 {
-        // SAFETY: we are the freshly forked child; see `child_main`.
-        unsafe { child_main(&ctx) }
+    let mut refused: Option<std::io::Error> = None;
+    let mut pid = -1;
+    for (flags, userns) in attempts {
+        ctx.namespaces = true;
+        ctx.userns = userns;
+        // SAFETY: clone without CLONE_VM or a new stack behaves like fork: the child gets a
+        // copy of this single-threaded process and runs only `child_main` (see below).
+        pid = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                flags | libc::SIGCHLD as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        } as libc::pid_t;
+        if pid == 0 {
+            // SAFETY: we are the freshly cloned child; see `child_main`.
+            unsafe { child_main(&ctx) }
+        }
+        if pid > 0 {
+            break;
+        }
+        refused = Some(std::io::Error::last_os_error());
     }
+    let containment = if pid > 0 {
+        Containment::Namespaces { user: ctx.userns }
+    } else {
+        ctx.namespaces = false;
+        ctx.userns = false;
+        // SAFETY: the caller is documented to be single-threaded, and the child branch below
+        // only runs `child_main`, which uses async-signal-safe system calls on data built
+        // above and ends in `execve` or `_exit` without returning or unwinding.
+        pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(SandboxError::Os {
+                operation: "fork",
+                source: std::io::Error::last_os_error(),
+            });
+        }
+        if pid == 0 {
+            // SAFETY: we are the freshly forked child; see `child_main`.
+            unsafe { child_main(&ctx) }
+        }
+        Containment::Fallback {
+            reason: match refused {
+                Some(e) => format!("the kernel refused new namespaces: {e}"),
+                None => format!("{}=1", crate::support::TEST_NO_NAMESPACES_ENV),
+            },
+        }
+    };
+    drop(status_write);
+    drop(ruleset);
     connect_gate::register_root(pid);
     drop(go_read);
     drop(err_write);
@@ -243,7 +379,27 @@ pub(crate) fn spawn(
         exit: None,
         netns,
         gate: Some((gate_parent, std::sync::Arc::clone(&inner.gate))),
+        status: Some(status_read),
+        containment,
+        root,
     })
+}
+
+fn fprogs_of(filters: &[Vec<libc::sock_filter>]) -> Result<Vec<libc::sock_fprog>, SandboxError> {
+    filters
+        .iter()
+        .map(|filter| {
+            Ok(libc::sock_fprog {
+                len: u16::try_from(filter.len()).map_err(|_| SandboxError::InvalidExecSpec {
+                    what: "seccomp filter",
+                    detail: "longer than BPF_MAXINSNS".into(),
+                })?,
+                // The kernel only reads the program; the pointer type is just the C
+                // declaration.
+                filter: filter.as_ptr().cast_mut(),
+            })
+        })
+        .collect()
 }
 
 fn errno() -> libc::c_int {
@@ -256,7 +412,15 @@ fn errno() -> libc::c_int {
 /// # Safety
 /// Only for the forked child; `fd` is the write end of the error pipe.
 unsafe fn fail(fd: RawFd, stage: u32) -> ! {
-    let err = errno();
+    // SAFETY: as documented for `fail_with`.
+    unsafe { fail_with(fd, stage, errno()) }
+}
+
+/// [`fail`] with an explicit errno.
+///
+/// # Safety
+/// As for [`fail`].
+unsafe fn fail_with(fd: RawFd, stage: u32, err: libc::c_int) -> ! {
     let mut report = [0u8; REPORT_LEN];
     report[..4].copy_from_slice(&stage.to_ne_bytes());
     report[4..].copy_from_slice(&err.to_ne_bytes());
@@ -282,6 +446,7 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
         libc::close(ctx.go_write);
         libc::close(ctx.err_read);
         libc::close(ctx.gate_parent);
+        libc::close(ctx.status_read);
 
         // Die with the supervisor; if it already died, the death signal came too late.
         if libc::prctl(
@@ -294,7 +459,9 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
         {
             fail(fd, ChildStage::DeathSignal.code());
         }
-        if libc::getppid() != ctx.parent {
+        // In a new PID namespace the parent is outside it and getppid() says 0; a supervisor
+        // that died already is noticed at the go pipe (EOF) instead.
+        if !ctx.namespaces && libc::getppid() != ctx.parent {
             libc::_exit(SETUP_FAILED);
         }
 
@@ -311,12 +478,41 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
             fail(fd, ChildStage::Signals.code());
         }
 
+        if ctx.userns
+            && !(write_file(c"/proc/self/setgroups", b"deny")
+                && write_file(c"/proc/self/uid_map", ctx.uid_map)
+                && write_file(c"/proc/self/gid_map", ctx.gid_map))
+        {
+            fail(fd, STAGE_ID_MAPS);
+        }
+        if !ctx.namespaces {
+            // Orphans come to us, not to nono, so the sweep at exit finds them.
+            libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0);
+        }
+
         if let Some(plan) = ctx.netns {
             libc::close(ctx.netns_parent);
             if !netns::setup_in_child(plan, ctx.netns_child) {
                 fail(fd, ChildStage::Network.code());
             }
             libc::close(ctx.netns_child);
+        }
+
+        if ctx.namespaces {
+            if let Some(root) = ctx.root {
+                if let Err((step, err)) = rootfs::enter(root) {
+                    let stage = match step {
+                        rootfs::STEP_STAGING => STAGE_ROOT_STAGING,
+                        rootfs::STEP_PIVOT => STAGE_ROOT_PIVOT,
+                        i => STAGE_ROOT_STEP
+                            .saturating_add(u32::try_from(i).unwrap_or(u32::MAX - STAGE_ROOT_STEP)),
+                    };
+                    fail_with(fd, stage, err);
+                }
+                if let Err(err) = rootfs::grant_fresh(root, ctx.ruleset) {
+                    fail_with(fd, STAGE_ROOT_RULES, err);
+                }
+            }
         }
 
         // Wait for the go byte; EOF means the supervisor gave up on us.
@@ -388,7 +584,19 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
         if libc::syscall(libc::SYS_landlock_restrict_self, ctx.ruleset, 0u32) != 0 {
             fail(fd, ChildStage::Landlock.code());
         }
-        for prog in ctx.filters {
+        // This process stays alive as the sandbox's init with a copy of nono's memory
+        // (environment included): non-dumpable, the command cannot read its /proc entries
+        // (environ, mem, maps). The command's exec makes it dumpable again for the gate.
+        // Before seccomp, which turns PR_SET_DUMPABLE into a no-op.
+        if libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0) != 0 {
+            fail(fd, ChildStage::NoNewPrivs.code());
+        }
+        let extra: &[libc::sock_fprog] = if ctx.namespaces {
+            &[]
+        } else {
+            ctx.fallback_filters
+        };
+        for prog in ctx.filters.iter().chain(extra) {
             let prog: *const libc::sock_fprog = prog;
             if libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, 0u32, prog) != 0 {
                 fail(fd, ChildStage::Seccomp.code());
@@ -415,8 +623,56 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
         libc::close(listener);
         libc::close(ctx.gate_child);
 
-        libc::execve(ctx.program.as_ptr(), ctx.argv.as_ptr(), ctx.envp.as_ptr());
-        fail(fd, STAGE_EXEC)
+        // This process stays as the sandbox's init; the command is its child. Signals stay
+        // blocked here (the init waits for them) and are unblocked in the command.
+        let mut all: libc::sigset_t = std::mem::zeroed();
+        libc::sigfillset(&mut all);
+        libc::sigprocmask(libc::SIG_SETMASK, &all, std::ptr::null_mut());
+        let command = libc::syscall(
+            libc::SYS_clone,
+            libc::SIGCHLD as libc::c_ulong,
+            0usize,
+            0usize,
+            0usize,
+            0usize,
+        );
+        if command < 0 {
+            fail(fd, STAGE_FORK);
+        }
+        if command == 0 {
+            libc::close(ctx.status_write);
+            // In the fallback the init's death does not end the command by itself.
+            libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            );
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            libc::execve(ctx.program.as_ptr(), ctx.argv.as_ptr(), ctx.envp.as_ptr());
+            fail(fd, STAGE_EXEC)
+        }
+        // The command reports its own exec failure; the pipe must reach EOF once it execs.
+        libc::close(fd);
+        init::run(command as libc::pid_t, ctx.status_write, ctx.namespaces)
+    }
+}
+
+/// Writes `data` to the file at `path` (the identity maps of a new user namespace).
+///
+/// # Safety
+/// Async-signal-safe; for the forked child.
+unsafe fn write_file(path: &std::ffi::CStr, data: &[u8]) -> bool {
+    // SAFETY: a NUL-terminated path and a live buffer.
+    unsafe {
+        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
+        if fd < 0 {
+            return false;
+        }
+        let n = libc::write(fd, data.as_ptr().cast(), data.len());
+        libc::close(fd);
+        n == data.len() as isize
     }
 }
 
@@ -484,16 +740,53 @@ impl SandboxedChild {
         let stage = u32::from_ne_bytes([s0, s1, s2, s3]);
         let source = std::io::Error::from_raw_os_error(i32::from_ne_bytes([e0, e1, e2, e3]));
         self.reap()?;
-        Err(if stage == STAGE_EXEC {
-            SandboxError::Exec {
-                program: self.program.clone(),
-                source,
+        Err(
+            if stage == STAGE_EXEC
+                && source.raw_os_error() == Some(libc::ENOENT)
+                && self.program.exists()
+                && matches!(self.containment, Containment::Namespaces { .. })
+            {
+                SandboxError::ExecOutsideGrants {
+                    program: self.program.clone(),
+                }
+            } else if stage == STAGE_EXEC {
+                SandboxError::Exec {
+                    program: self.program.clone(),
+                    source,
+                }
+            } else if let Some(step) = self.containment_step(stage) {
+                SandboxError::Containment { step, source }
+            } else {
+                SandboxError::ChildSetup {
+                    stage: ChildStage::from_code(stage),
+                    source,
+                }
+            },
+        )
+    }
+
+    /// Which containment is in force for this child.
+    pub fn containment(&self) -> &Containment {
+        &self.containment
+    }
+
+    /// What a containment stage code was doing, `None` for the other stages.
+    fn containment_step(&self, stage: u32) -> Option<String> {
+        Some(match stage {
+            STAGE_ID_MAPS => "write the identity maps of the user namespace".into(),
+            STAGE_FORK => "fork the command under the sandbox's init".into(),
+            STAGE_ROOT_STAGING => {
+                "prepare the new root (a private mount namespace, a tmpfs over /tmp)".into()
             }
-        } else {
-            SandboxError::ChildSetup {
-                stage: ChildStage::from_code(stage),
-                source,
+            STAGE_ROOT_PIVOT => "enter the new root (pivot_root)".into(),
+            STAGE_ROOT_RULES => "add the Landlock rules of the new /proc, /dev/pts and /tmp".into(),
+            s if s >= STAGE_ROOT_STEP => {
+                let i = usize::try_from(s - STAGE_ROOT_STEP).unwrap_or(usize::MAX);
+                self.root
+                    .as_ref()
+                    .map_or_else(|| "build the new root".into(), |r| r.label(i))
             }
+            _ => return None,
         })
     }
 
@@ -560,6 +853,14 @@ impl SandboxedChild {
             }
         }
         connect_gate::unregister_root(self.pid);
+        // The init reports the command's own status; without a report (it died during
+        // set-up, or was killed) its own status stands.
+        if let Some(pipe) = self.status.take() {
+            let mut buf = [0u8; 4];
+            if matches!(nix::unistd::read(pipe.as_raw_fd(), &mut buf), Ok(4)) {
+                status = i32::from_ne_bytes(buf);
+            }
+        }
         let exit = if libc::WIFSIGNALED(status) {
             ChildExit::Signal(libc::WTERMSIG(status))
         } else {

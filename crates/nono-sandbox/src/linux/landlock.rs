@@ -29,6 +29,16 @@ fn rule_access(rule: &PlannedFsRule, abi: ABI) -> landlock::BitFlags<AccessFs> {
     }
 }
 
+/// The access bits a child uses for the rules it adds itself (fresh `/proc`, `/tmp`...).
+pub(super) fn access_masks(abi: u8) -> super::rootfs::AccessMasks {
+    let abi = ABI::from(i32::from(abi));
+    super::rootfs::AccessMasks {
+        read: AccessFs::from_read(abi).bits(),
+        all: AccessFs::from_all(abi).bits(),
+        file: AccessFs::from_file(abi).bits(),
+    }
+}
+
 /// Creates and fills the ruleset; returns its descriptor for `landlock_restrict_self`.
 ///
 /// Every request is a hard requirement: the plan only asks for what `plan.abi` offers, so

@@ -2,14 +2,16 @@
 
 mod child;
 mod connect_gate;
+mod init;
 mod landlock;
 mod netns;
+mod rootfs;
 mod seccomp;
 
 use std::os::fd::OwnedFd;
 
 pub(crate) use child::spawn;
-pub use child::SandboxedChild;
+pub use child::{Containment, SandboxedChild};
 pub use netns::{NetnsOutcome, PrivateNetwork};
 
 use crate::error::SandboxError;
@@ -21,10 +23,19 @@ const LANDLOCK_CREATE_RULESET_VERSION: libc::c_uint = 1;
 
 /// Kernel objects built before fork, so the child only issues raw system calls.
 pub(crate) struct Prepared {
-    /// The populated Landlock ruleset.
-    pub(crate) ruleset: OwnedFd,
+    /// The populated Landlock ruleset for the next child. Each child adds rules for the fresh
+    /// objects of its own root, so a ruleset serves one child only; later ones get a new one.
+    ruleset: std::sync::Mutex<Option<OwnedFd>>,
+    /// The plan the ruleset is (re)built from.
+    pub(crate) plan: Plan,
+    /// Access masks for the Landlock rules a child adds itself.
+    pub(crate) masks: rootfs::AccessMasks,
+    /// Bind the host's `/tmp` when granted instead of a private one.
+    pub(crate) share_tmp: bool,
     /// seccomp programs, loaded in order.
     pub(crate) filters: Vec<Vec<libc::sock_filter>>,
+    /// Extra programs for fallback containment (no PID and mount namespaces).
+    pub(crate) fallback_filters: Vec<Vec<libc::sock_filter>>,
     /// The program that hands `connect` to the supervisor, loaded last with a listener.
     pub(crate) gate_filter: Vec<libc::sock_filter>,
     /// What the supervisor lets `connect` reach.
@@ -34,7 +45,7 @@ pub(crate) struct Prepared {
 impl std::fmt::Debug for Prepared {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prepared")
-            .field("ruleset", &self.ruleset)
+            .field("plan", &self.plan)
             .field(
                 "filters",
                 &self.filters.iter().map(Vec::len).collect::<Vec<_>>(),
@@ -44,11 +55,26 @@ impl std::fmt::Debug for Prepared {
     }
 }
 
-fn build(plan: &Plan) -> Result<Prepared, SandboxError> {
+impl Prepared {
+    /// A Landlock ruleset for one child: the one built at prepare time, then fresh ones.
+    pub(crate) fn take_ruleset(&self) -> Result<OwnedFd, SandboxError> {
+        let first = self.ruleset.lock().ok().and_then(|mut r| r.take());
+        match first {
+            Some(fd) => Ok(fd),
+            None => landlock::build_ruleset(&self.plan),
+        }
+    }
+}
+
+fn build(plan: &Plan, share_tmp: bool) -> Result<Prepared, SandboxError> {
     let gate = connect_gate::GatePolicy::from_plan(plan);
     Ok(Prepared {
-        ruleset: landlock::build_ruleset(plan)?,
+        ruleset: std::sync::Mutex::new(Some(landlock::build_ruleset(plan)?)),
+        plan: plan.clone(),
+        masks: landlock::access_masks(plan.abi),
+        share_tmp,
         filters: seccomp::compile(plan.sockets)?,
+        fallback_filters: seccomp::compile_fallback()?,
         gate_filter: connect_gate::notify_filter(gate.gates_accept()),
         gate: std::sync::Arc::new(gate),
     })
@@ -97,6 +123,6 @@ pub(crate) fn prepare(
     support: &KernelSupport,
 ) -> Result<(crate::EnforcementReport, Prepared), SandboxError> {
     let plan = crate::plan::plan(policy, support)?;
-    let prepared = build(&plan)?;
+    let prepared = build(&plan, policy.share_tmp)?;
     Ok((plan.report, prepared))
 }

@@ -10,9 +10,50 @@ use seccompiler::{
 use crate::error::SandboxError;
 use crate::seccomp::{seccomp_rules, ArgCmp, DenyErrno, SocketFilter, Syscall};
 
-/// The syscall number (`c_long` is `i64` on both supported 64-bit architectures).
-fn number(syscall: Syscall) -> i64 {
-    match syscall {
+// Numbers from the unified table (identical on x86_64 and aarch64), newer than some libc
+// releases.
+const SYS_PROCESS_MADVISE: i64 = 440;
+const SYS_FCHMODAT2: i64 = 452;
+const SYS_SETXATTRAT: i64 = 463;
+const SYS_REMOVEXATTRAT: i64 = 466;
+
+/// The syscall number (`c_long` is `i64` on both supported 64-bit architectures); `None` for
+/// a legacy call this architecture does not have (aarch64 has no `chmod`, `utimes`, ...).
+fn number(syscall: Syscall) -> Option<i64> {
+    Some(match syscall {
+        Syscall::Prlimit64 => libc::SYS_prlimit64,
+        Syscall::Setpriority => libc::SYS_setpriority,
+        Syscall::SchedSetaffinity => libc::SYS_sched_setaffinity,
+        Syscall::SchedSetscheduler => libc::SYS_sched_setscheduler,
+        Syscall::SchedSetparam => libc::SYS_sched_setparam,
+        Syscall::SchedSetattr => libc::SYS_sched_setattr,
+        Syscall::IoprioSet => libc::SYS_ioprio_set,
+        Syscall::ProcessMadvise => SYS_PROCESS_MADVISE,
+        Syscall::MigratePages => libc::SYS_migrate_pages,
+        Syscall::MovePages => libc::SYS_move_pages,
+        Syscall::GetRobustList => libc::SYS_get_robust_list,
+        Syscall::Fchmod => libc::SYS_fchmod,
+        Syscall::Fchmodat => libc::SYS_fchmodat,
+        Syscall::Fchmodat2 => SYS_FCHMODAT2,
+        Syscall::Utimensat => libc::SYS_utimensat,
+        Syscall::Setxattr => libc::SYS_setxattr,
+        Syscall::Lsetxattr => libc::SYS_lsetxattr,
+        Syscall::Fsetxattr => libc::SYS_fsetxattr,
+        Syscall::Setxattrat => SYS_SETXATTRAT,
+        Syscall::Removexattr => libc::SYS_removexattr,
+        Syscall::Lremovexattr => libc::SYS_lremovexattr,
+        Syscall::Fremovexattr => libc::SYS_fremovexattr,
+        Syscall::Removexattrat => SYS_REMOVEXATTRAT,
+        #[cfg(target_arch = "x86_64")]
+        Syscall::Chmod => libc::SYS_chmod,
+        #[cfg(target_arch = "x86_64")]
+        Syscall::Utime => libc::SYS_utime,
+        #[cfg(target_arch = "x86_64")]
+        Syscall::Utimes => libc::SYS_utimes,
+        #[cfg(target_arch = "x86_64")]
+        Syscall::Futimesat => libc::SYS_futimesat,
+        #[cfg(not(target_arch = "x86_64"))]
+        Syscall::Chmod | Syscall::Utime | Syscall::Utimes | Syscall::Futimesat => return None,
         Syscall::IoUringSetup => libc::SYS_io_uring_setup,
         Syscall::IoUringEnter => libc::SYS_io_uring_enter,
         Syscall::IoUringRegister => libc::SYS_io_uring_register,
@@ -52,7 +93,7 @@ fn number(syscall: Syscall) -> i64 {
         Syscall::Sendto => libc::SYS_sendto,
         Syscall::Sendmsg => libc::SYS_sendmsg,
         Syscall::Sendmmsg => libc::SYS_sendmmsg,
-    }
+    })
 }
 
 fn compile_err(source: seccompiler::BackendError) -> SandboxError {
@@ -66,6 +107,18 @@ fn compile_err(source: seccompiler::BackendError) -> SandboxError {
 /// third, hand-written filter refuses x32-ABI syscall numbers, which share the x86_64 audit
 /// architecture and would otherwise slip past the number checks.
 pub(super) fn compile(sockets: SocketFilter) -> Result<Vec<Vec<libc::sock_filter>>, SandboxError> {
+    compile_rules(seccomp_rules(sockets), true)
+}
+
+/// The fallback-containment denials ([`crate::seccomp::fallback_rules`]) as extra programs.
+pub(super) fn compile_fallback() -> Result<Vec<Vec<libc::sock_filter>>, SandboxError> {
+    compile_rules(crate::seccomp::fallback_rules(), false)
+}
+
+fn compile_rules(
+    table: Vec<crate::seccomp::SyscallRule>,
+    with_x32_guard: bool,
+) -> Result<Vec<Vec<libc::sock_filter>>, SandboxError> {
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|_| {
         SandboxError::UnsupportedArch {
             arch: std::env::consts::ARCH,
@@ -76,7 +129,10 @@ pub(super) fn compile(sockets: SocketFilter) -> Result<Vec<Vec<libc::sock_filter
         (DenyErrno::Enosys, BTreeMap::new()),
         (DenyErrno::Ignore, BTreeMap::new()),
     ];
-    for rule in seccomp_rules(sockets) {
+    for rule in table {
+        let Some(nr) = number(rule.syscall) else {
+            continue;
+        };
         let mut alternatives = Vec::with_capacity(rule.when_any.len());
         for conds in &rule.when_any {
             let conds = conds
@@ -98,13 +154,15 @@ pub(super) fn compile(sockets: SocketFilter) -> Result<Vec<Vec<libc::sock_filter
             .find(|(errno, _)| *errno == rule.errno)
             .map(|(_, map)| map);
         if let Some(map) = slot {
-            map.insert(number(rule.syscall), alternatives);
+            map.insert(nr, alternatives);
         }
     }
 
     let mut programs = Vec::with_capacity(3);
-    if let Some(guard) = x32_guard() {
-        programs.push(guard);
+    if with_x32_guard {
+        if let Some(guard) = x32_guard() {
+            programs.push(guard);
+        }
     }
     for (errno, rules) in by_errno {
         if rules.is_empty() {

@@ -66,6 +66,7 @@ pub fn policy(extra: Vec<FsRule>, net: NetPolicy) -> SandboxPolicy {
         fs,
         net,
         allow_insecure_proxy: false,
+        share_tmp: false,
     }
 }
 

@@ -14,8 +14,13 @@ use super::{
 struct Context {
     /// The task's working directory, when the address is a relative socket path.
     cwd: Option<OwnedFd>,
+    /// The task's own root, when it lives in the sandbox's mount namespace: socket paths are
+    /// resolved beneath it, as the task sees them.
+    root: Option<OwnedFd>,
     /// The task lives in its own network namespace.
     private_netns: bool,
+    /// The task lives in its own mount namespace.
+    private_mounts: bool,
     /// The calling task, its socket's descriptor number, the call's id and the gate's
     /// listener: to put a checked connection in the child's place.
     tid: libc::pid_t,
@@ -42,14 +47,22 @@ pub(super) fn decide(
         let relative_unix_path = addr.len() > SUN_PATH_OFFSET
             && addr.get(..2) == Some(&(libc::AF_UNIX as u16).to_ne_bytes()[..])
             && !matches!(addr[SUN_PATH_OFFSET], b'/' | 0);
+        let is_unix = addr.get(..2) == Some(&(libc::AF_UNIX as u16).to_ne_bytes()[..]);
         let cwd = if relative_unix_path {
             Some(task.cwd()?)
         } else {
             None
         };
+        let root = if is_unix && !relative_unix_path && task.in_private_mount_namespace() {
+            Some(task.root()?)
+        } else {
+            None
+        };
         let context = Context {
             cwd,
+            root,
             private_netns: task.in_private_network_namespace(),
+            private_mounts: task.in_private_mount_namespace(),
             tid: task.tid,
             fd: req.data.args[0] as u32 as i32,
             id: req.id,
@@ -124,7 +137,10 @@ fn connect_unix(
         Some(end) => &sun_path[..end],
         None => sun_path,
     };
-    let pinned = open_beneath(context.cwd.as_ref(), path)?;
+    let pinned = match &context.root {
+        Some(root) => open_in_root(root, path)?,
+        None => open_beneath(context.cwd.as_ref(), path, context.private_mounts)?,
+    };
     // SAFETY: fstat writes into the live local.
     let mut st: libc::stat = unsafe { std::mem::zeroed() };
     // SAFETY: valid descriptor, live out-parameter.
@@ -334,13 +350,37 @@ fn connect_checked(sock: &OwnedFd, addr: &[u8]) -> Result<OwnedFd, i32> {
 /// Opens `path` with `O_PATH` as the child would resolve it (relative to `cwd` when given),
 /// refusing magic links: `/proc/self/...` would otherwise name nono's descriptors, and
 /// `/proc/PID/root` other mount namespaces.
-fn open_beneath(cwd: Option<&OwnedFd>, path: &[u8]) -> Result<OwnedFd, i32> {
-    let cpath = CString::new(path).map_err(|_| libc::EINVAL)?;
+///
+/// For a task in the sandbox's own mount namespace a relative path must stay beneath its
+/// working directory (`RESOLVE_BENEATH`): `..` or an absolute symlink would otherwise be
+/// resolved against nono's root, not the task's.
+fn open_beneath(cwd: Option<&OwnedFd>, path: &[u8], private_mounts: bool) -> Result<OwnedFd, i32> {
     let dirfd = cwd.map_or(libc::AT_FDCWD, |d| d.as_raw_fd());
+    let mut resolve = libc::RESOLVE_NO_MAGICLINKS;
+    if private_mounts {
+        resolve |= libc::RESOLVE_BENEATH;
+    }
+    openat2_path(dirfd, path, resolve)
+}
+
+/// Opens the absolute `path` beneath the task's own `root`, as the task would resolve it
+/// (`RESOLVE_IN_ROOT`: `..` and absolute symlinks stay inside that root).
+fn open_in_root(root: &OwnedFd, path: &[u8]) -> Result<OwnedFd, i32> {
+    let relative = path.strip_prefix(b"/").unwrap_or(path);
+    let relative: &[u8] = if relative.is_empty() { b"." } else { relative };
+    openat2_path(
+        root.as_raw_fd(),
+        relative,
+        libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS,
+    )
+}
+
+fn openat2_path(dirfd: RawFd, path: &[u8], resolve: u64) -> Result<OwnedFd, i32> {
+    let cpath = CString::new(path).map_err(|_| libc::EINVAL)?;
     // SAFETY: open_how is plain data.
     let mut how: libc::open_how = unsafe { std::mem::zeroed() };
     how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_NO_MAGICLINKS;
+    how.resolve = resolve;
     // SAFETY: NUL-terminated path, a live open_how of the given size, a valid dirfd.
     let fd = unsafe {
         libc::syscall(

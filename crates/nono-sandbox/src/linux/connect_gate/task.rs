@@ -64,7 +64,22 @@ impl Task {
 
     /// The task's working directory, for relative socket paths.
     pub(super) fn cwd(&self) -> Result<OwnedFd, i32> {
-        let path = CString::new(format!("/proc/{}/cwd", self.tid)).map_err(|_| libc::EINVAL)?;
+        self.open_dir("cwd")
+    }
+
+    /// The task's root directory: its own when it lives in the sandbox's mount namespace.
+    pub(super) fn root(&self) -> Result<OwnedFd, i32> {
+        self.open_dir("root")
+    }
+
+    /// Whether the task sees another mount namespace than nono (the sandbox's new root), so
+    /// its paths must be resolved beneath its own root, not nono's.
+    pub(super) fn in_private_mount_namespace(&self) -> bool {
+        self.other_namespace("mnt")
+    }
+
+    fn open_dir(&self, which: &str) -> Result<OwnedFd, i32> {
+        let path = CString::new(format!("/proc/{}/{which}", self.tid)).map_err(|_| libc::EINVAL)?;
         // SAFETY: NUL-terminated path; the result is checked.
         let fd = unsafe {
             libc::open(
@@ -81,9 +96,13 @@ impl Task {
 
     /// Whether the task lives in another network namespace than nono (its private one).
     pub(super) fn in_private_network_namespace(&self) -> bool {
+        self.other_namespace("net")
+    }
+
+    fn other_namespace(&self, kind: &str) -> bool {
         use std::os::unix::fs::MetadataExt;
-        let theirs = std::fs::metadata(format!("/proc/{}/ns/net", self.tid));
-        let ours = std::fs::metadata("/proc/self/ns/net");
+        let theirs = std::fs::metadata(format!("/proc/{}/ns/{kind}", self.tid));
+        let ours = std::fs::metadata(format!("/proc/self/ns/{kind}"));
         match (theirs, ours) {
             (Ok(a), Ok(b)) => (a.dev(), a.ino()) != (b.dev(), b.ino()),
             _ => false,
