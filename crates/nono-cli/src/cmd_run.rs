@@ -140,6 +140,24 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     for w in &prepared.report().warnings {
         eprintln!("nono: WARNING: {w}");
     }
+    #[cfg(target_os = "linux")]
+    if !args.quiet
+        && matches!(
+            child.containment(),
+            nono_sandbox::Containment::Namespaces { .. }
+        )
+    {
+        // The sandbox's root holds only the grants: an ungranted working directory does not
+        // exist there, and the command starts in "/".
+        if let Ok(cwd) = std::env::current_dir() {
+            if !sandbox_policy.fs.iter().any(|r| cwd.starts_with(&r.path)) {
+                eprintln!(
+                    "nono: note: the working directory {} is not granted, so the command starts in /; grant it with --allow-cwd or --read .",
+                    cwd.display()
+                );
+            }
+        }
+    }
     drop(prepared);
     child
         .release()

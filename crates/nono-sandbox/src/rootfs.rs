@@ -79,8 +79,13 @@ pub enum MountOp {
         /// Mode of its root directory.
         mode: u32,
     },
-    /// A fresh procfs of the child's PID namespace.
-    Proc(PathBuf),
+    /// A fresh procfs of the child's PID namespace (read-only unless granted read-write).
+    Proc {
+        /// Mount point.
+        path: PathBuf,
+        /// Mounted read-write.
+        writable: bool,
+    },
     /// A private `devpts` instance (only the sandbox's own pseudo-terminals).
     Devpts(PathBuf),
     /// Cover a path with an empty read-only file or directory.
@@ -262,7 +267,10 @@ pub fn root_plan(entries: &[RootEntry], options: &RootOptions) -> RootPlan {
         if path.starts_with("/proc") {
             if path == Path::new("/proc") {
                 b.dir_point(path);
-                b.ops.push(MountOp::Proc(path.to_path_buf()));
+                b.ops.push(MountOp::Proc {
+                    path: path.to_path_buf(),
+                    writable: access == FsAccess::ReadWrite,
+                });
                 b.fresh("/proc", access, true);
             }
             continue;
@@ -321,6 +329,9 @@ fn build_dev(b: &mut Builder, options: &RootOptions) {
         mode: 0o755,
     });
     b.made.insert(PathBuf::from("/dev"));
+    // Listing /dev is how ttyname(3) finds the terminal (as /dev/console) when its host
+    // path is not visible here; it holds nothing but the nodes below.
+    b.fresh("/dev", FsAccess::Read, true);
     for (link, target) in [
         ("/dev/fd", "/proc/self/fd"),
         ("/dev/stdin", "/proc/self/fd/0"),
@@ -444,7 +455,10 @@ mod tests {
             ],
             &RootOptions::default(),
         );
-        assert!(plan.ops.contains(&MountOp::Proc("/proc".into())));
+        assert!(plan.ops.contains(&MountOp::Proc {
+            path: "/proc".into(),
+            writable: false
+        }));
         assert!(binds(&plan).is_empty());
         assert_eq!(plan.fresh_rules.len(), 1);
     }
@@ -467,6 +481,11 @@ mod tests {
             mode: 0o755
         }));
         assert!(plan.ops.contains(&MountOp::Devpts("/dev/pts".into())));
+        assert!(plan.fresh_rules.contains(&FreshRule {
+            path: "/dev".into(),
+            access: FsAccess::Read,
+            is_dir: true
+        }));
         assert!(plan.ops.contains(&MountOp::Symlink {
             path: "/dev/ptmx".into(),
             target: "pts/ptmx".into()

@@ -141,7 +141,7 @@ struct ChildContext<'a> {
     gate_child: RawFd,
     gate_parent: RawFd,
     /// Extra filters of the fallback containment.
-    fallback_filters: &'a [libc::sock_fprog],
+    fallback_filters: &'a std::cell::OnceCell<Vec<libc::sock_fprog>>,
     /// The status pipe's ends (the init writes the command's status).
     status_read: RawFd,
     status_write: RawFd,
@@ -223,7 +223,8 @@ pub(crate) fn spawn(
 
     let inner = &prepared.inner;
     let fprogs = fprogs_of(&inner.filters)?;
-    let fallback_fprogs = fprogs_of(&inner.fallback_filters)?;
+    // Filled only before a fallback fork.
+    let fallback_fprogs: std::cell::OnceCell<Vec<libc::sock_fprog>> = std::cell::OnceCell::new();
     let ruleset = inner.take_ruleset()?;
     let force_fallback = std::env::var_os(crate::support::TEST_NO_NAMESPACES_ENV)
         .is_some_and(|v| !v.is_empty() && v != "0");
@@ -337,6 +338,7 @@ pub(crate) fn spawn(
     let containment = if pid > 0 {
         Containment::Namespaces { user: ctx.userns }
     } else {
+        let _ = fallback_fprogs.set(fprogs_of(inner.fallback_filters()?)?);
         ctx.namespaces = false;
         ctx.userns = false;
         // SAFETY: the caller is documented to be single-threaded, and the child branch below
@@ -594,7 +596,11 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
         let extra: &[libc::sock_fprog] = if ctx.namespaces {
             &[]
         } else {
-            ctx.fallback_filters
+            match ctx.fallback_filters.get() {
+                Some(f) => f.as_slice(),
+                // Never without them: fail rather than run with less.
+                None => fail_with(fd, ChildStage::Seccomp.code(), libc::EINVAL),
+            }
         };
         for prog in ctx.filters.iter().chain(extra) {
             let prog: *const libc::sock_fprog = prog;

@@ -34,8 +34,9 @@ pub(crate) struct Prepared {
     pub(crate) share_tmp: bool,
     /// seccomp programs, loaded in order.
     pub(crate) filters: Vec<Vec<libc::sock_filter>>,
-    /// Extra programs for fallback containment (no PID and mount namespaces).
-    pub(crate) fallback_filters: Vec<Vec<libc::sock_filter>>,
+    /// Extra programs for fallback containment (no PID and mount namespaces), compiled the
+    /// first time a child needs them: most never do.
+    pub(crate) fallback_filters: std::sync::OnceLock<Vec<Vec<libc::sock_filter>>>,
     /// The program that hands `connect` to the supervisor, loaded last with a listener.
     pub(crate) gate_filter: Vec<libc::sock_filter>,
     /// What the supervisor lets `connect` reach.
@@ -56,6 +57,15 @@ impl std::fmt::Debug for Prepared {
 }
 
 impl Prepared {
+    /// The fallback containment's seccomp programs.
+    pub(crate) fn fallback_filters(&self) -> Result<&[Vec<libc::sock_filter>], SandboxError> {
+        if let Some(f) = self.fallback_filters.get() {
+            return Ok(f);
+        }
+        let compiled = seccomp::compile_fallback()?;
+        Ok(self.fallback_filters.get_or_init(|| compiled))
+    }
+
     /// A Landlock ruleset for one child: the one built at prepare time, then fresh ones.
     pub(crate) fn take_ruleset(&self) -> Result<OwnedFd, SandboxError> {
         let first = self.ruleset.lock().ok().and_then(|mut r| r.take());
@@ -74,7 +84,7 @@ fn build(plan: &Plan, share_tmp: bool) -> Result<Prepared, SandboxError> {
         masks: landlock::access_masks(plan.abi),
         share_tmp,
         filters: seccomp::compile(plan.sockets)?,
-        fallback_filters: seccomp::compile_fallback()?,
+        fallback_filters: std::sync::OnceLock::new(),
         gate_filter: connect_gate::notify_filter(gate.gates_accept()),
         gate: std::sync::Arc::new(gate),
     })

@@ -244,11 +244,14 @@ impl RootSetup {
                     },
                     format!("mount a tmpfs on {}", path.display()),
                 ),
-                MountOp::Proc(p) => (
+                MountOp::Proc { path: p, writable } => (
                     Step::Mount {
                         fstype: c"proc",
                         dst: cstr(under(NEW, p))?,
-                        flags: libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC,
+                        flags: libc::MS_NOSUID
+                            | libc::MS_NODEV
+                            | libc::MS_NOEXEC
+                            | if *writable { 0 } else { libc::MS_RDONLY },
                         data: cstr("")?,
                     },
                     format!("mount the sandbox's own /proc on {}", p.display()),
