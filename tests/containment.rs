@@ -670,3 +670,65 @@ fn tmp_is_private_per_session_unless_the_profile_shares_it() {
     assert!(out.stdout.contains("SEES_HOST True"), "{}", out.dump());
     assert!(shared_exists, "share_tmp did not show the host's /tmp");
 }
+
+/// This machine's non-loopback interface addresses (getifaddrs).
+fn own_addresses() -> Vec<std::net::IpAddr> {
+    nix::ifaddrs::getifaddrs()
+        .map(|list| {
+            list.filter_map(|i| i.address)
+                .filter_map(|a| a.as_sockaddr_in().map(|s| std::net::IpAddr::V4(s.ip())))
+                .filter(|ip| !ip.is_loopback())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn direct_host_port_entries_do_not_reach_this_machines_own_services() {
+    let server = std::net::TcpListener::bind("0.0.0.0:0").expect("bind 0.0.0.0");
+    let port = server.local_addr().expect("addr").port();
+    std::thread::spawn(move || {
+        for c in server.incoming().flatten() {
+            drop(c);
+        }
+    });
+    let mut targets = vec!["127.0.0.1".to_string()];
+    targets.extend(own_addresses().iter().map(|ip| ip.to_string()));
+    let body = py(&targets
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            format!("probe('t{i}', lambda: socket.create_connection(('{t}', {port}), 5).close())\n")
+        })
+        .collect::<String>());
+    let mut c = Command::new(PY);
+    c.args(["-c", &body]);
+    let control = run(c);
+    // A direct entry towards another host opens the port, but not towards this machine.
+    let remote = format!("192.0.2.1:{port}");
+    let out = run(nono_command(
+        As::Root,
+        &["--allow-domain", &remote],
+        &[PY, "-c", &body],
+        &[],
+    ));
+    for (i, t) in targets.iter().enumerate() {
+        let name = format!("t{i}");
+        assert_eq!(
+            control.probe(&name),
+            "OK",
+            "control {t}\n{}",
+            control.dump()
+        );
+        assert_eq!(out.probe(&name), "EACCES", "{t}:{port}\n{}", out.dump());
+    }
+    // A direct entry naming this machine is a local port: loopback is reached.
+    let local = format!("127.0.0.1:{port}");
+    let out = run(nono_command(
+        As::Root,
+        &["--allow-domain", &local],
+        &[PY, "-c", &body],
+        &[],
+    ));
+    assert_eq!(out.probe("t0"), "OK", "{}", out.dump());
+}

@@ -817,6 +817,247 @@ fn a_pass_with_url_and_shell_metacharacters_gives_a_working_url_and_safe_exports
     );
 }
 
+/// This machine's addresses beyond loopback and link-local (IPv6 ones only with `v6`).
+fn own_addresses(v6: bool) -> Vec<std::net::IpAddr> {
+    use std::net::IpAddr;
+    let mut out: Vec<IpAddr> = nix::ifaddrs::getifaddrs()
+        .expect("getifaddrs")
+        .filter_map(|ifa| {
+            let a = ifa.address?;
+            a.as_sockaddr_in()
+                .map(|v4| IpAddr::V4(v4.ip()))
+                .or_else(|| a.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip())))
+        })
+        .filter(|ip| match ip {
+            IpAddr::V4(v4) => !v4.is_loopback() && !v4.is_link_local(),
+            IpAddr::V6(a) => v6 && !a.is_loopback() && (a.segments()[0] & 0xffc0) != 0xfe80,
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// A process killed (and reaped) on drop, so a failing test leaves nothing running.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A host that is not this machine: a server in a network namespace at `10.231.77.2:8000`
+/// that sends `far host` to each client. Traffic stays on the veth pair.
+fn far_host() -> (NetNs, KillOnDrop, String) {
+    let ns = NetNs::new("nonofar", "10.231.77.1/24", "10.231.77.2/24")
+        .expect("network namespace for a test host other than this machine");
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n\
+         s.bind(('{}', 8000)); s.listen()\n\
+         while True:\n\
+         \x20   c, _ = s.accept(); c.sendall(b'far host'); c.close()\n",
+        ns.ns_addr
+    );
+    let server = KillOnDrop(
+        ns.command(&["python3", "-c", &script])
+            .stdin(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn python3 in the namespace (install python3)"),
+    );
+    let target = format!("{}:8000", ns.ns_addr);
+    let addr: std::net::SocketAddr = target.parse().expect("addr");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the far test host did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (ns, server, target)
+}
+
+/// Opens a tunnel to `target` and reads what the server there sends first.
+fn banner_through(p: &ProxyProcess, target: &str) -> String {
+    let mut tunnel = connect_tunnel(p.port, target, Some(&auth_header(p)))
+        .unwrap_or_else(|e| panic!("{target}: {e:?}"));
+    tunnel.set_read_timeout(Some(T)).expect("timeout");
+    let mut got = Vec::new();
+    let _ = tunnel.read_to_end(&mut got);
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+/// Regression (issue "Containment", item 6): loopback was refused unless allowed by name,
+/// but a service listening on every interface was reachable through this machine's own
+/// address — under an allow-all policy, or by a wildcard name resolving to it — on every port
+/// but the proxy's. Such addresses now count as local exactly like loopback.
+#[test]
+fn bug_a_service_on_every_interface_was_reachable_through_this_machines_address() {
+    let (service, dual_stack) = EchoServer::plain_on_every_interface();
+    let locals = own_addresses(dual_stack);
+    if locals.is_empty() {
+        eprintln!(
+            "SKIPPED: getifaddrs lists no address of this machine beyond loopback and \
+             link-local, so there is no interface address to reach a service through"
+        );
+        return;
+    }
+    let (_ns, _far_server, far) = far_host();
+    let mut pins = vec![
+        "--resolve".to_string(),
+        format!("me.nono.test={}", locals[0]),
+        "--resolve".to_string(),
+        format!("far.nono.test={}", far.split(':').next().expect("host")),
+    ];
+    let allow_all = ProxyProcess::start(&pins.iter().map(String::as_str).collect::<Vec<_>>());
+    assert_eq!(
+        allow_all.json["allowed_hosts"],
+        serde_json::json!([]),
+        "allow-all policy"
+    );
+    pins.extend(["--allow-domain".to_string(), "*.nono.test".to_string()]);
+    let wildcard = ProxyProcess::start(&pins.iter().map(String::as_str).collect::<Vec<_>>());
+    for p in [&allow_all, &wildcard] {
+        let auth = auth_header(p);
+        let mut targets: Vec<String> = locals
+            .iter()
+            .map(|ip| std::net::SocketAddr::new(*ip, service.port).to_string())
+            .collect();
+        if let Some(std::net::IpAddr::V4(v4)) = locals.iter().find(|ip| ip.is_ipv4()) {
+            targets.push(format!("[::ffff:{v4}]:{}", service.port));
+        }
+        targets.push(format!("me.nono.test:{}", service.port));
+        for target in &targets {
+            if p.json["allowed_hosts"] != serde_json::json!([]) && !target.starts_with("me.") {
+                continue; // literals are not on the wildcard's list anyway
+            }
+            let err = connect_tunnel(p.port, target, Some(&auth)).expect_err(target);
+            assert_eq!(err.0, 403, "{target}: {}", err.1);
+            assert!(
+                err.1.contains("denied_local_address"),
+                "{target}: {}",
+                err.1
+            );
+            let (status, body) = raw_request(
+                p.port,
+                format!("GET http://{target}/ HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {auth}\r\n\r\n")
+                    .as_bytes(),
+            );
+            assert_eq!(status, 403, "GET {target}: {body}");
+            assert!(
+                body.contains("denied_local_address"),
+                "GET {target}: {body}"
+            );
+        }
+        // Another host is still reached, by address and by name.
+        assert_eq!(
+            banner_through(p, &far.replace("10.231.77.2", "far.nono.test")),
+            "far host"
+        );
+        if p.json["allowed_hosts"] == serde_json::json!([]) {
+            assert_eq!(banner_through(p, &far), "far host");
+        }
+        let log = p.stderr();
+        assert!(log.contains("reason=denied_local_address"), "{log}");
+    }
+    assert_eq!(service.accepted(), 0, "the local service was reached");
+    // Allowed by its exact address or name, like loopback, it is reachable.
+    let own = locals[0].to_string();
+    let exact = ProxyProcess::start(&[
+        "--allow-domain",
+        &own,
+        "--allow-domain",
+        "me.nono.test",
+        "--resolve",
+        &format!("me.nono.test={own}"),
+    ]);
+    for target in [
+        std::net::SocketAddr::new(locals[0], service.port).to_string(),
+        format!("me.nono.test:{}", service.port),
+    ] {
+        let mut tunnel = connect_tunnel(exact.port, &target, Some(&auth_header(&exact)))
+            .unwrap_or_else(|e| panic!("{target}: {e:?}"));
+        tunnel.set_read_timeout(Some(T)).expect("timeout");
+        tunnel.write_all(b"ping").expect("write");
+        let mut got = [0u8; 4];
+        tunnel.read_exact(&mut got).expect("echo");
+        assert_eq!(&got, b"ping");
+    }
+}
+
+/// Regression (issue "Containment", item 7): connection slots were taken before the token
+/// was checked, so idle connections without one (256 by default) kept authenticated clients
+/// at 503 until the header timeout, and reconnecting sustained it. Unauthenticated
+/// connections now have their own small pool and a short deadline.
+#[test]
+fn bug_idle_connections_without_a_token_starved_authenticated_clients() {
+    let echo = EchoServer::plain();
+    let origin = HttpOrigin::start();
+    // A long header timeout, so only the unauthenticated deadline can close the idle ones.
+    let p = ProxyProcess::start(&["--allow-domain", "127.0.0.1", "--header-timeout", "120"]);
+    let auth = auth_header(&p);
+    let mut idle: Vec<TcpStream> = (0..300)
+        .map(|i| {
+            let mut s = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+            if i % 2 == 1 {
+                s.write_all(b"GET http://127.0.0.1/ HTTP/1.1\r\nHost: 127.0")
+                    .expect("partial head");
+            }
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let mut tunnel = connect_tunnel(p.port, &format!("127.0.0.1:{}", echo.port), Some(&auth))
+        .expect("an authenticated CONNECT gets through 300 idle connections");
+    let mut forward = TcpStream::connect(("127.0.0.1", p.port)).expect("connect");
+    forward.set_read_timeout(Some(T)).expect("timeout");
+    let get = format!(
+        "GET http://127.0.0.1:{}/a HTTP/1.1\r\nHost: x\r\nProxy-Authorization: {auth}\r\n\r\n",
+        origin.port
+    );
+    forward.write_all(get.as_bytes()).expect("write");
+    let first = read_response(&mut forward);
+    assert!(first.starts_with("HTTP/1.1 200"), "{first}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "authenticated requests took {:?} behind idle connections",
+        started.elapsed()
+    );
+    // Every idle connection is closed, long before the 120 s header timeout.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    for (i, s) in idle.iter_mut().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        s.set_read_timeout(Some(left.max(Duration::from_millis(1))))
+            .expect("timeout");
+        let mut buf = [0u8; 64];
+        match s.read(&mut buf) {
+            Ok(0) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            other => panic!("idle connection {i} still open after 30 s: {other:?}"),
+        }
+    }
+    // Authenticated connections outlive the unauthenticated deadline: the tunnel and the
+    // kept-alive forwarding connection still work.
+    tunnel.set_read_timeout(Some(T)).expect("timeout");
+    tunnel.write_all(b"still here").expect("write");
+    let mut got = [0u8; 10];
+    tunnel.read_exact(&mut got).expect("echo");
+    assert_eq!(&got, b"still here");
+    forward.write_all(get.as_bytes()).expect("write");
+    let second = read_response(&mut forward);
+    assert!(second.starts_with("HTTP/1.1 200"), "{second}");
+    // Reconnecting idle clients cannot hold the pool either.
+    let _again: Vec<TcpStream> = (0..300)
+        .filter_map(|_| TcpStream::connect(("127.0.0.1", p.port)).ok())
+        .collect();
+    let (status, body) = raw_request(p.port, get.as_bytes());
+    assert_eq!(status, 200, "{body}");
+}
+
 /// Reads one response with a Content-Length body from a kept-alive stream.
 fn read_response(s: &mut TcpStream) -> String {
     let mut buf = Vec::new();

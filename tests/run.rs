@@ -1006,9 +1006,10 @@ fn abstract_unix_socket_outside_is_unreachable() {
 #[test]
 fn proxy_port_on_a_non_loopback_address_of_this_machine_is_unreachable() {
     // Landlock rules name ports, not addresses: the child may connect to the proxy's port on
-    // any address. The connect gate refuses the proxy port on any non-loopback address
-    // (EACCES), and the private network namespace has no route there anyway; other ports are
-    // refused by Landlock and the gate (EACCES).
+    // any address. The connect gate allows local ports (the proxy) only on loopback and this
+    // machine's own addresses — and 10.211.1.1 is one of them, so the private network
+    // namespace answers: it has no route there (ENETUNREACH). Other ports are refused by
+    // Landlock and the gate (EACCES).
     let ns = NetNs::new("nonorun", "10.211.1.1/24", "10.211.1.2/24").expect("network namespace");
     let body = format!(
         "probe('host_addr', lambda: connect('{h}', proxy_port()))\n\
@@ -1017,7 +1018,7 @@ fn proxy_port_on_a_non_loopback_address_of_this_machine_is_unreachable() {
         h = ns.host_addr
     );
     let out = sandboxed_py(&["--allow-domain", "127.0.0.1"], &body);
-    assert_eq!(out.probe("host_addr"), "EACCES", "{}", out.dump());
+    assert_eq!(out.probe("host_addr"), "ENETUNREACH", "{}", out.dump());
     assert_eq!(
         out.probe("host_addr_other_port"),
         "EACCES",

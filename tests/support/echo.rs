@@ -51,6 +51,33 @@ impl EchoServer {
         }
     }
 
+    /// A plain TCP echo server on every interface: `[::]:0` (IPv4 too, dual-stack) where the
+    /// machine has IPv6, else `0.0.0.0:0`. The flag says whether IPv6 addresses reach it.
+    pub fn plain_on_every_interface() -> (Self, bool) {
+        // `[::]` takes IPv4 too unless the system binds IPv6 sockets v6-only.
+        let v6only = std::fs::read_to_string("/proc/sys/net/ipv6/bindv6only")
+            .map_or(true, |v| v.trim() != "0");
+        let dual = (!v6only)
+            .then(|| std::net::TcpListener::bind("[::]:0").ok())
+            .flatten();
+        let (listener, dual_stack) = match dual {
+            Some(l) => (l, true),
+            None => (
+                std::net::TcpListener::bind("0.0.0.0:0").expect("bind 0.0.0.0:0"),
+                false,
+            ),
+        };
+        let listener = Listener::serve(listener, |mut tcp: TcpStream| {
+            echo(&mut tcp);
+            let _ = tcp.shutdown(Shutdown::Write);
+        });
+        let server = EchoServer {
+            port: listener.port,
+            listener,
+        };
+        (server, dual_stack)
+    }
+
     /// Number of connections accepted so far.
     pub fn accepted(&self) -> usize {
         self.listener.accepted()

@@ -19,12 +19,21 @@ pub(super) struct Listener {
 }
 
 impl Listener {
-    /// Binds and starts accepting; `handler` gets each accepted stream.
+    /// Binds `127.0.0.1:0` and starts accepting; `handler` gets each accepted stream.
     pub(super) fn spawn<F>(handler: F) -> Listener
     where
         F: Fn(TcpStream) + Send + Sync + 'static,
     {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        Listener::serve(listener, handler)
+    }
+
+    /// Accepts on `listener` (which must accept connections to `127.0.0.1`, for the wake-up
+    /// on drop); `handler` gets each accepted stream.
+    pub(super) fn serve<F>(listener: TcpListener, handler: F) -> Listener
+    where
+        F: Fn(TcpStream) + Send + Sync + 'static,
+    {
         let port = listener.local_addr().expect("local_addr").port();
         let stop = Arc::new(AtomicBool::new(false));
         let accepted = Arc::new(AtomicUsize::new(0));

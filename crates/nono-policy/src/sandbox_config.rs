@@ -27,7 +27,17 @@ pub fn sandbox_policy(p: &ResolvedPolicy, proxy_port: Option<u16>) -> SandboxPol
             let mut connect_ports: Vec<u16> = n.direct.iter().map(|d| d.port).collect();
             connect_ports.sort_unstable();
             connect_ports.dedup();
-            let mut local_ports = n.open_ports.clone();
+            // A direct entry whose host is this machine (`localhost:5432`, `127.0.0.1:6379`)
+            // is a local port; other direct ports never reach loopback.
+            let mut local_ports: Vec<u16> = n.open_ports.clone();
+            local_ports.extend(
+                n.direct
+                    .iter()
+                    .filter(|d| {
+                        nono_proxy::filter::Host::parse(&d.host).is_ok_and(|h| h.is_local())
+                    })
+                    .map(|d| d.port),
+            );
             local_ports.sort_unstable();
             local_ports.dedup();
             NetPolicy::ProxyOnly {

@@ -10,7 +10,8 @@ use crate::route::RouteConfig;
 use crate::token::SessionToken;
 use crate::upstream::UpstreamProxyConfig;
 
-/// Default cap on simultaneous client connections.
+/// Default cap on simultaneous authenticated client connections (those without a token yet
+/// are capped apart, see [`crate::preauth`]).
 pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 /// How long a client may take to send a complete request head (slowloris guard). It also
 /// closes a kept-alive client connection that sends no next request for this long.
@@ -57,7 +58,8 @@ pub struct ProxyConfig {
     pub bind_addr: IpAddr,
     /// Listening port; 0 lets the OS choose.
     pub bind_port: u16,
-    /// Simultaneous client connections; 0 = unlimited.
+    /// Simultaneous authenticated client connections; 0 = unlimited. Connections that have
+    /// not authenticated yet never hold one of these (see [`crate::preauth`]).
     pub max_connections: usize,
     /// Client authentication.
     pub auth: AuthConfig,

@@ -49,6 +49,9 @@ pub(crate) async fn handle(
             "auth_required",
         );
     }
+    if let Some(busy) = shared.authenticated(&conn, Mode::Connect, &host_raw, port, None) {
+        return busy;
+    }
     let host = match Host::parse(&host_raw) {
         Ok(h) => h,
         Err(_) => {

@@ -1,11 +1,15 @@
 //! The always-denied list: cloud metadata endpoints, link-local and unspecified addresses,
-//! loopback unless allowed explicitly, and the proxy's own listening address.
+//! this machine (loopback and every address of its interfaces) unless allowed explicitly, and
+//! the proxy's own listening address.
 //!
-//! No allowlist entry can override these. IPv4 addresses carried inside IPv6 (mapped,
-//! compatible, NAT64, 6to4, Teredo) are checked as the IPv4 address they carry.
+//! No allowlist entry can override the metadata, range and self checks. IPv4 addresses
+//! carried inside IPv6 (mapped, compatible, NAT64, 6to4, Teredo) are checked as the IPv4
+//! address they carry.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::filter::Host;
 
@@ -19,6 +23,9 @@ pub enum DenyReason {
     Cidr,
     /// Loopback, which needs an explicit allowlist entry.
     Loopback,
+    /// An address of this machine's own interfaces (a service listening on every interface
+    /// is reachable there), which needs an explicit allowlist entry like loopback.
+    LocalAddress,
     /// The proxy's own listening address.
     SelfLoop,
     /// Not on the allowlist.
@@ -36,6 +43,7 @@ impl DenyReason {
             DenyReason::Metadata => "denied_metadata",
             DenyReason::Cidr => "denied_cidr",
             DenyReason::Loopback => "denied_loopback",
+            DenyReason::LocalAddress => "denied_local_address",
             DenyReason::SelfLoop => "denied_self",
             DenyReason::NotAllowlisted => "not_allowlisted",
             DenyReason::ConnectBypassesL7 => "connect_bypasses_l7",
@@ -128,13 +136,10 @@ pub fn is_loopback(ip: IpAddr) -> bool {
 
 /// Full check of one address the proxy is about to connect to.
 ///
-/// `loopback_ok` is true only when the user allowed this target explicitly; `own` is the
-/// proxy's listening address, never a valid destination.
-pub fn check_addr(
-    addr: SocketAddr,
-    loopback_ok: bool,
-    own: Option<SocketAddr>,
-) -> Option<DenyReason> {
+/// `local_ok` is true only when the user allowed this target explicitly (by its exact name or
+/// address): it unlocks this machine, loopback and its interface addresses alike, on any port.
+/// `own` is the proxy's listening address, never a valid destination.
+pub fn check_addr(addr: SocketAddr, local_ok: bool, own: Option<SocketAddr>) -> Option<DenyReason> {
     if let Some(r) = check_ip(addr.ip()) {
         return Some(r);
     }
@@ -148,34 +153,73 @@ pub fn check_addr(
             return Some(DenyReason::SelfLoop);
         }
     }
-    if is_loopback(ip) && !loopback_ok {
+    if local_ok {
+        return None;
+    }
+    if is_loopback(ip) {
         return Some(DenyReason::Loopback);
+    }
+    if is_interface_address(ip) {
+        return Some(DenyReason::LocalAddress);
     }
     None
 }
 
 /// Whether `ip`, on the proxy's port, may be the proxy itself when it listens on every
-/// interface: loopback, an address of this machine's interfaces (read now, so addresses added
-/// since start count), or any private address (a port mapped from a container host or a NAT
-/// in front of us reaches the same socket).
+/// interface: loopback, an address of this machine's interfaces, or any private address (a
+/// port mapped from a container host or a NAT in front of us reaches the same socket).
 fn is_local_candidate(ip: IpAddr) -> bool {
-    let views = ipv4_views(ip);
     is_loopback(ip)
-        || views.iter().any(|v| v.is_private())
+        || ipv4_views(ip).iter().any(|v| v.is_private())
         || matches!(ip, IpAddr::V6(v6) if (v6.segments()[0] & 0xfe00) == 0xfc00)
-        || interface_addresses().iter().any(|local| {
-            *local == canonical_ip(ip) || views.iter().any(|v| *local == IpAddr::V4(*v))
-        })
+        || is_interface_address(ip)
 }
 
-/// The addresses assigned to this machine's interfaces; empty if they cannot be listed.
+/// How long one listing of this machine's interface addresses is reused. Listing costs a
+/// netlink round trip (tens of microseconds); an address added since counts within this time.
+pub const INTERFACE_ADDRESSES_TTL: Duration = Duration::from_secs(1);
+
+/// The last listing of interface addresses and when it was taken.
+static INTERFACE_CACHE: RwLock<Option<(Instant, Arc<[IpAddr]>)>> = RwLock::new(None);
+
+/// Whether `ip` (or the IPv4 address it carries) is assigned to one of this machine's
+/// interfaces. Uses a listing at most [`INTERFACE_ADDRESSES_TTL`] old.
+pub fn is_interface_address(ip: IpAddr) -> bool {
+    let views = ipv4_views(ip);
+    let canonical = canonical_ip(ip);
+    cached_interface_addresses()
+        .iter()
+        .any(|local| *local == canonical || views.iter().any(|v| *local == IpAddr::V4(*v)))
+}
+
+/// [`interface_addresses`], listed again only when the last listing is older than
+/// [`INTERFACE_ADDRESSES_TTL`].
+fn cached_interface_addresses() -> Arc<[IpAddr]> {
+    if let Ok(cache) = INTERFACE_CACHE.read() {
+        if let Some((at, list)) = cache.as_ref() {
+            if at.elapsed() < INTERFACE_ADDRESSES_TTL {
+                return list.clone();
+            }
+        }
+    }
+    // Listed outside the lock: concurrent refreshes at expiry cost a listing each, but no
+    // decision waits for another's netlink round trip.
+    let fresh: Arc<[IpAddr]> = interface_addresses().into();
+    if let Ok(mut cache) = INTERFACE_CACHE.write() {
+        *cache = Some((Instant::now(), fresh.clone()));
+    }
+    fresh
+}
+
+/// The addresses assigned to this machine's interfaces, read now; empty if they cannot be
+/// listed.
 #[cfg(unix)]
 pub fn interface_addresses() -> Vec<IpAddr> {
     let Ok(list) = nix::ifaddrs::getifaddrs() else {
         static WARNED: std::sync::Once = std::sync::Once::new();
         WARNED.call_once(|| {
             tracing::warn!(
-                "cannot list interface addresses; self-loop check uses address classes only"
+                "cannot list interface addresses; only loopback counts as this machine and the self-loop check uses address classes only"
             );
         });
         return Vec::new();
@@ -447,9 +491,83 @@ mod tests {
                 );
             }
         }
-        let foreign: SocketAddr = "192.0.2.77:3128".parse().unwrap();
+        let foreign = SocketAddr::new(foreign_address(), 3128);
         assert_eq!(check_addr(foreign, true, Some(any)), None);
         let other_port: SocketAddr = "192.168.1.5:3129".parse().unwrap();
         assert_eq!(check_addr(other_port, true, Some(any)), None);
+    }
+
+    /// A documentation address not assigned to this machine (test machines may use some).
+    fn foreign_address() -> IpAddr {
+        let locals = interface_addresses();
+        ["192.0.2.77", "198.51.100.77", "203.0.113.77"]
+            .into_iter()
+            .map(ip)
+            .find(|a| !locals.contains(a))
+            .expect("a documentation address this machine does not have")
+    }
+
+    /// This machine's addresses other than loopback, that no fixed range denies anyway.
+    fn interface_addresses_beyond_loopback() -> Vec<IpAddr> {
+        interface_addresses()
+            .into_iter()
+            .filter(|a| !is_loopback(*a) && check_ip(*a).is_none())
+            .collect()
+    }
+
+    /// Regression (issue "Containment", item 6): a service listening on every interface was
+    /// reachable through this machine's own address, by a name resolving to it or under an
+    /// allow-all or wildcard policy, on any port but the proxy's.
+    #[test]
+    fn bug_this_machines_addresses_are_local_on_every_port() {
+        let locals = interface_addresses_beyond_loopback();
+        if locals.is_empty() {
+            eprintln!("this machine has no address beyond loopback and link-local; skipped");
+        }
+        let own: SocketAddr = "127.0.0.1:3128".parse().unwrap();
+        for local in locals {
+            let mut spellings = vec![local];
+            if let IpAddr::V4(v4) = local {
+                spellings.push(IpAddr::V6(v4.to_ipv6_mapped()));
+                spellings.push(ip(&format!("64:ff9b::{v4}")));
+            }
+            for spelled in spellings {
+                for port in [22, 80, 443, 5432, 3128, 65535] {
+                    let target = SocketAddr::new(spelled, port);
+                    assert_eq!(
+                        check_addr(target, false, Some(own)),
+                        Some(DenyReason::LocalAddress),
+                        "{target}"
+                    );
+                    assert_eq!(
+                        check_addr(target, false, None),
+                        Some(DenyReason::LocalAddress)
+                    );
+                    // Allowed by its exact name or address, like loopback.
+                    assert_eq!(check_addr(target, true, Some(own)), None, "{target}");
+                }
+            }
+            assert!(Host::Ip(local).is_local(), "{local}");
+        }
+        let foreign = SocketAddr::new(foreign_address(), 5432);
+        assert_eq!(check_addr(foreign, false, Some(own)), None);
+        assert!(!Host::Ip(foreign.ip()).is_local());
+        // Loopback keeps its own reason.
+        let lo: SocketAddr = "127.0.0.1:5432".parse().unwrap();
+        assert_eq!(check_addr(lo, false, None), Some(DenyReason::Loopback));
+    }
+
+    /// The cached listing holds what a fresh one does.
+    #[test]
+    fn the_cached_interface_listing_matches_a_fresh_one() {
+        let fresh = interface_addresses();
+        let mut a = fresh.clone();
+        let mut b = cached_interface_addresses().to_vec();
+        a.sort();
+        b.sort();
+        assert_eq!(a, b);
+        for local in fresh {
+            assert!(is_interface_address(local), "{local}");
+        }
     }
 }

@@ -20,10 +20,11 @@ pub enum Host {
 }
 
 impl Host {
-    /// This machine: a loopback literal (in any IPv6 embedding) or a `localhost` name.
+    /// This machine: a loopback literal or an address of one of its interfaces (in any IPv6
+    /// embedding), or a `localhost` name.
     pub fn is_local(&self) -> bool {
         match self {
-            Host::Ip(ip) => crate::deny::is_loopback(*ip),
+            Host::Ip(ip) => crate::deny::is_loopback(*ip) || crate::deny::is_interface_address(*ip),
             Host::Name(n) => n == "localhost" || n.ends_with(".localhost"),
         }
     }

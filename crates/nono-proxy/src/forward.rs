@@ -59,6 +59,9 @@ pub(crate) async fn handle(
             "auth_required",
         );
     }
+    if let Some(busy) = shared.authenticated(&conn, Mode::Forward, &authority, 0, info) {
+        return busy;
+    }
     if req.uri().scheme_str() != Some("http") {
         return refuse(
             &authority,

@@ -93,16 +93,16 @@ impl Gate {
         )
     }
 
-    /// Checks addresses obtained elsewhere (e.g. from an upstream proxy bypass); any denied
-    /// address denies the whole set.
+    /// Checks resolved addresses; any denied address denies the whole set. `local_ok`: the
+    /// target was allowed by its exact name or address, which unlocks this machine's own.
     pub fn check_addrs(
         &self,
         addrs: impl IntoIterator<Item = SocketAddr>,
-        loopback_ok: bool,
+        local_ok: bool,
     ) -> Result<Vec<SocketAddr>, Refusal> {
         let mut out = Vec::new();
         for a in addrs {
-            if let Some(r) = deny::check_addr(a, loopback_ok, self.own_addr) {
+            if let Some(r) = deny::check_addr(a, local_ok, self.own_addr) {
                 return Err(Refusal::Denied(r));
             }
             out.push(a);
@@ -184,6 +184,40 @@ mod tests {
             reason(open.admit(&Host::parse("127.0.0.1").unwrap(), 80).await),
             "denied_loopback"
         );
+    }
+
+    /// This machine's own non-loopback address is admitted only when named exactly, like
+    /// loopback: not under allow-all, not through a wildcard name that resolves to it.
+    #[tokio::test]
+    async fn this_machines_address_only_when_named_exactly() {
+        let Some(local) = deny::interface_addresses()
+            .into_iter()
+            .find(|a| !deny::is_loopback(*a) && deny::check_ip(*a).is_none())
+        else {
+            eprintln!("this machine has no address beyond loopback and link-local; skipped");
+            return;
+        };
+        let literal = Host::Ip(local);
+        let text = local.to_string();
+        let pinned: &[&str] = &[text.as_str()];
+        let open = gate(&[], &[("me.example.com", pinned)]);
+        assert_eq!(
+            reason(open.admit(&literal, 5432).await),
+            "denied_local_address"
+        );
+        let by_name = Host::parse("me.example.com").unwrap();
+        assert_eq!(
+            reason(open.admit(&by_name, 8080).await),
+            "denied_local_address"
+        );
+        let wildcard = gate(&["*.example.com"], &[("me.example.com", pinned)]);
+        assert_eq!(
+            reason(wildcard.admit(&by_name, 8080).await),
+            "denied_local_address"
+        );
+        let exact = gate(&[&text, "me.example.com"], &[("me.example.com", pinned)]);
+        assert_eq!(reason(exact.admit(&literal, 5432).await), "ok");
+        assert_eq!(reason(exact.admit(&by_name, 8080).await), "ok");
     }
 
     #[tokio::test]

@@ -4,8 +4,9 @@
 //! reach the network only through it. Modules:
 //!
 //! - [`filter`]: host allowlist patterns (`host`, `*.suffix`, `host:port`, IP literals).
-//! - [`deny`]: the always-denied list (cloud metadata, link-local, loopback unless explicit,
-//!   the proxy itself), with IPv4-in-IPv6 and non-dotted IPv4 handling.
+//! - [`deny`]: the always-denied list (cloud metadata, link-local, this machine's loopback and
+//!   interface addresses unless explicit, the proxy itself), with IPv4-in-IPv6 and non-dotted
+//!   IPv4 handling.
 //! - [`dns`]: injectable name resolution.
 //! - [`gate`]: admission of one target: deny list, allowlist, resolve, check every address.
 //! - [`token`]: the session token and its constant-time check.
@@ -13,6 +14,8 @@
 //! - [`config`]: configuration and its defaults.
 //! - [`env`]: the variables a client needs (`HTTP_PROXY`, smart `NO_PROXY`, ...).
 //! - [`server`]: listener, connection cap, dispatch, graceful shutdown.
+//! - [`preauth`]: the small budget and short deadline of connections that have not yet
+//!   authenticated, so they never hold the slots of those that have.
 //! - [`upstream`]: chaining through an upstream (corporate) proxy, bypass patterns, and what
 //!   the local checks can see when the upstream resolves names.
 //! - [`route`]: credential route configuration ([`RouteConfig`]) and its validation.
@@ -39,6 +42,7 @@ mod forward;
 pub mod gate;
 pub mod inject;
 mod loopback;
+pub mod preauth;
 pub mod relay;
 mod respond;
 pub mod reverse;

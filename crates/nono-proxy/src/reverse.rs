@@ -28,7 +28,7 @@ use crate::inject;
 use crate::respond::{self, Body};
 use crate::reverse_conn::{ConnectError, RouteConnector};
 use crate::route::{validate_routes, RouteConfig, RouteError};
-use crate::server::Shared;
+use crate::server::{ConnState, Shared};
 
 /// A route ready to serve.
 pub(crate) struct Route {
@@ -275,7 +275,11 @@ fn path_reason(e: &PathError) -> &'static str {
 }
 
 /// Serves one origin-form request.
-pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Response<Body> {
+pub(crate) async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+) -> Response<Body> {
     let method = req.method().as_str().to_string();
     let raw_path = req.uri().path().to_string();
     let info = Some((method.as_str(), raw_path.as_str()));
@@ -330,6 +334,9 @@ pub(crate) async fn handle(req: Request<Incoming>, shared: Arc<Shared>) -> Respo
             StatusCode::UNAUTHORIZED,
             "phantom_token_required",
         );
+    }
+    if let Some(busy) = shared.authenticated(&conn, Mode::Reverse, name, 0, info) {
+        return busy;
     }
     // TRACE echoes the request, injected credential included, back to the client.
     if method.eq_ignore_ascii_case("TRACE") || method.eq_ignore_ascii_case("TRACK") {

@@ -1,5 +1,9 @@
 //! The listener: accepts clients, caps them with a semaphore, dispatches each request to the
 //! CONNECT, forwarding or reverse-proxy path, and shuts down gracefully.
+//!
+//! A connection takes one of the `max_connections` slots only once a request on it has
+//! authenticated; until then it waits in the small pool of [`crate::preauth`], so clients
+//! without the token can never hold the slots of those with it.
 
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -10,7 +14,6 @@ use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Mutex, OwnedSemaphorePermit, Semaphore};
 
@@ -21,6 +24,7 @@ use crate::error::ProxyError;
 use crate::filter::{Host, HostFilter};
 use crate::forward::CachedUpstream;
 use crate::gate::{Gate, Refusal};
+use crate::preauth::{Unauthenticated, Waiting, MAX_UNAUTHENTICATED, UNAUTHENTICATED_TIMEOUT};
 use crate::respond::{self, Body};
 use crate::reverse::{PreparedRoutes, RouteStatus, RouteTable};
 use crate::token::SessionToken;
@@ -29,11 +33,6 @@ use crate::upstream_conn::{connect_checked, ConnectFailure};
 
 /// How long shutdown waits for open connections before dropping them.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
-/// How long a client refused with 503 gets to send its request head before we answer.
-const BUSY_READ_WAIT: Duration = Duration::from_millis(500);
-/// Refused clients answered at once; beyond this a flood is closed without an answer, so
-/// refusals cannot pile up descriptors.
-const BUSY_ANSWERS: usize = 64;
 
 /// State every connection shares.
 pub(crate) struct Shared {
@@ -53,11 +52,18 @@ pub(crate) struct Shared {
     route_gate: Gate,
     /// Credential routes.
     routes: Arc<RouteTable>,
+    /// The `max_connections` slots, taken by connections that have authenticated.
+    limit: Option<Arc<Semaphore>>,
+    /// Connections that have not authenticated yet.
+    waiting: Arc<Waiting>,
 }
 
 /// Per-client-connection state.
 pub(crate) struct ConnState {
+    /// The connection's `max_connections` slot, once it has authenticated.
     permit: StdMutex<Option<OwnedSemaphorePermit>>,
+    /// Its place among connections waiting to authenticate, until one of its requests does.
+    unauthenticated: Unauthenticated,
     pub(crate) upstream: Mutex<Option<CachedUpstream>>,
     /// Keeps shutdown waiting while the connection, or a tunnel it opened, lives.
     tracker: Option<mpsc::Sender<()>>,
@@ -76,6 +82,49 @@ impl ConnState {
 }
 
 impl Shared {
+    /// Called when a request on `conn` has authenticated, before anything is done for it: the
+    /// first time, the connection leaves the unauthenticated pool and takes a
+    /// `max_connections` slot for the rest of its life. With every slot taken the answer is
+    /// the 503 to send instead (the connection is closed after it); `None` means go on.
+    pub(crate) fn authenticated(
+        &self,
+        conn: &ConnState,
+        mode: Mode,
+        target: &str,
+        port: u16,
+        info: Option<(&str, &str)>,
+    ) -> Option<Response<Body>> {
+        if conn.unauthenticated.is_authenticated() {
+            return None;
+        }
+        let permit = match &self.limit {
+            None => None,
+            Some(sem) => match sem.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    let mut busy = self.refuse(
+                        mode,
+                        target,
+                        port,
+                        info,
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        "max_connections",
+                    );
+                    busy.headers_mut().insert(
+                        http::header::CONNECTION,
+                        http::HeaderValue::from_static("close"),
+                    );
+                    return Some(busy);
+                }
+            },
+        };
+        if let Ok(mut slot) = conn.permit.lock() {
+            *slot = permit;
+        }
+        conn.unauthenticated.authenticate();
+        None
+    }
+
     /// Checks `Proxy-Authorization` against the session token.
     pub(crate) fn authorized(&self, headers: &HeaderMap) -> bool {
         match &self.auth {
@@ -169,8 +218,9 @@ impl Shared {
         mode: Mode,
         info: Option<(&str, &str)>,
     ) -> Result<TcpStream, Response<Body>> {
-        // A credential route to this machine's loopback is never chained: the upstream proxy
-        // would reach its own loopback, and a plain-HTTP route would show it the key.
+        // A credential route to this machine (loopback, its own addresses) is never chained:
+        // the upstream proxy would reach its own loopback, and a plain-HTTP route would show
+        // it the key.
         let local_route = mode == Mode::Reverse && host.is_local();
         if let Some(chain) = self.chain_for(host, port).filter(|_| !local_route) {
             self.admit_chained(chain, host, port, mode, info).await?;
@@ -304,7 +354,6 @@ pub struct ProxyHandle {
 /// Shared state for additional listeners.
 struct ExtraListenerState {
     shared: Arc<Shared>,
-    limit: Option<Arc<Semaphore>>,
     max_header_bytes: usize,
     shutdown_rx: watch::Receiver<bool>,
 }
@@ -324,7 +373,6 @@ impl ProxyHandle {
         tokio::spawn(accept_loop(
             listener,
             e.shared.clone(),
-            e.limit.clone(),
             e.max_header_bytes,
             e.shutdown_rx.clone(),
         ));
@@ -459,6 +507,8 @@ fn serve_on(listener: TcpListener, config: ProxyConfig) -> Result<ProxyHandle, P
         AuthConfig::Token(t) => Some(t.clone()),
         AuthConfig::Disabled => None,
     };
+    let limit =
+        (config.max_connections > 0).then(|| Arc::new(Semaphore::new(config.max_connections)));
     // Route connectors hold a weak reference back to `Shared` to connect through its admission.
     let mut table_error = None;
     let shared = Arc::new_cyclic(|weak| {
@@ -477,6 +527,8 @@ fn serve_on(listener: TcpListener, config: ProxyConfig) -> Result<ProxyHandle, P
             upstream,
             route_gate,
             routes: Arc::new(routes),
+            limit,
+            waiting: Waiting::new(MAX_UNAUTHENTICATED, UNAUTHENTICATED_TIMEOUT),
         }
     });
     if let Some(e) = table_error {
@@ -489,25 +541,16 @@ fn serve_on(listener: TcpListener, config: ProxyConfig) -> Result<ProxyHandle, P
         .filter(|e| !routes.covers_no_proxy_entry(e))
         .cloned()
         .collect();
-    let limit =
-        (config.max_connections > 0).then(|| Arc::new(Semaphore::new(config.max_connections)));
     // `dispatch` enforces the limit on the head as parsed; hyper's buffer limit (431 for an
     // unfinished head that fills it; floor 8 KiB) bounds what parsing drops, such as
     // whitespace around values, to about twice the limit (measured).
     let max_header_bytes = config.max_header_bytes.max(8192);
     let extra = ExtraListenerState {
         shared: shared.clone(),
-        limit: limit.clone(),
         max_header_bytes,
         shutdown_rx: shutdown_rx.clone(),
     };
-    let accept_task = tokio::spawn(accept_loop(
-        listener,
-        shared,
-        limit,
-        max_header_bytes,
-        shutdown_rx,
-    ));
+    let accept_task = tokio::spawn(accept_loop(listener, shared, max_header_bytes, shutdown_rx));
     Ok(ProxyHandle {
         addr,
         token,
@@ -536,7 +579,6 @@ fn check_limits(config: &ProxyConfig) -> Result<(), ProxyError> {
 async fn accept_loop(
     listener: TcpListener,
     shared: Arc<Shared>,
-    limit: Option<Arc<Semaphore>>,
     max_header_bytes: usize,
     mut shutdown: watch::Receiver<bool>,
 ) {
@@ -548,7 +590,6 @@ async fn accept_loop(
     if local_listener {
         crate::loopback::set_unpaced(&listener);
     }
-    let answering = Arc::new(Semaphore::new(BUSY_ANSWERS));
     // Held for the loop's life and cloned into each connection before it is spawned, so
     // no connection accepted before the loop stops can miss it.
     let tracker = shared.tracker();
@@ -566,58 +607,19 @@ async fn accept_loop(
                 continue;
             }
         };
-        let permit = match &limit {
-            None => None,
-            Some(sem) => match sem.clone().try_acquire_owned() {
-                Ok(p) => Some(p),
-                Err(_) => {
-                    match answering.clone().try_acquire_owned() {
-                        Ok(slot) => {
-                            tokio::spawn(reject_busy(stream, shared.clone(), slot));
-                        }
-                        Err(_) => {
-                            record_busy(&shared);
-                            drop(stream);
-                        }
-                    }
-                    continue;
-                }
-            },
-        };
         let _ = stream.set_nodelay(true);
         if !local_listener {
             crate::loopback::tune(&stream, peer.ip());
         }
         let shared = shared.clone();
         let conn = ConnState {
-            permit: StdMutex::new(permit),
+            permit: StdMutex::new(None),
+            unauthenticated: shared.waiting.enter(),
             upstream: Mutex::new(None),
             tracker: tracker.clone(),
         };
         tokio::spawn(serve_connection(stream, shared, conn, max_header_bytes));
     }
-}
-
-/// Records a refusal over `max_connections`.
-fn record_busy(shared: &Shared) {
-    shared.audit.record(
-        AuditEvent::new(Mode::Connect, Decision::Deny, "-", 0, 503).with_reason("max_connections"),
-    );
-}
-
-/// Answers 503 to a client over `max_connections`, after reading its head so the answer is
-/// not lost to a reset.
-async fn reject_busy(mut stream: TcpStream, shared: Arc<Shared>, _slot: OwnedSemaphorePermit) {
-    let mut buf = [0u8; 4096];
-    let _ = tokio::time::timeout(BUSY_READ_WAIT, stream.read(&mut buf)).await;
-    record_busy(&shared);
-    let body = "too many connections\n";
-    let msg = format!(
-        "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = stream.write_all(msg.as_bytes()).await;
-    let _ = stream.shutdown().await;
 }
 
 async fn serve_connection(
@@ -628,6 +630,9 @@ async fn serve_connection(
 ) {
     let mut stop = shared.shutdown_signal();
     let conn_state = Arc::new(conn);
+    let state = conn_state.clone();
+    let unauthenticated = state.unauthenticated.closed();
+    tokio::pin!(unauthenticated);
     let svc_shared = shared.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
         let shared = svc_shared.clone();
@@ -644,11 +649,18 @@ async fn serve_connection(
         .serve_connection(TokioIo::new(stream), svc)
         .with_upgrades();
     tokio::pin!(conn);
+    // The connection is polled first, so a request already buffered when the connection is
+    // evicted or reaches its deadline still gets to authenticate.
     let result = tokio::select! {
+        biased;
         r = conn.as_mut() => r,
         _ = stop.changed() => {
             conn.as_mut().graceful_shutdown();
             tokio::time::timeout(SHUTDOWN_GRACE, conn.as_mut()).await.unwrap_or(Ok(()))
+        }
+        _ = &mut unauthenticated => {
+            tracing::debug!("closing a connection that did not authenticate in time");
+            Ok(())
         }
     };
     if let Err(e) = result {
@@ -698,7 +710,7 @@ async fn dispatch(
     if req.uri().authority().is_some() || req.uri().scheme().is_some() {
         return crate::forward::handle(req, shared, conn).await;
     }
-    crate::reverse::handle(req, shared).await
+    crate::reverse::handle(req, shared, conn).await
 }
 
 /// Wire size of a request head as parsed, at least: request line, `name:value` lines and the

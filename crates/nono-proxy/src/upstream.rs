@@ -340,8 +340,9 @@ impl Chain {
 
     /// Whether `host:port` goes through the upstream proxy (is not bypassed).
     pub(crate) fn chains(&self, host: &Host, port: u16) -> bool {
-        // This machine's loopback is reached through the upstream proxy only when that proxy
-        // runs here too (cntlm, px, a local tinyproxy); a remote one would reach its own.
+        // This machine (loopback, its interface addresses) is reached through the upstream
+        // proxy only when that proxy runs here too (cntlm, px, a local tinyproxy); a remote
+        // one would reach its own loopback, or take our own address the long way round.
         if host.is_local() && !self.config.host.is_local() {
             return false;
         }

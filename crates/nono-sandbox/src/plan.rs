@@ -39,6 +39,8 @@ pub struct PlannedNet {
     /// Of those, the ports that may reach other hosts; the rest are for loopback only
     /// (enforced by the connect gate, since Landlock cannot restrict addresses).
     pub remote_ports: Vec<u16>,
+    /// The ports that may reach loopback and this machine's own addresses.
+    pub local_ports: Vec<u16>,
     /// Ports `bind(2)` may use.
     pub bind_ports: Vec<u16>,
 }
@@ -175,6 +177,7 @@ fn planned_net(net: &NetPolicy) -> PlannedNet {
     PlannedNet {
         connect_ports: net.connect_ports().unwrap_or_default(),
         remote_ports: net.remote_connect_ports().unwrap_or_default(),
+        local_ports: net.local_connect_ports().unwrap_or_default(),
         bind_ports: net.bind_ports().unwrap_or_default(),
     }
 }

@@ -106,6 +106,25 @@ impl NetPolicy {
         }
     }
 
+    /// The TCP ports the child may connect to on loopback and this machine's own addresses
+    /// (the proxy, `--open-port`). Direct `host:port` ports are not among them unless the
+    /// host itself is local. `None`: unrestricted.
+    pub fn local_connect_ports(&self) -> Option<Vec<u16>> {
+        match self {
+            NetPolicy::Unrestricted => None,
+            NetPolicy::ProxyOnly {
+                proxy_port,
+                local_ports,
+                ..
+            } => Some(sorted_unique(
+                std::iter::once(*proxy_port).chain(local_ports.iter().copied()),
+            )),
+            NetPolicy::Blocked { connect_ports, .. } => {
+                Some(sorted_unique(connect_ports.iter().copied()))
+            }
+        }
+    }
+
     /// The TCP ports the child may bind, or `None` when binding is unrestricted.
     pub fn bind_ports(&self) -> Option<Vec<u16>> {
         match self {

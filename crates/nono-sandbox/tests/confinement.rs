@@ -69,7 +69,9 @@ fn proxy_only_allows_only_proxy_and_listed_ports() {
     let net = NetPolicy::ProxyOnly {
         proxy_port: port(&proxy),
         connect_ports: vec![port(&direct)],
-        local_ports: vec![],
+        // The direct server is on this machine (127.0.0.1:PORT): a local port too, as the
+        // policy makes it for a direct entry naming this machine.
+        local_ports: vec![port(&direct)],
         bind_ports: vec![bind_ok],
         allow_udp: false,
     };

@@ -150,6 +150,8 @@ struct ChildContext<'a> {
     /// Set for each clone attempt: the child has its own PID/mount namespaces, and a user one.
     namespaces: bool,
     userns: bool,
+    /// Landlock can scope signals (ABI 6).
+    scopes: bool,
     /// `"UID UID 1"` / `"GID GID 1"` for the user namespace.
     uid_map: &'a [u8],
     gid_map: &'a [u8],
@@ -285,6 +287,7 @@ pub(crate) fn spawn(
         root: root.as_ref(),
         namespaces: false,
         userns: false,
+        scopes: inner.plan.scopes,
         uid_map: &uid_map,
         gid_map: &gid_map,
     };
@@ -655,13 +658,65 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
                 0,
                 0,
             );
+            // A Landlock domain of its own that handles no access but scopes signals: the
+            // command and everything it starts cannot signal the init (SIGSTOP would stop its
+            // teardown; in the fallback SIGKILL would end it), while the init still reaches
+            // them (a parent domain may signal nested ones).
+            if ctx.scopes && !scope_signals() {
+                fail(fd, ChildStage::Landlock.code());
+            }
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             libc::execve(ctx.program.as_ptr(), ctx.argv.as_ptr(), ctx.envp.as_ptr());
             fail(fd, STAGE_EXEC)
         }
         // The command reports its own exec failure; the pipe must reach EOF once it execs.
+        // Nothing else of nono's (its listener, the ruleset, runtime descriptors) stays open
+        // in the init either.
         libc::close(fd);
+        let keep = ctx.status_write as libc::c_uint;
+        if keep > 3 {
+            libc::syscall(libc::SYS_close_range, 3u32, keep - 1, 0u32);
+        }
+        libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
         init::run(command as libc::pid_t, ctx.status_write, ctx.namespaces)
+    }
+}
+
+/// `struct landlock_ruleset_attr` (ABI 6 layout).
+#[repr(C)]
+struct RulesetAttr {
+    handled_access_fs: u64,
+    handled_access_net: u64,
+    scoped: u64,
+}
+
+/// `LANDLOCK_SCOPE_SIGNAL`.
+const LANDLOCK_SCOPE_SIGNAL: u64 = 2;
+
+/// Enters a nested Landlock domain that only scopes signals.
+///
+/// # Safety
+/// Async-signal-safe; for the forked command before exec, with no_new_privs set.
+unsafe fn scope_signals() -> bool {
+    let attr = RulesetAttr {
+        handled_access_fs: 0,
+        handled_access_net: 0,
+        scoped: LANDLOCK_SCOPE_SIGNAL,
+    };
+    // SAFETY: a live attribute struct of the size passed; the descriptor is closed below.
+    unsafe {
+        let fd = libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            &attr as *const RulesetAttr,
+            std::mem::size_of::<RulesetAttr>(),
+            0u32,
+        );
+        if fd < 0 {
+            return false;
+        }
+        let ok = libc::syscall(libc::SYS_landlock_restrict_self, fd, 0u32) == 0;
+        libc::close(fd as libc::c_int);
+        ok
     }
 }
 

@@ -145,8 +145,9 @@ fn entries(rules: &[PlannedFsRule]) -> Vec<RootEntry> {
             }
             continue;
         }
+        // The real path: the child refuses to follow any symlink while mounting.
         out.push(RootEntry {
-            path: r.path.clone(),
+            path: std::fs::canonicalize(&r.path).unwrap_or_else(|_| r.path.clone()),
             access: r.access,
             kind: if meta.is_dir() {
                 EntryKind::Dir
@@ -402,15 +403,7 @@ pub(crate) unsafe fn enter(setup: &RootSetup) -> Result<(), (usize, libc::c_int)
                 Step::Symlink { target, path } => {
                     libc::symlink(target.as_ptr(), path.as_ptr()) == 0
                 }
-                Step::Bind { src, dst, attrs } => {
-                    mount(
-                        src.as_ptr(),
-                        dst.as_ptr(),
-                        null,
-                        libc::MS_BIND | libc::MS_REC,
-                        null,
-                    ) && mount_attr(dst.as_ptr(), AT_RECURSIVE, *attrs)
-                }
+                Step::Bind { src, dst, attrs } => bind(src, dst, *attrs),
                 Step::Mount {
                     fstype,
                     dst,
@@ -445,6 +438,92 @@ pub(crate) unsafe fn enter(setup: &RootSetup) -> Result<(), (usize, libc::c_int)
             }
         }
         Ok(())
+    }
+}
+
+/// `open_tree` / `move_mount` flags (linux/mount.h).
+const OPEN_TREE_CLONE: libc::c_uint = 1;
+const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+const MOVE_MOUNT_T_EMPTY_PATH: libc::c_uint = 0x40;
+const SYS_OPEN_TREE: libc::c_long = 428;
+const SYS_MOVE_MOUNT: libc::c_long = 429;
+
+/// `O_PATH` descriptor of `path`, refusing every symlink on the way (`RESOLVE_NO_SYMLINKS`):
+/// another sandbox writing beneath a grant cannot swap a component for a link while this
+/// one mounts it.
+unsafe fn open_no_symlinks(path: &std::ffi::CStr) -> libc::c_int {
+    // SAFETY: open_how is plain data; a NUL-terminated path and a live struct of its size.
+    unsafe {
+        let mut how: libc::open_how = std::mem::zeroed();
+        how.flags = (libc::O_PATH | libc::O_CLOEXEC) as u64;
+        how.resolve = libc::RESOLVE_NO_SYMLINKS;
+        libc::syscall(
+            libc::SYS_openat2,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            &how as *const libc::open_how,
+            std::mem::size_of::<libc::open_how>(),
+        ) as libc::c_int
+    }
+}
+
+/// Recursive bind of `src` at `dst` with `attrs`, through the new mount API: the tree is
+/// cloned from a pinned source, made read-only (or nosuid) while still detached, and moved
+/// onto a pinned target, so no step re-resolves a path.
+unsafe fn bind(src: &std::ffi::CStr, dst: &std::ffi::CStr, attrs: u64) -> bool {
+    // SAFETY: raw system calls on descriptors this function opens and closes, NUL-terminated
+    // strings and a live mount_attr.
+    unsafe {
+        let from = open_no_symlinks(src);
+        if from < 0 {
+            return false;
+        }
+        let tree = libc::syscall(
+            SYS_OPEN_TREE,
+            from,
+            c"".as_ptr(),
+            OPEN_TREE_CLONE
+                | libc::O_CLOEXEC as libc::c_uint
+                | libc::AT_EMPTY_PATH as libc::c_uint
+                | AT_RECURSIVE as libc::c_uint,
+        ) as libc::c_int;
+        let err = errno();
+        libc::close(from);
+        if tree < 0 {
+            *libc::__errno_location() = err;
+            return false;
+        }
+        let attr = MountAttr {
+            attr_set: attrs,
+            attr_clr: 0,
+            propagation: 0,
+            userns_fd: 0,
+        };
+        let to = open_no_symlinks(dst);
+        let ok = to >= 0
+            && libc::syscall(
+                libc::SYS_mount_setattr,
+                tree,
+                c"".as_ptr(),
+                (libc::AT_EMPTY_PATH | AT_RECURSIVE) as libc::c_uint,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            ) == 0
+            && libc::syscall(
+                SYS_MOVE_MOUNT,
+                tree,
+                c"".as_ptr(),
+                to,
+                c"".as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_EMPTY_PATH,
+            ) == 0;
+        let err = errno();
+        libc::close(tree);
+        if to >= 0 {
+            libc::close(to);
+        }
+        *libc::__errno_location() = err;
+        ok
     }
 }
 

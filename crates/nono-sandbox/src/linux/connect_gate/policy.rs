@@ -2,6 +2,8 @@
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use crate::plan::Plan;
 use crate::policy::FsAccess;
@@ -19,6 +21,8 @@ pub(crate) struct GatePolicy {
     tcp_connect_ports: Option<Vec<u16>>,
     /// Of those, the ports allowed towards non-loopback addresses.
     tcp_remote_ports: Vec<u16>,
+    /// And the ports allowed towards loopback and this machine's own addresses.
+    tcp_local_ports: Vec<u16>,
 }
 
 impl GatePolicy {
@@ -46,6 +50,11 @@ impl GatePolicy {
                 .as_ref()
                 .map(|n| n.remote_ports.clone())
                 .unwrap_or_default(),
+            tcp_local_ports: plan
+                .net
+                .as_ref()
+                .map(|n| n.local_ports.clone())
+                .unwrap_or_default(),
         }
     }
 
@@ -60,14 +69,38 @@ impl GatePolicy {
     }
 
     /// Whether a TCP connect to `ip`:`port` is allowed: the port as Landlock would decide for
-    /// the child, and only loopback for ports that are not open towards other hosts.
+    /// the child; loopback and this machine's own addresses only on local ports (the proxy,
+    /// `--open-port`, direct entries naming this machine), other hosts only on the ports of
+    /// direct `host:port` entries.
     pub(super) fn allows_tcp(&self, ip: IpAddr, port: u16) -> bool {
+        self.allows_tcp_with(ip, port, is_interface_address)
+    }
+
+    /// [`GatePolicy::allows_tcp`], with `own` telling this machine's interface addresses
+    /// (`None`: unknown, so the address might be one).
+    fn allows_tcp_with(&self, ip: IpAddr, port: u16, own: impl Fn(IpAddr) -> Option<bool>) -> bool {
         let Some(ports) = &self.tcp_connect_ports else {
             return true;
         };
-        // Linux connects the unspecified address (0.0.0.0, ::) to the local host.
-        let local = is_loopback(ip) || ip.is_unspecified();
-        ports.contains(&port) && (local || self.tcp_remote_ports.contains(&port))
+        if !ports.contains(&port) {
+            return false;
+        }
+        let local_port = self.tcp_local_ports.contains(&port);
+        // Linux connects the unspecified address (0.0.0.0, ::) to the local host. A port
+        // opened towards other hosts (`db.example.com:5432`) does not reach this machine's
+        // own services on it.
+        if is_loopback(ip) || ip.is_unspecified() {
+            return local_port;
+        }
+        let remote_port = self.tcp_remote_ports.contains(&port);
+        // This machine's own addresses reach what listens on every interface: they count as
+        // local, as loopback does.
+        match own(ip) {
+            Some(true) => local_port,
+            Some(false) => remote_port,
+            // Fail closed: without a listing, no address but loopback is known to be safe.
+            None => false,
+        }
     }
 }
 
@@ -97,6 +130,67 @@ pub(super) fn is_loopback(ip: IpAddr) -> bool {
     }
 }
 
+/// How long one listing of this machine's interface addresses is reused: listing costs a
+/// netlink round trip (about 40 µs measured), a connect decision must not; an address added
+/// since counts within this time.
+const INTERFACE_ADDRESSES_TTL: Duration = Duration::from_secs(1);
+
+/// The last listing of interface addresses and when it was taken.
+static INTERFACE_CACHE: RwLock<Option<(Instant, Arc<[IpAddr]>)>> = RwLock::new(None);
+
+/// Whether `ip` (IPv4-mapped spellings as their IPv4) is assigned to one of this machine's
+/// interfaces, by a listing at most [`INTERFACE_ADDRESSES_TTL`] old; `None` when the
+/// interfaces have never been listed successfully. The gate threads list nono's own
+/// namespace: a child in a private one has only loopback, so nothing else of this machine is
+/// reachable from there anyway.
+fn is_interface_address(ip: IpAddr) -> Option<bool> {
+    let ip = canonical(ip);
+    cached_interface_addresses().map(|list| list.contains(&ip))
+}
+
+/// The interface addresses, listed again once the last listing has expired. A failed listing
+/// (say, out of descriptors) keeps the previous one.
+fn cached_interface_addresses() -> Option<Arc<[IpAddr]>> {
+    let previous = match INTERFACE_CACHE.read() {
+        Ok(cache) => match cache.as_ref() {
+            Some((at, list)) if at.elapsed() < INTERFACE_ADDRESSES_TTL => {
+                return Some(list.clone())
+            }
+            other => other.map(|(_, list)| list.clone()),
+        },
+        Err(_) => None,
+    };
+    let Ok(fresh) = interface_addresses() else {
+        return previous;
+    };
+    let fresh: Arc<[IpAddr]> = fresh.into();
+    if let Ok(mut cache) = INTERFACE_CACHE.write() {
+        *cache = Some((Instant::now(), fresh.clone()));
+    }
+    Some(fresh)
+}
+
+/// The addresses of this machine's interfaces, read now.
+fn interface_addresses() -> nix::Result<Vec<IpAddr>> {
+    Ok(nix::ifaddrs::getifaddrs()?
+        .filter_map(|ifa| {
+            let a = ifa.address?;
+            if let Some(v4) = a.as_sockaddr_in() {
+                return Some(IpAddr::V4(v4.ip()));
+            }
+            a.as_sockaddr_in6().map(|v6| canonical(IpAddr::V6(v6.ip())))
+        })
+        .collect())
+}
+
+/// IPv4-mapped IPv6 as its IPv4 address, so both spellings compare equal.
+fn canonical(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        v4 => v4,
+    }
+}
+
 /// The destination of an `AF_INET`/`AF_INET6` address, if it is long enough to hold one.
 pub(super) fn inet_destination(addr: &[u8], family: i32) -> Option<(IpAddr, u16)> {
     // sin_port / sin6_port follow the family, in network order; then sin_addr, or
@@ -122,6 +216,7 @@ mod tests {
             named: vec![(7, 42)],
             tcp_connect_ports: Some(vec![22, 3000, 8080]),
             tcp_remote_ports: vec![22],
+            tcp_local_ports: vec![3000, 8080],
         }
     }
 
@@ -153,6 +248,8 @@ mod tests {
             assert!(p.allows_tcp(ip, 8080), "{ip}");
             assert!(p.allows_tcp(ip, 3000), "{ip}");
             assert!(!p.allows_tcp(ip, 443), "{ip}");
+            // A direct port (towards other hosts) does not reach this machine's services.
+            assert!(!p.allows_tcp(ip, 22), "{ip}");
         }
         for ip in [remote, remote6] {
             assert!(!p.allows_tcp(ip, 8080), "{ip}");
@@ -165,6 +262,55 @@ mod tests {
             ..policy()
         };
         assert!(open.allows_tcp(remote, 443));
+    }
+
+    /// Regression (issue "Containment", item 7): a direct `host:port` entry opened its port
+    /// towards every address, this machine's own interface addresses included, so the child
+    /// reached a local service listening on every interface on that port.
+    #[test]
+    fn bug_direct_ports_reached_this_machines_own_addresses() {
+        let p = policy();
+        let me: IpAddr = "192.0.2.2".parse().unwrap();
+        let me6: IpAddr = "fd00::2".parse().unwrap();
+        let mapped: IpAddr = "::ffff:192.0.2.2".parse().unwrap();
+        let other: IpAddr = "192.0.2.99".parse().unwrap();
+        let own = |ip: IpAddr| Some(canonical(ip) == me || ip == me6);
+        for ip in [me, me6, mapped] {
+            assert!(!p.allows_tcp_with(ip, 22, own), "{ip} on the direct port");
+            // Local ports (the proxy, `--open-port`) reach them, as they reach loopback.
+            assert!(p.allows_tcp_with(ip, 8080, own), "{ip}");
+            assert!(p.allows_tcp_with(ip, 3000, own), "{ip}");
+            assert!(!p.allows_tcp_with(ip, 443, own), "{ip}");
+        }
+        assert!(p.allows_tcp_with(other, 22, own));
+        assert!(!p.allows_tcp_with(other, 8080, own));
+        // Not knowing this machine's addresses, a direct port reaches none but loopback.
+        let unknown = |_| None;
+        assert!(!p.allows_tcp_with(other, 22, unknown));
+        assert!(!p.allows_tcp_with("127.0.0.1".parse().unwrap(), 22, unknown));
+        assert!(p.allows_tcp_with("127.0.0.1".parse().unwrap(), 3000, unknown));
+        let open = GatePolicy {
+            tcp_connect_ports: None,
+            ..policy()
+        };
+        assert!(open.allows_tcp_with(me, 22, own));
+    }
+
+    /// The real listing: every non-loopback address of this machine is refused on the direct
+    /// port and allowed on a local one.
+    #[test]
+    fn this_machines_listed_addresses_are_local() {
+        let p = policy();
+        let locals = interface_addresses().expect("getifaddrs");
+        assert!(locals.iter().any(|a| a.is_loopback()), "{locals:?}");
+        for ip in locals.into_iter().filter(|a| !is_loopback(*a)) {
+            assert_eq!(is_interface_address(ip), Some(true), "{ip}");
+            assert!(!p.allows_tcp(ip, 22), "{ip}");
+            assert!(p.allows_tcp(ip, 8080), "{ip}");
+            if let IpAddr::V4(v4) = ip {
+                assert!(!p.allows_tcp(IpAddr::V6(v4.to_ipv6_mapped()), 22), "{ip}");
+            }
+        }
     }
 
     #[test]
