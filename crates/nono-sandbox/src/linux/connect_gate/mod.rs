@@ -17,8 +17,9 @@
 //!   own socket is never connected to a server it may not reach.
 //! - Abstract UNIX sockets: inside the child's private network namespace only (they belong to
 //!   it); elsewhere Landlock's scope would be judged against nono, so they are refused.
-//! - TCP: Landlock's port rules, plus loopback only for ports that are not open towards other
-//!   hosts (the proxy, `--open-port`). Accepted peers: loopback only.
+//! - TCP: Landlock's port rules; loopback and this machine's own addresses only on local
+//!   ports (the proxy, `--open-port`, direct entries naming this machine), other hosts only
+//!   on the ports of direct `host:port` entries. Accepted peers: loopback only.
 //! - Anything else (UDP, netlink): performed as asked; seccomp limits which sockets exist.
 //!
 //! The gate threads block signals and drop all capabilities (`mod.rs`); `task` holds what the
