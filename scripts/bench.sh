@@ -16,4 +16,5 @@ hyperfine -N --warmup 20 --runs 300 \
   '/bin/true' \
   "$nono run -q --allow-domain example.com -- /bin/true" \
   "$nono run -q --block-net -- /bin/true" \
-  'bwrap --ro-bind / / /bin/true'
+  'bwrap --ro-bind / / /bin/true' \
+  'bwrap --unshare-all --ro-bind / / --dev /dev --proc /proc /bin/true'

@@ -169,10 +169,15 @@ fn secrets() -> Vec<(PathBuf, bool)> {
             continue;
         };
         for e in list.flatten() {
-            let Ok(meta) = std::fs::symlink_metadata(e.path()) else {
+            // d_type and a stat relative to the directory's descriptor: no path walks, this
+            // runs at every start.
+            if e.file_type().map_or(true, |t| t.is_symlink()) {
+                continue;
+            }
+            let Ok(meta) = e.metadata() else {
                 continue;
             };
-            if !meta.file_type().is_symlink() && meta.permissions().mode() & 0o004 == 0 {
+            if meta.permissions().mode() & 0o004 == 0 {
                 out.push((e.path(), meta.is_dir()));
             }
         }
