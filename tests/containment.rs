@@ -732,3 +732,30 @@ fn direct_host_port_entries_do_not_reach_this_machines_own_services() {
     ));
     assert_eq!(out.probe("t0"), "OK", "{}", out.dump());
 }
+
+/// Ctrl-C at the terminal reaches the command (same process group; the sandbox's init does
+/// not swallow it) and nono exits 130, promptly.
+#[test]
+fn ctrl_c_at_the_terminal_ends_the_command() {
+    let harness = format!(
+        r#"
+import pty, os, time
+pid, fd = pty.fork()
+if pid == 0:
+    os.execv("{nono}", ["nono", "run", "-q", "--block-net", "--", "{PY}", "-c", "import time; print('READY', flush=True); time.sleep(30)"])
+buf = b""
+t = time.time()
+while b"READY" not in buf and time.time() - t < 15:
+    buf += os.read(fd, 100)
+t = time.time()
+os.write(fd, b"\x03")
+_, st = os.waitpid(pid, 0)
+print("EXIT", os.waitstatus_to_exitcode(st), "QUICK", time.time() - t < 5, flush=True)
+"#,
+        nono = nono_bin().display()
+    );
+    let mut c = Command::new(PY);
+    c.args(["-c", &harness]);
+    let out = run(c);
+    assert!(out.stdout.contains("EXIT 130 QUICK True"), "{}", out.dump());
+}
