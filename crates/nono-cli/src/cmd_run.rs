@@ -121,6 +121,16 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let (mut child, mut isolated) = spawn_child(&prepared, &spec, isolation, proxy.as_ref(), &rt)?;
     #[cfg(target_os = "linux")]
     {
+        // Without its own mount namespace the sandbox sees the host's /tmp: a profile or
+        // credential source there is as rewritable as one in the working directory. The
+        // child is not released yet; dropping it ends it.
+        if matches!(
+            child.containment(),
+            nono_sandbox::Containment::Fallback { .. }
+        ) {
+            nono_policy::check_self_edit(&resolved, true)
+                .map_err(|e| Failure::usage(e.to_string()))?;
+        }
         let c = child.containment().to_string();
         isolated = if isolated.is_empty() {
             c

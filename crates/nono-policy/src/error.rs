@@ -39,6 +39,23 @@ pub enum PolicyError {
         /// How to fix it.
         hint: String,
     },
+    /// A file that configures the policy lies beneath one of its own read-write grants: the
+    /// sandboxed command could rewrite it and escape on the next run.
+    #[error(
+        "{what} is {file}, beneath the read-write grant {grant}: the sandboxed command could \
+         rewrite it (grant itself `/`, add a command credential) and the next run would obey; \
+         keep it outside every writable grant, e.g. in ~/.config/nono/profiles/ (a user \
+         profile, named with --profile NAME) or a read-only location, or do not grant {grant} \
+         read-write"
+    )]
+    SelfEditable {
+        /// What the file is: the profile, a base profile, a credential source.
+        what: String,
+        /// The file.
+        file: PathBuf,
+        /// The read-write grant it lies beneath.
+        grant: PathBuf,
+    },
     /// `--profile NAME` (or `extends`) names no user or built-in profile.
     #[error("unknown profile \"{name}\"; available: {}", .available.join(", "))]
     UnknownProfile {

@@ -26,6 +26,8 @@
 //! - `proxy_config`: [`proxy_config`], the one function that builds the proxy's
 //!   configuration for both `nono run` and `nono proxy`.
 //! - `sandbox_config`: [`sandbox_policy`], the paths and ports the confined child gets.
+//! - `self_edit`: [`check_self_edit`], refusing a profile or credential source the sandbox
+//!   could rewrite (it lies beneath one of the policy's read-write grants).
 //! - `commands`: what `nono profile ...` and `nono network-profile ...` print.
 //! - `error`: [`PolicyError`].
 #![forbid(unsafe_code)]
@@ -45,6 +47,7 @@ mod raw;
 mod resolve;
 mod resolve_network;
 mod sandbox_config;
+mod self_edit;
 #[cfg(test)]
 mod test_support;
 mod vars;
@@ -68,4 +71,5 @@ pub use policy::{
 pub use proxy_config::{proxy_config, ProxyOptions, ProxySetupError};
 pub use resolve::resolve;
 pub use sandbox_config::{network_isolation, sandbox_policy, NetworkIsolation};
+pub use self_edit::check_self_edit;
 pub use vars::{expand, Env, KNOWN_VARS};

@@ -33,6 +33,9 @@ pub struct ProfileInfo {
     pub source: String,
     /// Every profile merged, bases first, ending with this one.
     pub chain: Vec<String>,
+    /// Every profile file merged (canonical paths), bases first; built-ins are not files.
+    #[serde(skip)]
+    pub files: Vec<PathBuf>,
 }
 
 /// A loaded profile: what it is and its merged layer.
@@ -83,13 +86,15 @@ fn load_root(found: Found, env: &Env, policy: &NetworkPolicy) -> Result<Loaded, 
     };
     let mut stack = Vec::new();
     let mut chain = Vec::new();
-    let (layer, name) = load_found(found, env, policy, &mut stack, &mut chain)?;
+    let mut files = Vec::new();
+    let (layer, name) = load_found(found, env, policy, &mut stack, &mut chain, &mut files)?;
     Ok(Loaded {
         info: ProfileInfo {
             name: name.unwrap_or(fallback_name),
             description: layer.description.clone(),
             source,
             chain,
+            files,
         },
         layer,
     })
@@ -102,6 +107,7 @@ fn load_found(
     policy: &NetworkPolicy,
     stack: &mut Vec<(Source, String)>,
     chain: &mut Vec<String>,
+    files: &mut Vec<PathBuf>,
 ) -> Result<(Layer, Option<String>), PolicyError> {
     let names = |stack: &[(Source, String)], last: &str| {
         stack
@@ -132,12 +138,17 @@ fn load_found(
             }
             other => other,
         })?;
-        let (layer, _) = load_found(parent, env, policy, stack, chain)?;
+        let (layer, _) = load_found(parent, env, policy, stack, chain, files)?;
         base = merge(base, layer);
     }
     stack.pop();
     if !chain.contains(&found.spec) {
         chain.push(found.spec.clone());
+    }
+    if let Source::File(p) = &found.source {
+        if !files.contains(p) {
+            files.push(p.clone());
+        }
     }
     Ok((merge(base, own), raw.meta.name))
 }
