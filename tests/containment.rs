@@ -18,29 +18,6 @@ const PY: &str = "/usr/bin/python3";
 /// The unprivileged user the tests run nono as (`nobody`).
 const NOBODY: u32 = 65534;
 
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    fn dump(&self) -> String {
-        format!(
-            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-
-    fn probe(&self, name: &str) -> &str {
-        let prefix = format!("PROBE {name} ");
-        self.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("probe {name} did not run\n{}", self.dump()))
-    }
-}
-
 /// Who runs nono.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum As {
@@ -77,25 +54,8 @@ fn run(c: Command) -> Out {
     }
 }
 
-const PRELUDE: &str = r#"
-import os, sys, errno, ctypes, struct, socket
-libc = ctypes.CDLL(None, use_errno=True)
-def chk(r):
-    if r == -1:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-    return r
-def probe(name, f):
-    try:
-        f()
-        r = "OK"
-    except OSError as e:
-        r = errno.errorcode.get(e.errno, str(e.errno))
-    print("PROBE", name, r, flush=True)
-"#;
-
 fn py(body: &str) -> String {
-    format!("{PRELUDE}\n{body}")
+    format!("{PROBE_PRELUDE}\n{body}")
 }
 
 /// A directory the unprivileged user may use too.

@@ -24,23 +24,8 @@ const T: Duration = Duration::from_secs(20);
 /// The in-sandbox client; system paths are granted read-only, so it can run.
 const PY: &str = "/usr/bin/python3";
 
-/// Python helpers every probe script starts with: `probe(name, f)` prints
-/// `PROBE name OK` or `PROBE name ERRNO_NAME`; `chk` turns a libc `-1` into `OSError`.
+/// Python helpers every probe script here adds to [`PROBE_PRELUDE`].
 const PRELUDE: &str = r#"
-import os, sys, socket, errno, ctypes, platform, base64
-libc = ctypes.CDLL(None, use_errno=True)
-def chk(r):
-    if r == -1:
-        e = ctypes.get_errno()
-        raise OSError(e, os.strerror(e))
-    return r
-def probe(name, f):
-    try:
-        f()
-        r = "OK"
-    except OSError as e:
-        r = errno.errorcode.get(e.errno, str(e.errno))
-    print("PROBE", name, r, flush=True)
 NR_KEYCTL = {"x86_64": 250, "aarch64": 219}[platform.machine()]
 NR_IO_URING_SETUP = 425
 def connect(host, port):
@@ -61,41 +46,6 @@ def sock(family, ty, proto):
 def proxy_port():
     return int(os.environ["HTTP_PROXY"].rsplit(":", 1)[1])
 "#;
-
-/// Output of one process run.
-struct Out {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Out {
-    /// The result `probe(name, ...)` printed; panics with the whole output if it printed none.
-    fn probe(&self, name: &str) -> &str {
-        let prefix = format!("PROBE {name} ");
-        self.stdout
-            .lines()
-            .find_map(|l| l.strip_prefix(&prefix))
-            .unwrap_or_else(|| panic!("probe {name} did not run\n{}", self.dump()))
-    }
-
-    /// Every probe result, by name.
-    fn probes(&self) -> HashMap<String, String> {
-        self.stdout
-            .lines()
-            .filter_map(|l| l.strip_prefix("PROBE "))
-            .filter_map(|l| l.split_once(' '))
-            .map(|(n, r)| (n.to_string(), r.to_string()))
-            .collect()
-    }
-
-    fn dump(&self) -> String {
-        format!(
-            "exit {}\n--- stdout\n{}\n--- stderr\n{}",
-            self.code, self.stdout, self.stderr
-        )
-    }
-}
 
 /// Runs `cmd` (stdin closed) to completion, killing it after [`T`].
 fn run(cmd: Command) -> Out {
@@ -124,7 +74,7 @@ fn nono(flags: &[&str], cmd: &[&str]) -> Out {
 
 /// The prelude plus `body`, as one `python3 -c` script.
 fn script(body: &str) -> String {
-    format!("{PRELUDE}\n{body}")
+    format!("{PROBE_PRELUDE}{PRELUDE}\n{body}")
 }
 
 /// Runs the probe script `body` with Python inside `nono run FLAGS`.
@@ -634,15 +584,7 @@ fn filesystem_grants_are_enforced() {
         ("hardlink_ro_to_rw", "EXDEV"),
         ("hardlink_within", "OK"),
     ];
-    let got = out.probes();
-    for (name, want) in first_wall {
-        assert_eq!(
-            got.get(name).map(String::as_str),
-            Some(want),
-            "{name}\n{}",
-            out.dump()
-        );
-    }
+    out.expect_probes(&first_wall);
     assert!(!outside.path().join("new.txt").exists());
     std::fs::remove_dir_all(rw_dir.path()).expect("reset");
     std::fs::create_dir(rw_dir.path()).expect("reset");
@@ -683,15 +625,7 @@ fn filesystem_grants_are_enforced() {
         ("hardlink_ro_to_rw", "EXDEV"),
         ("hardlink_within", "OK"),
     ];
-    let got = out.probes();
-    for (name, want) in expect {
-        assert_eq!(
-            got.get(name).map(String::as_str),
-            Some(want),
-            "{name}\n{}",
-            out.dump()
-        );
-    }
+    out.expect_probes(&expect);
     assert!(!outside.path().join("new.txt").exists());
     assert!(!rw_dir.path().join("hard").exists());
     assert!(outside.path().join("secret.txt").exists());

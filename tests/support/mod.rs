@@ -6,6 +6,7 @@
 //! - `echo`: [`EchoServer`], a plain or TLS byte echo;
 //! - `origin`: [`HttpOrigin`], a recording HTTP/1.1 origin;
 //! - `proxy`: [`ProxyProcess`] (`nono proxy --json`), [`raw_request`], [`connect_tunnel`];
+//! - `probe`: [`PROBE_PRELUDE`] for Python escape probes and [`Out`], one run's output;
 //! - `netns`: [`NetNs`], a network namespace with a veth pair for tests that need their own hosts.
 //!
 //! Not every test binary uses every helper, hence the `dead_code` and `unused_imports` allowance.
@@ -15,6 +16,7 @@ mod echo;
 mod listen;
 mod netns;
 mod origin;
+mod probe;
 mod proxy;
 mod tinyproxy;
 mod tls;
@@ -22,6 +24,7 @@ mod tls;
 pub use echo::EchoServer;
 pub use netns::NetNs;
 pub use origin::{HttpOrigin, RecordedRequest};
+pub use probe::{Out, PROBE_PRELUDE};
 pub use proxy::{connect_tunnel, raw_request, ProxyProcess};
 pub use tinyproxy::{Tinyproxy, TINYPROXY_HINT};
 pub use tls::{tls_roundtrip, TestCa};
