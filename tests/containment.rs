@@ -607,7 +607,9 @@ fn tmp_is_private_per_session_unless_the_profile_shares_it() {
     assert!(!leaked_exists, "a private /tmp file reached the host");
 
     // share_tmp: the profile asks for the host's /tmp.
-    let profiles = Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique("share-tmp"));
+    // The profile must lie outside the host's /tmp, which this profile shares read-write
+    // (nono refuses a profile its sandbox could rewrite); the checkout may be under /tmp.
+    let profiles = Path::new("/var/tmp").join(unique("share-tmp"));
     std::fs::create_dir_all(&profiles).expect("mkdir");
     let profile = profiles.join("shared.json");
     std::fs::write(
