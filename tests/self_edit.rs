@@ -36,6 +36,16 @@ fn write(path: &Path, text: &str) {
     std::fs::write(path, text).expect("write");
 }
 
+fn work_real(dir: &TempDir) -> PathBuf {
+    std::fs::canonicalize(dir.path()).expect("canonical")
+}
+
+fn nono_with(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let mut c = Command::new(nono_bin());
+    c.args(args).current_dir(dir).envs(env.iter().copied());
+    run_command(c, T)
+}
+
 #[test]
 fn a_profile_beneath_its_own_writable_grant_is_refused_naming_file_and_grant() {
     let work = TempDir::new("self-edit-work");
@@ -64,6 +74,14 @@ fn a_profile_beneath_its_own_writable_grant_is_refused_naming_file_and_grant() {
         ],
     );
     assert_eq!(code, 125, "{err}");
+    assert!(err.contains(&real.display().to_string()), "{err}");
+    assert!(
+        err.contains(&format!(
+            "beneath the read-write grant {}",
+            work_real(&work).display()
+        )),
+        "{err}"
+    );
     // nono proxy resolves the same way and refuses with its usage code.
     write(&p, r#"{"filesystem": {"allow": ["$WORKDIR"]}}"#);
     let (code, _, err) = nono_in(work.path(), &["proxy", "--profile", "./agent.json"]);
@@ -188,4 +206,110 @@ fn a_user_profile_is_refused_when_its_config_directory_is_granted() {
         .current_dir("/");
     let (code, _, err) = run_command(c, T);
     assert_eq!(code, 0, "{err}");
+}
+
+/// The profile is a symlink in the writable working directory pointing at a safe file: the
+/// target passes a canonical-path check, but the sandbox can re-point the link at a profile it
+/// wrote (granting nothing, with a `cmd://` credential) and the next run would run that
+/// command on the host. The link's own location is what counts.
+#[test]
+fn a_symlinked_profile_in_a_writable_directory_cannot_be_repointed() {
+    let safe = outside_dir("link");
+    let work = TempDir::new("self-edit-link");
+    let target = safe.join("agent.json");
+    write(&target, r#"{"filesystem": {"allow": ["$WORKDIR"]}}"#);
+    let link = work.path().join("agent.json");
+    std::os::unix::fs::symlink(&target, &link).expect("symlink");
+    let pwned = work.path().join("PWNED");
+    let evil = format!(
+        r#"{{"network": {{"credentials": ["svc"], "custom_credentials": {{"svc": {{"upstream": "https://api.example.com", "credential_key": "cmd://touch {}"}}}}}}}}"#,
+        pwned.display()
+    );
+    let attack = format!("printf '%s' '{evil}' > evil.json && ln -sf evil.json agent.json");
+    let (code, _, err) = nono_in(
+        work.path(),
+        &[
+            "run",
+            "--profile",
+            "./agent.json",
+            "--",
+            "sh",
+            "-c",
+            &attack,
+        ],
+    );
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("a symlink on the path of the profile agent"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&work_real(&work).join("agent.json").display().to_string()),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read_link(&link).expect("link"),
+        target,
+        "the link was re-pointed"
+    );
+    // Had the first run been allowed, the second would have run the command on the host.
+    let _ = nono_in(
+        work.path(),
+        &["run", "--profile", "./agent.json", "--", "true"],
+    );
+    assert!(!pwned.exists(), "a cmd:// credential ran on the host");
+    let _ = std::fs::remove_dir_all(&safe);
+}
+
+#[test]
+fn a_cmd_program_found_through_a_writable_path_directory_is_refused() {
+    let safe = outside_dir("path");
+    let work = TempDir::new("self-edit-path");
+    let bin = work.path().join("bin");
+    std::fs::create_dir_all(&bin).expect("mkdir");
+    let p = credential_profile(&safe, "cmd://nono-e2e-getkey --quiet", work.path());
+    let ps = p.display().to_string();
+    // The program does not exist yet: the sandbox could create it in bin/, first on PATH.
+    let path = format!("{}:/usr/bin:/bin", bin.display());
+    let (code, _, err) = nono_with(
+        &safe,
+        &[("PATH", &path)],
+        &["run", "--profile", &ps, "--", "true"],
+    );
+    let _ = std::fs::remove_dir_all(&safe);
+    assert_eq!(code, 125, "{err}");
+    assert!(
+        err.contains("a directory of PATH searched for `nono-e2e-getkey`"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            &work_real(&work)
+                .join("bin/nono-e2e-getkey")
+                .display()
+                .to_string()
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn profile_show_prints_a_self_editable_profile_with_a_warning() {
+    let work = TempDir::new("self-edit-show");
+    write(
+        &work.path().join("agent.json"),
+        r#"{"filesystem": {"allow": ["$WORKDIR"]}}"#,
+    );
+    let (code, out, err) = nono_in(work.path(), &["profile", "show", "./agent.json"]);
+    assert_eq!(code, 0, "{err}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let w = v["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        w.contains("refuse this profile: the profile agent is"),
+        "{out}"
+    );
+    // validate answers for `nono run`: refused, with the usage code.
+    let (code, _, err) = nono_in(work.path(), &["profile", "validate", "agent.json"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("beneath the read-write grant"), "{err}");
 }

@@ -6,11 +6,12 @@ use serde::Serialize;
 
 use crate::builtin;
 use crate::error::PolicyError;
-use crate::load::{load_file, user_profiles, ProfileInfo};
+use crate::load::{load, load_file, user_profiles, ProfileInfo};
 use crate::network_policy::NetworkPolicy;
 use crate::policy::PolicyArgs;
 use crate::raw::parse_profile;
-use crate::resolve::{resolve, resolve_loaded};
+use crate::resolve::{resolve_loaded, resolve_unchecked};
+use crate::self_edit::{lookup_in, problems};
 use crate::vars::Env;
 
 /// One line of `nono profile list`.
@@ -80,14 +81,28 @@ pub fn available_profile_names(env: &Env) -> Vec<String> {
 }
 
 /// `nono profile show NAME`: the fully resolved profile (after `extends` and expansion) as JSON.
+///
+/// A profile that `nono run` would refuse because the sandbox could rewrite it (see
+/// [`crate::check_self_edit`]) is still shown, with the reasons under `"warnings"`: showing it
+/// is harmless, and it is how one finds out what the profile grants.
 pub fn show_profile(name: &str, env: &Env) -> Result<serde_json::Value, PolicyError> {
     let args = PolicyArgs {
         profile: Some(name.to_string()),
         ..PolicyArgs::default()
     };
-    let policy = resolve(&args, env)?;
-    serde_json::to_value(&policy)
-        .map_err(|e| PolicyError::invalid(name, "", format!("cannot serialise: {e}")))
+    let net = NetworkPolicy::builtin()?;
+    let loaded = load(name, env, &net)?;
+    let policy = resolve_unchecked(Some(loaded), &args, env, &net)?;
+    let warnings: Vec<String> = problems(&policy, false, &lookup_in(env))
+        .iter()
+        .map(|e| format!("nono run and nono proxy refuse this profile: {e}"))
+        .collect();
+    let mut v = serde_json::to_value(&policy)
+        .map_err(|e| PolicyError::invalid(name, "", format!("cannot serialise: {e}")))?;
+    if let (false, Some(obj)) = (warnings.is_empty(), v.as_object_mut()) {
+        obj.insert("warnings".into(), serde_json::json!(warnings));
+    }
+    Ok(v)
 }
 
 /// `nono profile validate FILE`: loads the file with its bases and resolves it; any problem is
@@ -170,6 +185,30 @@ mod tests {
         assert!(allow.contains(&env.workdir.display().to_string()));
         assert!(allow.contains(&env.home.join(".claude").display().to_string()));
         assert!(allow.contains(&env.tmpdir.display().to_string()));
+    }
+
+    #[test]
+    fn show_prints_a_self_editable_profile_with_a_warning() {
+        let (_t, env) = env_in("show-self-edit");
+        let p = env.workdir.join("p.json");
+        write(&p, r#"{"filesystem": {"allow": ["$WORKDIR"]}}"#);
+        let v = show_profile(&p.display().to_string(), &env).unwrap();
+        assert_eq!(
+            v["filesystem"]["allow"][0],
+            env.workdir.display().to_string()
+        );
+        let w = v["warnings"][0].as_str().unwrap();
+        assert!(
+            w.starts_with("nono run and nono proxy refuse this profile: the profile p is "),
+            "{w}"
+        );
+        assert!(show_profile("claude-code", &env)
+            .unwrap()
+            .get("warnings")
+            .is_none());
+        // validate answers for `nono run`, so it refuses.
+        let e = validate_profile_file(&p, &env).unwrap_err().to_string();
+        assert!(e.contains("beneath the read-write grant"), "{e}");
     }
 
     #[test]

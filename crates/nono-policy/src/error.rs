@@ -39,14 +39,15 @@ pub enum PolicyError {
         /// How to fix it.
         hint: String,
     },
-    /// A file that configures the policy lies beneath one of its own read-write grants: the
-    /// sandboxed command could rewrite it and escape on the next run.
+    /// A file that configures the policy (or a symlink on its way, or a place a `cmd://`
+    /// program is searched) lies beneath one of its own read-write grants: the sandboxed
+    /// command could rewrite it and escape on the next run or credential refresh.
     #[error(
-        "{what} is {file}, beneath the read-write grant {grant}: the sandboxed command could \
-         rewrite it (grant itself `/`, add a command credential) and the next run would obey; \
-         keep it outside every writable grant, e.g. in ~/.config/nono/profiles/ (a user \
-         profile, named with --profile NAME) or a read-only location, or do not grant {grant} \
-         read-write"
+        "{what} is {file}, beneath the read-write grant {grant}: the sandboxed command could rewrite or \
+         create it (grant itself `/`, add a command credential, replace the program) and nono \
+         would obey outside the sandbox on the next run or credential refresh; keep it outside \
+         every writable grant, e.g. in ~/.config/nono/profiles/ (a user profile, named with \
+         --profile NAME) or a read-only location, or do not grant {grant} read-write"
     )]
     SelfEditable {
         /// What the file is: the profile, a base profile, a credential source.

@@ -27,12 +27,16 @@
 //!   configuration for both `nono run` and `nono proxy`.
 //! - `sandbox_config`: [`sandbox_policy`], the paths and ports the confined child gets.
 //! - `self_edit`: [`check_self_edit`], refusing a profile or credential source the sandbox
-//!   could rewrite (it lies beneath one of the policy's read-write grants).
+//!   could rewrite (it, or a symlink on its way, lies beneath one of the policy's read-write
+//!   grants).
+//! - `command_files`: the files a `cmd://` credential command runs or names (its program,
+//!   the `PATH` directories searched for it, scripts, file arguments).
 //! - `commands`: what `nono profile ...` and `nono network-profile ...` print.
 //! - `error`: [`PolicyError`].
 #![forbid(unsafe_code)]
 
 mod builtin;
+mod command_files;
 mod commands;
 mod credentials;
 mod endpoint;

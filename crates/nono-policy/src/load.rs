@@ -33,7 +33,8 @@ pub struct ProfileInfo {
     pub source: String,
     /// Every profile merged, bases first, ending with this one.
     pub chain: Vec<String>,
-    /// Every profile file merged (canonical paths), bases first; built-ins are not files.
+    /// Every profile file merged, bases first, as it was reached (absolute, symlinks kept, so
+    /// the self-edit check sees links on the way); built-ins are not files.
     #[serde(skip)]
     pub files: Vec<PathBuf>,
 }
@@ -56,6 +57,8 @@ enum Source {
 struct Found {
     /// The name as asked for (for chains and cycles).
     spec: String,
+    /// The file as reached, before canonicalisation (`None` for a built-in).
+    path: Option<PathBuf>,
     source: Source,
     label: String,
     text: String,
@@ -145,7 +148,7 @@ fn load_found(
     if !chain.contains(&found.spec) {
         chain.push(found.spec.clone());
     }
-    if let Source::File(p) = &found.source {
+    if let Some(p) = &found.path {
         if !files.contains(p) {
             files.push(p.clone());
         }
@@ -175,6 +178,7 @@ fn find(spec: &str, env: &Env, from: Option<&Source>) -> Result<Found, PolicyErr
     match builtin::get(spec) {
         Some(text) => Ok(Found {
             spec: spec.to_string(),
+            path: None,
             source: Source::Builtin(spec.to_string()),
             label: builtin::file_label(spec),
             text: text.to_string(),
@@ -196,6 +200,7 @@ fn read_file(spec: &str, path: &Path) -> Result<Found, PolicyError> {
     Ok(Found {
         spec: spec.to_string(),
         label: path.display().to_string(),
+        path: Some(path.to_path_buf()),
         source: Source::File(canonical),
         text,
     })

@@ -12,7 +12,7 @@ use crate::merge::{append, merge};
 use crate::network_policy::NetworkPolicy;
 use crate::policy::{PolicyArgs, ResolvedFs, ResolvedPolicy, Security};
 use crate::resolve_network::{resolve_network, Origin};
-use crate::self_edit::check_self_edit;
+use crate::self_edit::{check, lookup_in};
 use crate::vars::{normalise, Env};
 
 /// Turns the flags and the profile they name into the policy to enforce.
@@ -33,6 +33,20 @@ pub(crate) fn resolve_loaded(
     env: &Env,
     policy: &NetworkPolicy,
 ) -> Result<ResolvedPolicy, PolicyError> {
+    let resolved = resolve_unchecked(loaded, args, env, policy)?;
+    // The sandbox must not be able to rewrite what configures it (checked as the sandbox's
+    // own root will show /tmp; `nono run` checks again if it falls back to the host's).
+    check(&resolved, false, &lookup_in(env))?;
+    Ok(resolved)
+}
+
+/// [`resolve_loaded`] without the self-edit check (`nono profile show` reports it instead).
+pub(crate) fn resolve_unchecked(
+    loaded: Option<Loaded>,
+    args: &PolicyArgs,
+    env: &Env,
+    policy: &NetworkPolicy,
+) -> Result<ResolvedPolicy, PolicyError> {
     let (info, profile_layer) = match loaded {
         Some(l) => (Some(l.info), l.layer),
         None => (None, Layer::default()),
@@ -45,7 +59,7 @@ pub(crate) fn resolve_loaded(
     };
     let network = resolve_network(&merged, policy, &from)?;
     let canon = |list: &[PathBuf]| append(Vec::new(), list.iter().map(|p| canonical(p)).collect());
-    let resolved = ResolvedPolicy {
+    Ok(ResolvedPolicy {
         filesystem: ResolvedFs {
             allow: canon(&merged.allow),
             read: canon(&merged.read),
@@ -56,11 +70,7 @@ pub(crate) fn resolve_loaded(
             wsl2_proxy_policy: merged.wsl2_proxy_policy.unwrap_or_default(),
         },
         profile: info,
-    };
-    // The sandbox must not be able to rewrite what configures it (checked as the sandbox's
-    // own root will show /tmp; `nono run` checks again if it falls back to the host's).
-    check_self_edit(&resolved, false)?;
-    Ok(resolved)
+    })
 }
 
 /// The command line as a layer on top of the profile: lists add, single values override.
