@@ -246,6 +246,7 @@ def matrix(tag, d):
     probe(tag + "_xattr", lambda: os.setxattr(f, "user.nono", b"x"))
     probe(tag + "_acl", lambda: os.setxattr(f, "system.posix_acl_access", acl()))
     probe(tag + "_rmxattr", lambda: os.removexattr(f, "user.keep"))
+    probe(tag + "_chown", lambda: os.chown(f, -1, -1))
     probe(tag + "_stat", lambda: os.stat(f))
     def watch():
         fd = chk(libc.inotify_init1(0))
@@ -322,7 +323,15 @@ fn metadata_body(o: &TempDir, r: &TempDir, w: &TempDir) -> String {
     ))
 }
 
-const OPS: &[&str] = &["chmod", "chmod_dir", "utime", "xattr", "acl", "rmxattr"];
+const OPS: &[&str] = &[
+    "chmod",
+    "chmod_dir",
+    "utime",
+    "xattr",
+    "acl",
+    "rmxattr",
+    "chown",
+];
 
 #[test]
 fn metadata_changes_reach_only_read_write_grants_as_root_and_unprivileged() {

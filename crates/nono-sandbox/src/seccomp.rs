@@ -119,6 +119,11 @@ pub enum Syscall {
     Lremovexattr,
     Fremovexattr,
     Removexattrat,
+    Chown,
+    Fchown,
+    Lchown,
+    Fchownat,
+    FileSetattr,
 }
 
 /// The errno a denied call returns.
@@ -275,7 +280,19 @@ const METADATA: &[Syscall] = &[
     Syscall::Lremovexattr,
     Syscall::Fremovexattr,
     Syscall::Removexattrat,
+    // chown clears setuid/setgid bits and file capabilities even as chown(f, -1, -1), with no
+    // capability, on any file the caller owns; file_setattr (Linux 6.17) sets inode flags.
+    Syscall::Chown,
+    Syscall::Fchown,
+    Syscall::Lchown,
+    Syscall::Fchownat,
+    Syscall::FileSetattr,
 ];
+
+/// `FS_IOC_SETFLAGS` and `FS_IOC_FSSETXATTR`: inode flags (append-only, immutable, noatime...)
+/// set through a descriptor opened for reading.
+const FS_IOC_SETFLAGS: u64 = 0x4008_6602;
+const FS_IOC_FSSETXATTR: u64 = 0x401c_5820;
 
 /// `PRIO_PROCESS` (setpriority) and `IOPRIO_WHO_PROCESS` (ioprio_set).
 const PRIO_PROCESS: u64 = 0;
@@ -310,6 +327,14 @@ pub fn fallback_rules() -> Vec<SyscallRule> {
     ));
     rules.push(deny(Syscall::ProcessMadvise, DenyErrno::Eperm, vec![]));
     rules.extend(METADATA.iter().map(|&s| deny(s, DenyErrno::Eperm, vec![])));
+    rules.push(deny(
+        Syscall::Ioctl,
+        DenyErrno::Eperm,
+        vec![
+            vec![arg(1, ArgCmp::Eq(FS_IOC_SETFLAGS))],
+            vec![arg(1, ArgCmp::Eq(FS_IOC_FSSETXATTR))],
+        ],
+    ));
     rules
 }
 
@@ -519,11 +544,15 @@ mod tests {
         assert!(denied(&rules, Syscall::Setpriority, [0, 0, 5, 0, 0, 0]).is_none());
         assert!(denied(&rules, Syscall::IoprioSet, [1, 0, 0, 0, 0, 0]).is_none());
         assert!(denied(&rules, Syscall::IoprioSet, [2, 0, 0, 0, 0, 0]).is_some());
+        assert!(denied(&rules, Syscall::Ioctl, [3, FS_IOC_SETFLAGS, 0, 0, 0, 0]).is_some());
+        assert!(denied(&rules, Syscall::Ioctl, [3, 0x5401, 0, 0, 0, 0]).is_none());
         for s in [
             Syscall::Fchmodat,
             Syscall::Utimensat,
             Syscall::Fsetxattr,
             Syscall::Fchmod,
+            Syscall::Fchownat,
+            Syscall::Fchown,
         ] {
             assert_eq!(denied(&rules, s, own), Some(DenyErrno::Eperm), "{s:?}");
         }

@@ -16,6 +16,7 @@ const SYS_PROCESS_MADVISE: i64 = 440;
 const SYS_FCHMODAT2: i64 = 452;
 const SYS_SETXATTRAT: i64 = 463;
 const SYS_REMOVEXATTRAT: i64 = 466;
+const SYS_FILE_SETATTR: i64 = 469;
 
 /// The syscall number (`c_long` is `i64` on both supported 64-bit architectures); `None` for
 /// a legacy call this architecture does not have (aarch64 has no `chmod`, `utimes`, ...).
@@ -44,6 +45,15 @@ fn number(syscall: Syscall) -> Option<i64> {
         Syscall::Lremovexattr => libc::SYS_lremovexattr,
         Syscall::Fremovexattr => libc::SYS_fremovexattr,
         Syscall::Removexattrat => SYS_REMOVEXATTRAT,
+        Syscall::Fchown => libc::SYS_fchown,
+        Syscall::Fchownat => libc::SYS_fchownat,
+        Syscall::FileSetattr => SYS_FILE_SETATTR,
+        #[cfg(target_arch = "x86_64")]
+        Syscall::Chown => libc::SYS_chown,
+        #[cfg(target_arch = "x86_64")]
+        Syscall::Lchown => libc::SYS_lchown,
+        #[cfg(not(target_arch = "x86_64"))]
+        Syscall::Chown | Syscall::Lchown => return None,
         #[cfg(target_arch = "x86_64")]
         Syscall::Chmod => libc::SYS_chmod,
         #[cfg(target_arch = "x86_64")]
