@@ -239,10 +239,7 @@ pub(crate) fn spawn(
             inner.masks,
         )?)
     };
-    let uid = nix::unistd::getuid().as_raw();
-    let gid = nix::unistd::getgid().as_raw();
-    let uid_map = format!("{uid} {uid} 1").into_bytes();
-    let gid_map = format!("{gid} {gid} 1").into_bytes();
+    let (uid_map, gid_map) = netns::identity_maps();
     let (status_read, status_write) =
         nix::unistd::pipe2(OFlag::O_CLOEXEC).map_err(os_err("pipe2"))?;
 
@@ -483,11 +480,7 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
             fail(fd, ChildStage::Signals.code());
         }
 
-        if ctx.userns
-            && !(write_file(c"/proc/self/setgroups", b"deny")
-                && write_file(c"/proc/self/uid_map", ctx.uid_map)
-                && write_file(c"/proc/self/gid_map", ctx.gid_map))
-        {
+        if ctx.userns && !netns::write_id_maps(ctx.uid_map, ctx.gid_map) {
             fail(fd, STAGE_ID_MAPS);
         }
         if !ctx.namespaces {
@@ -717,23 +710,6 @@ unsafe fn scope_signals() -> bool {
         let ok = libc::syscall(libc::SYS_landlock_restrict_self, fd, 0u32) == 0;
         libc::close(fd as libc::c_int);
         ok
-    }
-}
-
-/// Writes `data` to the file at `path` (the identity maps of a new user namespace).
-///
-/// # Safety
-/// Async-signal-safe; for the forked child.
-unsafe fn write_file(path: &std::ffi::CStr, data: &[u8]) -> bool {
-    // SAFETY: a NUL-terminated path and a live buffer.
-    unsafe {
-        let fd = libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC);
-        if fd < 0 {
-            return false;
-        }
-        let n = libc::write(fd, data.as_ptr().cast(), data.len());
-        libc::close(fd);
-        n == data.len() as isize
     }
 }
 

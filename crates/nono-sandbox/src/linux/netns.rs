@@ -51,14 +51,23 @@ pub(crate) struct NetnsPlan {
 
 impl NetnsPlan {
     pub(crate) fn new(net: &PrivateNetwork) -> NetnsPlan {
-        let uid = nix::unistd::getuid().as_raw();
-        let gid = nix::unistd::getgid().as_raw();
+        let (uid_map, gid_map) = identity_maps();
         NetnsPlan {
             listener_port: net.loopback_listener_port,
-            uid_map: format!("{uid} {uid} 1").into_bytes(),
-            gid_map: format!("{gid} {gid} 1").into_bytes(),
+            uid_map,
+            gid_map,
         }
     }
+}
+
+/// `"UID UID 1"` and `"GID GID 1"`: a user namespace that maps only our own ids.
+pub(super) fn identity_maps() -> (Vec<u8>, Vec<u8>) {
+    let uid = nix::unistd::getuid().as_raw();
+    let gid = nix::unistd::getgid().as_raw();
+    (
+        format!("{uid} {uid} 1").into_bytes(),
+        format!("{gid} {gid} 1").into_bytes(),
+    )
 }
 
 fn errno() -> libc::c_int {
@@ -78,7 +87,9 @@ pub(crate) unsafe fn setup_in_child(plan: &NetnsPlan, sock: RawFd) -> bool {
     unsafe {
         if libc::unshare(libc::CLONE_NEWNET) != 0 {
             let first = errno();
-            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0 || !map_ids(plan) {
+            if libc::unshare(libc::CLONE_NEWUSER | libc::CLONE_NEWNET) != 0
+                || !write_id_maps(&plan.uid_map, &plan.gid_map)
+            {
                 let e = if first == libc::EPERM { errno() } else { first };
                 send(sock, MSG_UNAVAILABLE, e, -1);
                 return true;
@@ -102,13 +113,16 @@ pub(crate) unsafe fn setup_in_child(plan: &NetnsPlan, sock: RawFd) -> bool {
     }
 }
 
-/// Writes the identity maps of a fresh user namespace (own uid/gid only).
-unsafe fn map_ids(plan: &NetnsPlan) -> bool {
-    // SAFETY: the paths are NUL-terminated literals and the buffers live in `plan`.
+/// Writes the identity maps of a fresh user namespace (see [`identity_maps`]).
+///
+/// # Safety
+/// Async-signal-safe; for the forked child.
+pub(super) unsafe fn write_id_maps(uid_map: &[u8], gid_map: &[u8]) -> bool {
+    // SAFETY: the paths are NUL-terminated literals and the buffers are live.
     unsafe {
         write_file(c"/proc/self/setgroups".as_ptr(), b"deny")
-            && write_file(c"/proc/self/uid_map".as_ptr(), &plan.uid_map)
-            && write_file(c"/proc/self/gid_map".as_ptr(), &plan.gid_map)
+            && write_file(c"/proc/self/uid_map".as_ptr(), uid_map)
+            && write_file(c"/proc/self/gid_map".as_ptr(), gid_map)
     }
 }
 
