@@ -8,6 +8,12 @@
 //! upstream chaining) and TLS-verified against the WebPKI roots plus the route's `tls_ca`.
 //! Redirects are returned to the client, not followed.
 
+pub(crate) mod conn;
+pub mod credential;
+pub mod endpoint;
+pub mod inject;
+pub mod route;
+
 use std::sync::{Arc, Weak};
 
 use http::header::{self, HeaderValue};
@@ -24,9 +30,8 @@ use crate::credential::{Credential, CredentialError};
 use crate::endpoint::{NormalPath, PathError};
 use crate::error::ProxyError;
 use crate::filter::Host;
-use crate::inject;
 use crate::respond::{self, Body};
-use crate::reverse_conn::{ConnectError, RouteConnector};
+use crate::reverse::conn::{ConnectError, RouteConnector};
 use crate::route::{validate_routes, RouteConfig, RouteError};
 use crate::server::{ConnState, Shared};
 
@@ -90,7 +95,7 @@ impl PreparedRoutes {
         validate_routes(configs).map_err(ProxyError::Route)?;
         let mut routes = Vec::new();
         for cfg in configs {
-            let tls = crate::reverse_conn::tls_config(cfg)?;
+            let tls = crate::reverse::conn::tls_config(cfg)?;
             let cred = Arc::new(Credential::new(cfg.source.clone()));
             let error = match cred.get() {
                 Ok(_) => None,
