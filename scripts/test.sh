@@ -10,6 +10,9 @@ command -v tinyproxy >/dev/null 2>&1 || need+=(tinyproxy)
 command -v ip >/dev/null 2>&1 || need+=(iproute2)
 command -v python3 >/dev/null 2>&1 || need+=(python3)
 command -v keyctl >/dev/null 2>&1 || need+=(keyutils)
+# TLS interception tests: git over HTTPS to a local git http-backend, Python requests.
+[ -x /usr/lib/git-core/git-http-backend ] || need+=(git)
+/usr/bin/python3 -c 'import requests' >/dev/null 2>&1 || need+=(python3-requests)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"

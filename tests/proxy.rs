@@ -625,7 +625,8 @@ fn fail_secure_refusals_exit_2_with_one_line() {
         vec!["proxy", "--no-auth", "--listen", "0.0.0.0"],
         vec!["proxy", "--pass", ""],
         vec!["proxy", "--no-auth", "--pass", "x"],
-        vec!["proxy", "--allow-domain", "https://bad.example/path"],
+        vec!["proxy", "--allow-domain", "http://bad.example/path"],
+        vec!["proxy", "--allow-domain", "https://bad.example"],
         vec!["proxy", "--allow-domain", "*.com"],
     ] {
         let (code, stdout, stderr) = run_nono(&args, T);

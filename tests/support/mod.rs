@@ -13,6 +13,9 @@
 #![allow(dead_code, unused_imports)]
 
 mod echo;
+pub mod githttp;
+pub mod h1client;
+pub mod h2origin;
 mod listen;
 mod netns;
 mod origin;
@@ -20,6 +23,7 @@ mod probe;
 mod proxy;
 mod tinyproxy;
 mod tls;
+pub mod websocket;
 
 pub use echo::EchoServer;
 pub use netns::NetNs;

@@ -55,12 +55,18 @@ impl Route {
     /// Through the proxy, the stream is returned once the `200` head has been read. The servers
     /// used here never speak first, so any byte after the head is a protocol error.
     pub async fn open(&self, target_port: u16) -> Result<TcpStream> {
+        self.open_to("127.0.0.1", target_port).await
+    }
+
+    /// Like [`Route::open`], but the CONNECT names `host:target_port`; directly, the stream
+    /// still goes to `127.0.0.1:target_port` (every server here is local).
+    pub async fn open_to(&self, host: &str, target_port: u16) -> Result<TcpStream> {
         match self {
             Route::Direct => connect(target_port).await,
             Route::Proxy { port, auth } => {
                 let mut stream = connect(*port).await?;
                 let request = format!(
-                    "CONNECT 127.0.0.1:{target_port} HTTP/1.1\r\nHost: 127.0.0.1:{target_port}\r\n\
+                    "CONNECT {host}:{target_port} HTTP/1.1\r\nHost: {host}:{target_port}\r\n\
                      Proxy-Authorization: {auth}\r\n\r\n"
                 );
                 stream

@@ -19,6 +19,12 @@ pub struct TlsPair {
 
 /// Generates a CA and a leaf for [`SERVER_NAME`] and `127.0.0.1`.
 pub fn make_pair() -> Result<TlsPair> {
+    make_for(&[SERVER_NAME, "127.0.0.1"]).map(|(pair, _)| pair)
+}
+
+/// Generates a CA and a leaf for `names` (DNS names, wildcards or IPs); returns the configs and
+/// the CA certificate as PEM, for processes outside the bench that must trust it.
+pub fn make_for(names: &[&str]) -> Result<(TlsPair, String)> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
 
     let ca_key = KeyPair::generate().context("generate CA key")?;
@@ -34,8 +40,8 @@ pub fn make_pair() -> Result<TlsPair> {
     let ca = ca_params.self_signed(&ca_key).context("self-sign CA")?;
 
     let leaf_key = KeyPair::generate().context("generate leaf key")?;
-    let leaf_params = CertificateParams::new(vec![SERVER_NAME.to_string(), "127.0.0.1".into()])
-        .context("leaf params")?;
+    let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+    let leaf_params = CertificateParams::new(names).context("leaf params")?;
     let leaf = leaf_params
         .signed_by(&leaf_key, &ca, &ca_key)
         .context("sign leaf")?;
@@ -56,8 +62,9 @@ pub fn make_pair() -> Result<TlsPair> {
         .with_root_certificates(roots)
         .with_no_client_auth();
 
-    Ok(TlsPair {
+    let pair = TlsPair {
         server: Arc::new(server),
         client: Arc::new(client),
-    })
+    };
+    Ok((pair, ca.pem()))
 }

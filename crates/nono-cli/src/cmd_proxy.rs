@@ -128,6 +128,8 @@ fn build_config(args: &ProxyArgs) -> Result<ProxyConfig, Failure> {
         resolver: resolver_from_pins(&args.resolve).map_err(|e| Failure::usage(e.to_string()))?,
         tolerate_unavailable_routes: true,
         upstream_proxy_spec,
+        roots_file: crate::netflags::roots_file(),
+        bundle_parent: None,
     };
     let config = nono_policy::proxy_config(&resolved.network, opts)
         .map_err(|e| Failure::usage(e.to_string()))?;
@@ -167,7 +169,8 @@ pub fn resolver_from_pins(pins: &[String]) -> anyhow::Result<Arc<dyn Resolver>> 
 }
 
 async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
-    let allowed = config.allowed_hosts.clone();
+    let mut allowed = config.allowed_hosts.clone();
+    allowed.extend(config.intercept.url_rules.iter().map(|r| r.to_string()));
     let upstream = config.upstream_proxy.clone();
     let connect_timeout = config.timeouts.connect;
     // Handlers go in before the details are printed: a supervisor that reads the line and
@@ -200,6 +203,8 @@ async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
             "allowed_hosts": allowed,
             "upstream_proxy": upstream.as_ref().map(|u| u.address()),
             "routes": routes,
+            "ca_cert": handle.ca_cert_path().map(|p| p.display().to_string()),
+            "trust_bundle": handle.trust_bundle_path().map(|p| p.display().to_string()),
             "env": env_map,
         });
         writeln!(out, "{obj}")?;
@@ -217,6 +222,14 @@ async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
         }
         if let Some(u) = &upstream {
             writeln!(out, "  upstream proxy: {}", u.address())?;
+        }
+        if let (Some(ca), Some(bundle)) = (handle.ca_cert_path(), handle.trust_bundle_path()) {
+            writeln!(out, "  TLS interception CA: {}", ca.display())?;
+            writeln!(
+                out,
+                "  trust bundle:        {} (system roots + the CA; removed at exit)",
+                bundle.display()
+            )?;
         }
         for r in &routes {
             let state = if r.loaded {

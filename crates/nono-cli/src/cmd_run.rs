@@ -98,7 +98,22 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         std::env::vars_os().filter(|(k, _)| !secret_vars.iter().any(|s| k.as_os_str() == *s));
     let child_env = nono_proxy::env::child_env(parent_env, &add_env);
 
-    let sandbox_policy = nono_policy::sandbox_policy(&resolved, proxy.as_ref().map(|p| p.port()));
+    let mut sandbox_policy =
+        nono_policy::sandbox_policy(&resolved, proxy.as_ref().map(|p| p.port()));
+    // The child reads the interception trust bundle through SSL_CERT_FILE and its twins.
+    if let Some(dir) = proxy.as_ref().and_then(|p| p.trust_bundle_dir()) {
+        sandbox_policy
+            .fs
+            .push(nono_sandbox::FsRule::read(dir.to_path_buf()));
+    }
+    #[cfg(target_os = "macos")]
+    let _keychain = match (
+        args.net.trust_proxy_ca,
+        proxy.as_ref().and_then(|p| p.ca_cert_path()),
+    ) {
+        (true, Some(ca)) => Some(crate::keychain::TrustedCa::add(ca).map_err(nono_err)?),
+        _ => None,
+    };
     let prepared = nono_sandbox::prepare(&sandbox_policy)
         .map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))?;
     let path_var = child_env
@@ -260,6 +275,8 @@ async fn start_proxy(
         resolver: std::sync::Arc::new(nono_proxy::dns::SystemResolver),
         tolerate_unavailable_routes: false,
         upstream_proxy_spec,
+        roots_file: crate::netflags::roots_file(),
+        bundle_parent: None,
     };
     let config = nono_policy::proxy_config(&resolved.network, opts)
         .map_err(|e| Failure::usage(e.to_string()))?;
@@ -342,10 +359,11 @@ fn print_summary(
             },
             Some(h),
         ) => {
-            let hosts = if p.network.allowed_hosts.is_empty() {
+            let n = p.network.allowed_hosts.len() + p.network.url_rules.len();
+            let hosts = if n == 0 {
                 "any host".to_string()
             } else {
-                format!("{} allowed hosts", p.network.allowed_hosts.len())
+                format!("{n} allowed hosts")
             };
             let mut s = format!("proxy on 127.0.0.1:{} ({hosts}", h.port());
             if let Some(np) = &p.network.network_profile {
@@ -363,6 +381,9 @@ fn print_summary(
                 ));
             }
             s.push(')');
+            if h.ca_cert_path().is_some() {
+                s.push_str("; TLS interception for credential routes and URL-scoped entries");
+            }
             if !connect_ports.is_empty() {
                 s.push_str(&format!("; direct TCP ports {connect_ports:?}"));
             }

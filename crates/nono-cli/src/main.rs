@@ -9,6 +9,8 @@ mod cmd_profile;
 mod cmd_proxy;
 mod cmd_run;
 mod exit;
+#[cfg(target_os = "macos")]
+mod keychain;
 mod limits;
 mod logging;
 mod netflags;

@@ -39,6 +39,26 @@ pub struct NetFlags {
     /// exact host or `*.suffix`. Also NONO_UPSTREAM_BYPASS (comma-separated).
     #[arg(long = "upstream-bypass", value_name = "PATTERN")]
     pub upstream_bypass: Vec<String>,
+    /// Days the session's TLS-interception CA is valid (1-365, default 1). Interception
+    /// happens only for credential-route hosts and URL-scoped --allow-domain entries.
+    #[arg(
+        long,
+        value_name = "DAYS",
+        value_parser = clap::value_parser!(u32).range(1..=365),
+        conflicts_with_all = ["proxy_ca_cert", "proxy_ca_key"]
+    )]
+    pub proxy_ca_validity: Option<u32>,
+    /// Use this CA certificate (PEM) for TLS interception instead of a fresh one; needs
+    /// --proxy-ca-key.
+    #[arg(long, value_name = "FILE", requires = "proxy_ca_key")]
+    pub proxy_ca_cert: Option<std::path::PathBuf>,
+    /// The PKCS#8 PEM key of --proxy-ca-cert.
+    #[arg(long, value_name = "FILE", requires = "proxy_ca_cert")]
+    pub proxy_ca_key: Option<std::path::PathBuf>,
+    /// macOS: add the interception CA to the login keychain for the session (removed at
+    /// exit), for clients that ignore SSL_CERT_FILE.
+    #[arg(long)]
+    pub trust_proxy_ca: bool,
 }
 
 /// Whether nono's own command line (before any `--`) carries `--upstream-proxy`: then its
@@ -55,6 +75,14 @@ fn flag_in(args: impl Iterator<Item = std::ffi::OsString>, flag: &str) -> bool {
     })
 }
 
+/// The parent's `SSL_CERT_FILE`, when set: the roots the interception trust bundle starts
+/// from, so a corporate root the user relies on keeps working in the child.
+pub fn roots_file() -> Option<std::path::PathBuf> {
+    std::env::var_os("SSL_CERT_FILE")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+}
+
 impl NetFlags {
     /// The policy arguments, plus the upstream proxy spec as given (it may hold a password,
     /// which stays out of the policy value and reaches only the proxy configuration).
@@ -66,6 +94,11 @@ impl NetFlags {
         &self,
         confines_a_child: bool,
     ) -> Result<(PolicyArgs, Option<Zeroizing<String>>), Failure> {
+        if self.trust_proxy_ca && !cfg!(target_os = "macos") {
+            return Err(Failure::usage(
+                "--trust-proxy-ca is for macOS, whose clients read the keychain; here clients trust the interception CA through SSL_CERT_FILE and the other variables nono sets",
+            ));
+        }
         let mut bypass = self.upstream_bypass.clone();
         if let Ok(list) = std::env::var("NONO_UPSTREAM_BYPASS") {
             bypass.extend(nono_proxy::upstream::split_bypass_list(&list));
@@ -96,6 +129,9 @@ impl NetFlags {
             allow_endpoint: self.allow_endpoint.clone(),
             upstream_proxy: upstream_host,
             upstream_bypass: bypass,
+            proxy_ca_validity: self.proxy_ca_validity,
+            proxy_ca_cert: self.proxy_ca_cert.clone(),
+            proxy_ca_key: self.proxy_ca_key.clone(),
             ..PolicyArgs::default()
         };
         Ok((args, spec))

@@ -65,6 +65,12 @@ pub struct CredentialService {
     /// When non-empty, only these method + path patterns are forwarded.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub endpoint_rules: Vec<EndpointMatch>,
+    /// Method + path patterns refused unless an explicit endpoint rule matches them: the
+    /// endpoints that would let the sandboxed command mint a credential or lasting access
+    /// that outlives the session (SSH/deploy keys, new tokens). Paths are full upstream
+    /// paths, base path included.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deny_endpoints: Vec<EndpointMatch>,
     /// Extra CA certificate (PEM) trusted for the upstream.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls_ca: Option<PathBuf>,
@@ -155,6 +161,11 @@ impl CredentialService {
         for (i, r) in self.endpoint_rules.iter().enumerate() {
             if let Err(m) = EndpointRule::new(&self.name, &r.method, &r.path) {
                 return err(&format!("endpoint_rules[{i}]"), m);
+            }
+        }
+        for (i, r) in self.deny_endpoints.iter().enumerate() {
+            if let Err(m) = EndpointRule::new(&self.name, &r.method, &r.path) {
+                return err(&format!("deny_endpoints[{i}]"), m);
             }
         }
         Ok(())
@@ -425,5 +436,171 @@ mod tests {
         ))
         .validate()
         .unwrap();
+    }
+
+    #[test]
+    fn deny_endpoints_are_validated_like_endpoint_rules() {
+        let base = r#""upstream": "https://a.b", "credential_key": "k""#;
+        let s = svc(&format!(
+            r#"{{{base}, "deny_endpoints": [{{"method": "post", "path": "/v1/keys/**"}}]}}"#
+        ));
+        s.validate().unwrap();
+        assert_eq!(s.deny_endpoints[0].path, "/v1/keys/**");
+        for (rule, why) in [
+            (r#"{"method": "POST", "path": "v1"}"#, "must start with `/`"),
+            (r#"{"method": "P T", "path": "/v1"}"#, "HTTP method"),
+            (
+                r#"{"method": "POST", "path": "/v1/key*"}"#,
+                "whole segments",
+            ),
+            (r#"{"method": "POST", "path": "/v1/../x"}"#, "normalised"),
+        ] {
+            let (k, m) = bad(&format!(
+                r#"{{{base}, "deny_endpoints": [{{"method": "GET", "path": "/ok"}}, {rule}]}}"#
+            ));
+            assert_eq!(k, "deny_endpoints[1]", "{rule}");
+            assert!(m.contains(why), "{rule}: {m}");
+        }
+    }
+
+    /// The routes `nono run` would serve for `credentials` under profile `p` written as `json`.
+    fn routes(
+        test: &str,
+        json: &str,
+        credentials: &[&str],
+    ) -> Result<Vec<nono_proxy::RouteConfig>, String> {
+        use crate::test_support::{args, setup};
+        let (_t, env) = setup(test, &[("p", json)]);
+        let a = crate::PolicyArgs {
+            credential: credentials.iter().map(|c| c.to_string()).collect(),
+            ..args(Some("p"))
+        };
+        let net = crate::resolve(&a, &env).map_err(|e| e.to_string())?.network;
+        let opts = crate::ProxyOptions {
+            bind_addr: std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            bind_port: 0,
+            auth: nono_proxy::AuthConfig::Disabled,
+            max_connections: 0,
+            timeouts: nono_proxy::Timeouts::default(),
+            resolver: std::sync::Arc::new(nono_proxy::dns::SystemResolver),
+            tolerate_unavailable_routes: false,
+            upstream_proxy_spec: None,
+            roots_file: None,
+            bundle_parent: None,
+        };
+        let config = crate::proxy_config(&net, opts).map_err(|e| e.to_string())?;
+        Ok(config.routes)
+    }
+
+    /// What the proxy decides for `method` on `rest` under the route's upstream base path.
+    fn decide(
+        r: &nono_proxy::RouteConfig,
+        method: &str,
+        rest: &str,
+    ) -> Result<(), nono_proxy::endpoint::EndpointDenial> {
+        use nono_proxy::endpoint::{endpoint_decision, NormalPath};
+        let base = NormalPath::parse(r.upstream.path()).unwrap();
+        let full = NormalPath::under(&base, &NormalPath::parse(rest).unwrap());
+        endpoint_decision(&r.endpoint_rules, &r.default_deny, method, &full)
+    }
+
+    #[test]
+    fn builtin_github_and_gitlab_deny_credential_minting_endpoints() {
+        use nono_proxy::endpoint::EndpointDenial::{DefaultDeny, EndpointRule};
+        let rs = routes("deny-builtin", "{}", &["github", "gitlab", "openai"]).unwrap();
+        let route = |n: &str| rs.iter().find(|r| r.name == n).unwrap();
+        let (gh, gl) = (route("github"), route("gitlab"));
+        assert!(route("openai").default_deny.is_empty());
+        assert_eq!(gh.default_deny.len(), 10);
+        assert_eq!(gl.default_deny.len(), 16);
+        // Every listed rule refuses a request spelled from its own glob.
+        for r in [gh, gl] {
+            let base = r.upstream.path().trim_end_matches('/').to_string();
+            for d in &r.default_deny {
+                let rest = d.path_glob.strip_prefix(&base).unwrap();
+                let rest = rest.replace("/**", "/x/y").replace('*', "1");
+                let method = if d.method == "*" { "GET" } else { &d.method };
+                assert_eq!(
+                    decide(r, method, &rest),
+                    Err(DefaultDeny),
+                    "{}: {rest}",
+                    r.name
+                );
+            }
+        }
+        for (m, p) in [
+            ("POST", "/user/keys"),
+            ("POST", "/User//Keys/"),
+            ("POST", "/repos/o/r/keys"),
+            ("PUT", "/authorizations/clients/c"),
+            ("GET", "/authorizations"),
+            ("POST", "/app/installations/7/access_tokens"),
+        ] {
+            assert_eq!(decide(gh, m, p), Err(DefaultDeny), "github {m} {p}");
+        }
+        for (m, p) in [
+            ("GET", "/user/keys"),
+            ("GET", "/repos/o/r/keys"),
+            ("POST", "/repos/o/r/issues"),
+            ("POST", "/repos/o/r/pulls"),
+            ("GET", "/user"),
+        ] {
+            assert_eq!(decide(gh, m, p), Ok(()), "github {m} {p}");
+        }
+        for (m, p) in [
+            ("POST", "/personal_access_tokens/self/rotate"),
+            ("POST", "/user/personal_access_tokens"),
+            ("POST", "/users/5/personal_access_tokens"),
+            ("POST", "/user/keys"),
+            ("POST", "/user/keys.json"),
+            ("POST", "/users/5/keys"),
+            ("POST", "/projects/9/deploy_tokens"),
+            ("POST", "/groups/9/deploy_tokens/"),
+            ("POST", "/projects/9/access_tokens/3/rotate"),
+            ("POST", "/groups/9/access_tokens"),
+        ] {
+            assert_eq!(decide(gl, m, p), Err(DefaultDeny), "gitlab {m} {p}");
+        }
+        for (m, p) in [
+            ("GET", "/user/keys"),
+            ("GET", "/personal_access_tokens/self"),
+            ("POST", "/projects/9/issues"),
+            ("POST", "/projects/9/merge_requests"),
+        ] {
+            assert_eq!(decide(gl, m, p), Ok(()), "gitlab {m} {p}");
+        }
+
+        // An explicit rule re-opens one endpoint and makes the route an allow list.
+        let json = r#"{"network": {"allow_endpoint": ["github:POST:/user/keys"]}}"#;
+        let rs = routes("deny-override", json, &["github"]).unwrap();
+        assert_eq!(decide(&rs[0], "POST", "/user/keys"), Ok(()));
+        assert_eq!(decide(&rs[0], "POST", "/repos/o/r/keys"), Err(EndpointRule));
+    }
+
+    #[test]
+    fn custom_credentials_carry_their_deny_endpoints() {
+        let json = r#"{"network": {"custom_credentials": {"my-api": {
+            "upstream": "https://api.example.com/v2", "credential_key": "env://MY_KEY",
+            "deny_endpoints": [{"method": "*", "path": "/v2/tokens/**"}]}}}}"#;
+        let rs = routes("deny-custom", json, &["my-api"]).unwrap();
+        assert_eq!(rs[0].default_deny.len(), 1);
+        assert_eq!(rs[0].default_deny[0].method, "*");
+        assert!(decide(&rs[0], "DELETE", "/tokens/1").is_err());
+        assert!(decide(&rs[0], "GET", "/items").is_ok());
+
+        let json = r#"{"network": {"custom_credentials": {"my-api": {
+            "upstream": "https://api.example.com", "credential_key": "env://MY_KEY",
+            "deny_endpoints": [{"method": "POST", "path": "tokens"}]}}}}"#;
+        let e = routes("deny-custom-bad", json, &["my-api"]).unwrap_err();
+        assert!(
+            e.contains("network.custom_credentials.my-api.deny_endpoints[0]")
+                && e.contains("must start with `/`"),
+            "{e}"
+        );
+        let json = r#"{"network": {"custom_credentials": {"my-api": {
+            "upstream": "https://api.example.com", "credential_key": "env://MY_KEY",
+            "deny_endpoints": [{"method": "POST", "paths": "/tokens"}]}}}}"#;
+        let e = routes("deny-custom-field", json, &["my-api"]).unwrap_err();
+        assert!(e.contains("paths"), "{e}");
     }
 }

@@ -1,12 +1,13 @@
 //! Endpoint rules: which method + path a credential service may be used for
 //! (`--allow-endpoint SERVICE:METHOD:/path/glob`, `network.allow_endpoint`, and a service's
-//! `endpoint_rules`).
+//! `endpoint_rules`), and the same shape for the endpoints it refuses by default
+//! (a service's `deny_endpoints`).
 
 use serde::{Deserialize, Serialize};
 
 use crate::credentials::check_name;
 
-/// A method + path pattern a credential service may be used for.
+/// A method + path pattern: one entry of a service's `endpoint_rules` or `deny_endpoints`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointMatch {
@@ -57,6 +58,19 @@ impl EndpointRule {
                 "path `{path}` may not contain spaces, control characters, `?` or `#`"
             ));
         }
+        // The proxy's own checks, repeated so a bad glob is refused with its file and key.
+        for seg in path.split('/') {
+            if seg.contains('*') && seg != "*" && seg != "**" {
+                return Err(format!(
+                    "path `{path}`: `*` and `**` must be whole segments, e.g. `/repos/*/issues/**`"
+                ));
+            }
+            if matches!(seg, "." | "..") || seg.contains(['%', '\\']) {
+                return Err(format!(
+                    "path `{path}` must be written normalised: no `.`/`..` segments, `%` or `\\`"
+                ));
+            }
+        }
         Ok(EndpointRule {
             service: service.to_string(),
             method: method.to_ascii_uppercase(),
@@ -91,6 +105,9 @@ mod tests {
             "openai:PO ST:/v1",
             ":GET:/",
             "openai:GET:/a?b",
+            "openai:GET:/v1/chat*",
+            "openai:GET:/v1/../admin",
+            "openai:GET:/v1/%2e",
         ] {
             assert!(EndpointRule::parse(no).is_err(), "{no}");
         }

@@ -50,6 +50,23 @@ pub struct Layer {
     pub wsl2_proxy_policy: Option<Wsl2ProxyPolicy>,
     /// `filesystem.share_tmp`.
     pub share_tmp: Option<bool>,
+    /// Hosts never intercepted, normalised.
+    pub intercept_exclude: Vec<String>,
+    /// The interception CA settings.
+    pub proxy_ca: ProxyCaLayer,
+    /// Extra CA bundle variables.
+    pub ca_env_vars: Vec<String>,
+}
+
+/// The interception CA settings of one layer; resolution checks they fit together.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProxyCaLayer {
+    /// Validity of a generated CA in days.
+    pub validity_days: Option<u32>,
+    /// Existing CA certificate.
+    pub cert: Option<PathBuf>,
+    /// Existing CA key.
+    pub key: Option<PathBuf>,
 }
 
 impl Layer {
@@ -120,6 +137,33 @@ impl Layer {
                 bypass_pattern(b).map_err(|m| bad(format!("network.upstream_bypass[{i}]"), m))
             })
             .collect::<Result<_, _>>()?;
+        let intercept_exclude = net
+            .intercept_exclude
+            .iter()
+            .enumerate()
+            .map(|(i, b)| {
+                bypass_pattern(b).map_err(|m| bad(format!("network.intercept_exclude[{i}]"), m))
+            })
+            .collect::<Result<_, _>>()?;
+        let ca_env_vars = net
+            .ca_env_vars
+            .iter()
+            .enumerate()
+            .map(|(i, v)| env_var_name(v).map_err(|m| bad(format!("network.ca_env_vars[{i}]"), m)))
+            .collect::<Result<_, _>>()?;
+        if let Some(d) = net.proxy_ca.validity_days {
+            check_ca_validity(d).map_err(|m| bad("network.proxy_ca.validity_days".into(), m))?;
+        }
+        let ca_path = |v: &Option<String>, k: &str| {
+            v.as_deref()
+                .map(|p| expand(p, env).map_err(|m| bad(format!("network.proxy_ca.{k}"), m)))
+                .transpose()
+        };
+        let proxy_ca = ProxyCaLayer {
+            validity_days: net.proxy_ca.validity_days,
+            cert: ca_path(&net.proxy_ca.cert, "cert")?,
+            key: ca_path(&net.proxy_ca.key, "key")?,
+        };
         for (key, ports) in [
             ("open_port", &net.open_port),
             ("listen_port", &net.listen_port),
@@ -147,15 +191,48 @@ impl Layer {
             listen_port: net.listen_port.clone(),
             wsl2_proxy_policy: raw.security.wsl2_proxy_policy,
             share_tmp: raw.filesystem.share_tmp,
+            intercept_exclude,
+            proxy_ca,
+            ca_env_vars,
         })
     }
 }
 
-/// An allowed-domain entry, normalised as `HostPattern` displays it.
+/// An allowed-domain entry: a host pattern, normalised as `HostPattern` displays it, or a
+/// URL-scoped entry (`[METHOD ]https://host/path/glob`), checked and kept as written.
 pub fn host_pattern(s: &str) -> Result<String, String> {
+    if nono_proxy::intercept::url_rule::is_url_entry(s) {
+        return nono_proxy::intercept::url_rule::UrlRule::parse(s)
+            .map(|r| r.to_string())
+            .map_err(|e| e.to_string());
+    }
     HostPattern::parse(s)
         .map(|p| p.to_string())
         .map_err(|e| e.to_string())
+}
+
+/// A generated CA's validity: 1 to 365 days.
+pub fn check_ca_validity(days: u32) -> Result<(), String> {
+    let max = nono_proxy::intercept::ca::MAX_CA_VALIDITY_DAYS;
+    if (1..=max).contains(&days) {
+        Ok(())
+    } else {
+        Err(format!("{days} days is out of range: use 1 to {max}"))
+    }
+}
+
+/// An environment variable name: letters, digits and `_`, not starting with a digit.
+pub fn env_var_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && !s.starts_with(|c: char| c.is_ascii_digit())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err(format!(
+            "`{s}` is not a variable name (letters, digits and `_`, not starting with a digit)"
+        ))
+    }
 }
 
 /// An upstream proxy, `host:port` (an `http://` prefix is accepted and dropped).

@@ -6,7 +6,7 @@
 //! child's entry winning; single values (`upstream_proxy`, `wsl2_proxy_policy`, the
 //! description) take the child's when it has one.
 
-use crate::layer::Layer;
+use crate::layer::{Layer, ProxyCaLayer};
 
 /// Merges `child` over `base`.
 pub fn merge(base: Layer, child: Layer) -> Layer {
@@ -32,6 +32,15 @@ pub fn merge(base: Layer, child: Layer) -> Layer {
         listen_port: append(base.listen_port, child.listen_port),
         wsl2_proxy_policy: child.wsl2_proxy_policy.or(base.wsl2_proxy_policy),
         share_tmp: child.share_tmp.or(base.share_tmp),
+        intercept_exclude: append(base.intercept_exclude, child.intercept_exclude),
+        // A child's CA replaces the base's whole: a cert from one layer and a key from
+        // another would never be a pair.
+        proxy_ca: if child.proxy_ca == ProxyCaLayer::default() {
+            base.proxy_ca
+        } else {
+            child.proxy_ca
+        },
+        ca_env_vars: append(base.ca_env_vars, child.ca_env_vars),
     }
 }
 

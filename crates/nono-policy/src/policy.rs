@@ -38,6 +38,12 @@ pub struct PolicyArgs {
     pub read: Vec<PathBuf>,
     /// `--allow-cwd`: the working directory is writable.
     pub allow_cwd: bool,
+    /// `--proxy-ca-validity DAYS`.
+    pub proxy_ca_validity: Option<u32>,
+    /// `--proxy-ca-cert FILE`.
+    pub proxy_ca_cert: Option<PathBuf>,
+    /// `--proxy-ca-key FILE`.
+    pub proxy_ca_key: Option<PathBuf>,
 }
 
 /// The policy the sandbox and the proxy enforce.
@@ -109,6 +115,33 @@ pub struct ResolvedNetwork {
     pub open_ports: Vec<u16>,
     /// Localhost ports open for listen only.
     pub listen_ports: Vec<u16>,
+    /// URL-scoped allow entries (`[METHOD ]https://host/path/glob`): their hosts are
+    /// TLS-intercepted and only matching requests pass.
+    pub url_rules: Vec<String>,
+    /// Hosts never TLS-intercepted.
+    pub intercept_exclude: Vec<String>,
+    /// Where the interception CA comes from.
+    pub proxy_ca: ProxyCa,
+    /// Extra variables pointed at the trust bundle.
+    pub ca_env_vars: Vec<String>,
+}
+
+/// The TLS interception CA.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ProxyCa {
+    /// A fresh CA for the session, valid this many days.
+    Generate {
+        /// Days.
+        validity_days: u32,
+    },
+    /// An existing CA.
+    Files {
+        /// PEM certificate.
+        cert: PathBuf,
+        /// PKCS#8 PEM key.
+        key: PathBuf,
+    },
 }
 
 /// Security options.

@@ -12,7 +12,7 @@ use nono_proxy::{
 use zeroize::Zeroizing;
 
 use crate::credentials::{CredentialService, InjectMode};
-use crate::policy::ResolvedNetwork;
+use crate::policy::{ProxyCa, ResolvedNetwork};
 
 /// Settings that come from the command rather than the policy.
 pub struct ProxyOptions {
@@ -34,6 +34,10 @@ pub struct ProxyOptions {
     /// The upstream proxy as the user gave it on the command line or in the environment,
     /// possibly with `user:password@`; the policy only carries `host:port`.
     pub upstream_proxy_spec: Option<Zeroizing<String>>,
+    /// The roots for the interception trust bundle: the parent's `SSL_CERT_FILE`, when set.
+    pub roots_file: Option<std::path::PathBuf>,
+    /// Where the per-session trust bundle directory goes (`None`: the temporary directory).
+    pub bundle_parent: Option<std::path::PathBuf>,
 }
 
 /// The proxy configuration could not be built from the policy.
@@ -75,6 +79,38 @@ pub fn proxy_config(
         UpstreamProxyConfig::from_options(spec.as_ref().map(|s| s.as_str()), &net.upstream_bypass)?;
     // Hosts reached directly (host:port entries) bypass the proxy in clients.
     let no_proxy = net.direct.iter().map(|d| d.host.clone()).collect();
+    let url_rules = net
+        .url_rules
+        .iter()
+        .map(|r| nono_proxy::intercept::url_rule::UrlRule::parse(r))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| ProxySetupError::Proxy(nono_proxy::ProxyError::Config(e.to_string())))?;
+    let mut ca_env_vars: Vec<String> = nono_proxy::intercept::bundle::DEFAULT_CA_ENV_VARS
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    for v in &net.ca_env_vars {
+        if !ca_env_vars.contains(v) {
+            ca_env_vars.push(v.clone());
+        }
+    }
+    let intercept = nono_proxy::intercept::InterceptConfig {
+        ca: match &net.proxy_ca {
+            ProxyCa::Generate { validity_days } => nono_proxy::intercept::CaSource::Generate {
+                validity_days: *validity_days,
+            },
+            ProxyCa::Files { cert, key } => nono_proxy::intercept::CaSource::Files {
+                cert: cert.clone(),
+                key: key.clone(),
+            },
+        },
+        url_rules,
+        exclude: net.intercept_exclude.clone(),
+        ca_env_vars,
+        roots_file: opts.roots_file.clone(),
+        bundle_parent: opts.bundle_parent.clone(),
+        ..Default::default()
+    };
     let config = ProxyConfig {
         allowed_hosts: net.allowed_hosts.clone(),
         bind_addr: opts.bind_addr,
@@ -87,6 +123,7 @@ pub fn proxy_config(
         routes,
         tolerate_unavailable_routes: opts.tolerate_unavailable_routes,
         upstream_proxy,
+        intercept,
         ..ProxyConfig::default()
     };
     Ok(config)
@@ -134,10 +171,16 @@ fn route_for(
     for r in net.endpoint_rules.iter().filter(|r| r.service == svc.name) {
         rules.push(ProxyEndpointRule::new(&r.method, &r.path).map_err(|e| bad(e.to_string()))?);
     }
+    let default_deny = svc
+        .deny_endpoints
+        .iter()
+        .map(|m| ProxyEndpointRule::new(&m.method, &m.path).map_err(|e| bad(e.to_string())))
+        .collect::<Result<Vec<_>, _>>()?;
     let mut route = RouteConfig::new(&svc.name, upstream, inject, source);
     route.env_var = svc.env_var.clone();
     route.base_url_env = Some(svc.base_url_env_or_default());
     route.endpoint_rules = rules;
+    route.default_deny = default_deny;
     route.tls_ca = svc.tls_ca.clone();
     route.optional = svc.optional;
     route.validate().map_err(|e| bad(e.to_string()))?;

@@ -90,6 +90,27 @@ pub struct RawNetwork {
     /// Localhost ports open for listen only.
     #[serde(default)]
     pub listen_port: Vec<u16>,
+    /// Hosts never TLS-intercepted (certificate-pinned clients): exact or `*.suffix`.
+    #[serde(default)]
+    pub intercept_exclude: Vec<String>,
+    /// The TLS interception CA.
+    #[serde(default)]
+    pub proxy_ca: RawProxyCa,
+    /// Extra variables pointed at the interception trust bundle in the child.
+    #[serde(default)]
+    pub ca_env_vars: Vec<String>,
+}
+
+/// `network.proxy_ca`: a generated CA's validity, or an existing CA's files.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProxyCa {
+    /// Days a generated CA is valid (1-365).
+    pub validity_days: Option<u32>,
+    /// PEM certificate of an existing CA.
+    pub cert: Option<String>,
+    /// PKCS#8 PEM key of that CA.
+    pub key: Option<String>,
 }
 
 /// `security`: options about how strictly to enforce.

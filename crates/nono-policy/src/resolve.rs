@@ -124,6 +124,20 @@ fn cli_layer(args: &PolicyArgs, env: &Env, policy: &NetworkPolicy) -> Result<Lay
         listen_port: args.listen_port.clone(),
         wsl2_proxy_policy: None,
         share_tmp: None,
+        intercept_exclude: Vec::new(),
+        proxy_ca: crate::layer::ProxyCaLayer {
+            validity_days: match args.proxy_ca_validity {
+                Some(d) => {
+                    crate::layer::check_ca_validity(d)
+                        .map_err(|m| flag("--proxy-ca-validity", m))?;
+                    Some(d)
+                }
+                None => None,
+            },
+            cert: args.proxy_ca_cert.as_ref().map(abs),
+            key: args.proxy_ca_key.as_ref().map(abs),
+        },
+        ca_env_vars: Vec::new(),
     })
 }
 

@@ -10,7 +10,7 @@ use crate::layer::Layer;
 use crate::load::ProfileInfo;
 use crate::merge::append;
 use crate::network_policy::NetworkPolicy;
-use crate::policy::{DirectEndpoint, NetworkMode, PolicyArgs, ResolvedNetwork};
+use crate::policy::{DirectEndpoint, NetworkMode, PolicyArgs, ProxyCa, ResolvedNetwork};
 
 /// Where a merged setting came from, for error messages.
 pub(crate) struct Origin<'a> {
@@ -50,9 +50,14 @@ pub(crate) fn resolve_network(
             .map_err(|e| PolicyError::flag("--network-profile", e))?,
         None => Vec::new(),
     };
-    allowed_hosts = append(allowed_hosts, m.allow_domain.clone());
+    let (url_rules, host_entries): (Vec<String>, Vec<String>) = m
+        .allow_domain
+        .iter()
+        .cloned()
+        .partition(|d| nono_proxy::intercept::url_rule::is_url_entry(d));
+    allowed_hosts = append(allowed_hosts, host_entries.clone());
     let mut direct = Vec::new();
-    for d in &m.allow_domain {
+    for d in &host_entries {
         let p = HostPattern::parse(d)
             .map_err(|e| PolicyError::flag("--allow-domain", e.to_string()))?;
         if let Some(port) = p.port {
@@ -185,6 +190,7 @@ pub(crate) fn resolve_network(
         (false, Some(_)) => NetworkMode::Proxy,
         (false, None) => NetworkMode::Unrestricted,
     };
+    let proxy_ca = proxy_ca(m, from)?;
     Ok(ResolvedNetwork {
         mode,
         network_profile,
@@ -196,7 +202,43 @@ pub(crate) fn resolve_network(
         upstream_bypass: m.upstream_bypass.clone(),
         open_ports: m.open_port.clone(),
         listen_ports: m.listen_port.clone(),
+        url_rules,
+        intercept_exclude: m.intercept_exclude.clone(),
+        proxy_ca,
+        ca_env_vars: m.ca_env_vars.clone(),
     })
+}
+
+/// The interception CA: an existing one needs both files and no validity (its own
+/// certificate says how long it is valid); otherwise a fresh one, 1 day by default.
+fn proxy_ca(m: &Layer, from: &Origin<'_>) -> Result<ProxyCa, PolicyError> {
+    let args = from.args;
+    let cli = args.proxy_ca_cert.is_some()
+        || args.proxy_ca_key.is_some()
+        || args.proxy_ca_validity.is_some();
+    let ca = &m.proxy_ca;
+    let err = |msg: &str| {
+        from.error(
+            cli,
+            "--proxy-ca-cert/--proxy-ca-key",
+            "network.proxy_ca",
+            msg.to_string(),
+        )
+    };
+    match (&ca.cert, &ca.key, ca.validity_days) {
+        (Some(_), Some(_), Some(_)) => Err(err(
+            "an existing CA (cert and key) conflicts with a validity: the certificate sets its own; drop the validity",
+        )),
+        (Some(cert), Some(key), None) => Ok(ProxyCa::Files {
+            cert: cert.clone(),
+            key: key.clone(),
+        }),
+        (Some(_), None, _) => Err(err("the CA certificate is given without its key; give both")),
+        (None, Some(_), _) => Err(err("the CA key is given without its certificate; give both")),
+        (None, None, days) => Ok(ProxyCa::Generate {
+            validity_days: days.unwrap_or(1),
+        }),
+    }
 }
 
 #[cfg(test)]

@@ -19,6 +19,8 @@ pub enum Mode {
     Forward,
     /// Credential-injecting reverse proxy route.
     Reverse,
+    /// A request inside an intercepted (TLS-terminated) CONNECT tunnel.
+    Intercept,
 }
 
 impl Mode {
@@ -27,6 +29,7 @@ impl Mode {
             Mode::Connect => "CONNECT",
             Mode::Forward => "FORWARD",
             Mode::Reverse => "REVERSE",
+            Mode::Intercept => "INTERCEPT",
         }
     }
 }
@@ -122,7 +125,9 @@ impl AuditLog {
     /// Records and logs an event.
     pub fn record(&self, ev: AuditEvent) {
         let what = match (&ev.method, ev.mode) {
-            (Some(m), Mode::Forward | Mode::Reverse) => format!("{} {m}", ev.mode.label()),
+            (Some(m), Mode::Forward | Mode::Reverse | Mode::Intercept) => {
+                format!("{} {m}", ev.mode.label())
+            }
             _ => ev.mode.label().to_string(),
         };
         let path = ev.path.as_deref().unwrap_or("");

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::dns::{Resolver, SystemResolver};
+use crate::intercept::InterceptConfig;
 use crate::route::RouteConfig;
 use crate::token::SessionToken;
 use crate::upstream::UpstreamProxyConfig;
@@ -79,6 +80,8 @@ pub struct ProxyConfig {
     /// Serve a route whose credential cannot be loaded with 503 `credential_unavailable`
     /// instead of failing start-up (`nono proxy` sets it; `nono run` does not).
     pub tolerate_unavailable_routes: bool,
+    /// TLS interception (used only when a route or URL-scoped entry needs it).
+    pub intercept: InterceptConfig,
 }
 
 impl Default for ProxyConfig {
@@ -96,6 +99,7 @@ impl Default for ProxyConfig {
             upstream_proxy: None,
             routes: Vec::new(),
             tolerate_unavailable_routes: false,
+            intercept: InterceptConfig::default(),
         }
     }
 }
@@ -117,6 +121,7 @@ impl std::fmt::Debug for ProxyConfig {
                 "tolerate_unavailable_routes",
                 &self.tolerate_unavailable_routes,
             )
+            .field("intercept", &self.intercept)
             .finish_non_exhaustive()
     }
 }

@@ -14,6 +14,8 @@
 //!   [`credential`] (sources held in `Zeroizing`), [`endpoint`] (path normalisation and
 //!   endpoint rules), [`inject`] (phantom tokens, injection, response scrubbing) and its pooled,
 //!   TLS-verified upstream connections.
+//! - [`intercept`]: TLS interception for credential-route hosts and URL-scoped allow entries
+//!   — the session CA, the leaf cache, the trust bundle, the inner HTTP/1.1 and HTTP/2 server.
 //! - [`upstream`]: chaining through an upstream (corporate) proxy.
 //! - At the top: [`server`] (listener, connection cap, dispatch, shutdown), [`audit`],
 //!   [`token`], [`env`] (the variables a client needs), [`config`], [`error`].
@@ -25,11 +27,13 @@ pub mod config;
 pub mod env;
 pub mod error;
 mod forward;
+pub mod intercept;
 mod respond;
 pub mod reverse;
 pub mod server;
 pub mod token;
 mod tunnel;
+mod upgrade;
 pub mod upstream;
 
 // Each module stays reachable at the crate root, where callers have always found it.

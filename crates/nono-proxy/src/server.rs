@@ -24,6 +24,8 @@ use crate::error::ProxyError;
 use crate::filter::{Host, HostFilter};
 use crate::forward::CachedUpstream;
 use crate::gate::{Gate, Refusal};
+use crate::intercept::bundle::TrustBundle;
+use crate::intercept::Interceptor;
 use crate::preauth::{Unauthenticated, Waiting, MAX_UNAUTHENTICATED, UNAUTHENTICATED_TIMEOUT};
 use crate::respond::{self, Body};
 use crate::reverse::{PreparedRoutes, RouteStatus, RouteTable};
@@ -52,10 +54,14 @@ pub(crate) struct Shared {
     route_gate: Gate,
     /// Credential routes.
     routes: Arc<RouteTable>,
+    /// TLS interception, when something needs it.
+    intercept: Option<Interceptor>,
     /// The `max_connections` slots, taken by connections that have authenticated.
     limit: Option<Arc<Semaphore>>,
     /// Connections that have not authenticated yet.
     waiting: Arc<Waiting>,
+    /// The listening port (also of listeners added inside a sandbox's namespace).
+    listen_port: u16,
 }
 
 /// Per-client-connection state.
@@ -146,6 +152,33 @@ impl Shared {
         &self.routes
     }
 
+    /// TLS interception, when configured.
+    pub(crate) fn interceptor(&self) -> Option<&Interceptor> {
+        self.intercept.as_ref()
+    }
+
+    /// Whether a CONNECT to `host:port` is intercepted.
+    pub(crate) fn intercepts(&self, host: &Host, port: u16) -> bool {
+        self.intercept
+            .as_ref()
+            .is_some_and(|i| i.intercepts(&self.routes, host, port))
+    }
+
+    /// How long a client may take to send a request head (or a TLS ClientHello).
+    pub(crate) fn header_read_timeout(&self) -> Duration {
+        self.timeouts.header_read
+    }
+
+    /// The port the proxy listens on.
+    pub(crate) fn listen_port(&self) -> u16 {
+        self.listen_port
+    }
+
+    /// Largest request head accepted.
+    pub(crate) fn max_header_bytes(&self) -> usize {
+        self.max_header_bytes
+    }
+
     /// The session token, when auth is on (accepted in `X-Nono-Token` on routes).
     pub(crate) fn session_token(&self) -> Option<&SessionToken> {
         match &self.auth {
@@ -158,7 +191,7 @@ impl Shared {
     fn gate_for(&self, mode: Mode) -> &Gate {
         match mode {
             Mode::Reverse => &self.route_gate,
-            Mode::Connect | Mode::Forward => &self.gate,
+            Mode::Connect | Mode::Forward | Mode::Intercept => &self.gate,
         }
     }
 
@@ -349,6 +382,10 @@ pub struct ProxyHandle {
     routes: Arc<RouteTable>,
     /// What another accept loop needs (see [`ProxyHandle::add_listener`]).
     extra: ExtraListenerState,
+    /// The interception trust bundle, removed when the handle goes.
+    bundle: Option<TrustBundle>,
+    /// Variables pointed at the bundle.
+    ca_env_vars: Vec<String>,
 }
 
 /// Shared state for additional listeners.
@@ -413,13 +450,39 @@ impl ProxyHandle {
         )
     }
 
-    /// The variables a client needs (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`, twins, token).
+    /// The variables a client needs (`HTTP_PROXY`, `HTTPS_PROXY`, `NO_PROXY`, twins, token,
+    /// and with interception the CA variables pointing at the trust bundle).
     pub fn env_vars(&self) -> Vec<(String, String)> {
-        env::client_env(
+        let mut v = env::client_env(
             &self.url(),
             self.token.as_ref().map(|t| t.expose()),
             &self.no_proxy,
-        )
+        );
+        if let Some(b) = &self.bundle {
+            let path = b.bundle_path().display().to_string();
+            v.extend(self.ca_env_vars.iter().map(|k| (k.clone(), path.clone())));
+        }
+        v
+    }
+
+    /// The interception CA certificate (PEM file), when something is intercepted.
+    pub fn ca_cert_path(&self) -> Option<&std::path::Path> {
+        self.bundle.as_ref().map(|b| b.ca_path())
+    }
+
+    /// The trust bundle (system roots + the CA), when something is intercepted.
+    pub fn trust_bundle_path(&self) -> Option<&std::path::Path> {
+        self.bundle.as_ref().map(|b| b.bundle_path())
+    }
+
+    /// The per-session directory holding both, for a sandbox to be granted read access.
+    pub fn trust_bundle_dir(&self) -> Option<&std::path::Path> {
+        self.bundle.as_ref().map(|b| b.dir())
+    }
+
+    /// Leaf certificate cache `(hits, misses)`, when something is intercepted.
+    pub fn leaf_cache_stats(&self) -> Option<(u64, u64)> {
+        self.extra.shared.interceptor().map(|i| i.leaves().stats())
     }
 
     /// Per credential route: `<base_url_env>=http://HOST:PORT/<name>` and
@@ -448,6 +511,7 @@ impl ProxyHandle {
         // Ends as soon as every connection is gone (recv yields None), at the latest after
         // the grace period.
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.done_rx.recv()).await;
+        drop(self.bundle.take());
     }
 }
 
@@ -481,7 +545,12 @@ fn serve_on(listener: TcpListener, config: ProxyConfig) -> Result<ProxyHandle, P
             "authentication cannot be disabled on the non-loopback address {addr}: any host that can reach it could use the proxy"
         )));
     }
-    let filter = HostFilter::new(&config.allowed_hosts)?;
+    // URL-scoped entries are allow entries too: their hosts join the allowlist (so an
+    // allowlist of only such entries admits only their hosts, never every host), and the
+    // path rules are enforced inside the interception.
+    let mut patterns = config.allowed_hosts.clone();
+    patterns.extend(Interceptor::gate_patterns(&config.intercept));
+    let filter = HostFilter::new(&patterns)?;
     let gate = Gate::new(
         filter,
         Some(addr),
@@ -500,6 +569,25 @@ fn serve_on(listener: TcpListener, config: ProxyConfig) -> Result<ProxyHandle, P
         config.resolver.clone(),
         config.timeouts.connect,
     );
+    let intercept_cfg = &config.intercept;
+    let (interceptor, bundle) = if Interceptor::needed(intercept_cfg, &config.routes) {
+        let prepared = Interceptor::prepare(intercept_cfg, &config.routes)?;
+        let parent = intercept_cfg
+            .bundle_parent
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        let bundle = TrustBundle::write(&parent, &prepared.roots, &prepared.ca_pem)
+            .map_err(|e| ProxyError::Config(e.to_string()))?;
+        if prepared.roots.path.is_none() {
+            tracing::warn!(
+                "no system CA bundle found; the trust bundle {} holds only the proxy CA, so tunnelled HTTPS clients that use it will not trust other hosts (set SSL_CERT_FILE to your roots)",
+                bundle.bundle_path().display()
+            );
+        }
+        (Some(prepared.interceptor), Some(bundle))
+    } else {
+        (None, None)
+    };
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let (tracker, done_rx) = mpsc::channel(1);
     let audit = Arc::new(AuditLog::new());
@@ -527,14 +615,17 @@ fn serve_on(listener: TcpListener, config: ProxyConfig) -> Result<ProxyHandle, P
             upstream,
             route_gate,
             routes: Arc::new(routes),
+            intercept: interceptor,
             limit,
             waiting: Waiting::new(MAX_UNAUTHENTICATED, UNAUTHENTICATED_TIMEOUT),
+            listen_port: addr.port(),
         }
     });
     if let Some(e) = table_error {
         return Err(ProxyError::Route(e));
     }
     let routes = shared.routes.clone();
+    let shared_for_env = shared.clone();
     let no_proxy: Vec<String> = config
         .no_proxy
         .iter()
@@ -554,14 +645,36 @@ fn serve_on(listener: TcpListener, config: ProxyConfig) -> Result<ProxyHandle, P
     Ok(ProxyHandle {
         addr,
         token,
-        no_proxy: env::no_proxy_value(&no_proxy),
+        no_proxy: without_intercepted(&env::no_proxy_value(&no_proxy), &shared_for_env),
         audit,
         shutdown_tx,
         done_rx,
         accept_task,
         routes,
         extra,
+        bundle,
+        ca_env_vars: config.intercept.ca_env_vars.clone(),
     })
+}
+
+/// `NO_PROXY` without entries naming an intercepted host: a client must send those through
+/// the proxy, even when they are this machine (`localhost`).
+fn without_intercepted(no_proxy: &str, shared: &Shared) -> String {
+    no_proxy
+        .split(',')
+        .filter(|e| {
+            let Ok(h) = Host::parse(e.trim()) else {
+                return true;
+            };
+            let intercepted = shared
+                .routes
+                .hosts_intercepted(shared)
+                .any(|r| crate::intercept::url_rule::same_host(r, &h))
+                || shared.interceptor().is_some_and(|i| i.has_url_rules_on(&h));
+            !intercepted
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Refuses limits the runtime cannot represent (checked before binding).

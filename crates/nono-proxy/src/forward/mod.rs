@@ -94,6 +94,42 @@ pub(crate) async fn handle(
             )
         }
     };
+    if host.is_local() && port == shared.listen_port() {
+        // The proxy's own local URLs (credential routes), asked for through the proxy by a
+        // client whose NO_PROXY no longer lists loopback (a route or URL-scoped entry is
+        // there): served as if asked for directly, phantom checks and all.
+        let mut req = req;
+        let origin_form = req
+            .uri()
+            .path_and_query()
+            .cloned()
+            .map(|pq| Uri::builder().path_and_query(pq).build());
+        return match origin_form {
+            Some(Ok(u)) => {
+                *req.uri_mut() = u;
+                crate::reverse::handle(req, shared, conn).await
+            }
+            _ => refuse(
+                &authority,
+                port,
+                StatusCode::BAD_REQUEST,
+                "malformed_target",
+            ),
+        };
+    }
+    // Path-scoped hosts are checked inside intercepted TLS only; plain HTTP to them would
+    // skip the path rules.
+    let path_scoped = shared
+        .interceptor()
+        .is_some_and(|i| i.url_rules_for(&host, port).next().is_some());
+    if path_scoped {
+        return refuse(
+            &host.to_string(),
+            port,
+            StatusCode::FORBIDDEN,
+            "url_rules_need_https",
+        );
+    }
     if shared.is_route_host(&host) {
         return refuse(
             &host.to_string(),

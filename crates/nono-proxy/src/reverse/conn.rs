@@ -95,6 +95,8 @@ pub(crate) struct RouteConnector {
     host: Host,
     port: u16,
     tls: Option<(TlsConnector, ServerName<'static>)>,
+    /// Whose admission applies and how refusals are audited.
+    mode: Mode,
 }
 
 impl RouteConnector {
@@ -105,6 +107,7 @@ impl RouteConnector {
         port: u16,
         tls: Option<Arc<ClientConfig>>,
         host_str: &str,
+        mode: Mode,
     ) -> Result<RouteConnector, String> {
         let tls = match tls {
             None => None,
@@ -120,6 +123,7 @@ impl RouteConnector {
             host,
             port,
             tls,
+            mode,
         })
     }
 }
@@ -140,7 +144,7 @@ impl tower_service::Service<Uri> for RouteConnector {
         Box::pin(async move {
             let shared = this.shared.upgrade().ok_or(ConnectError::ShuttingDown)?;
             let tcp = match shared
-                .open_upstream(&this.host, this.port, Mode::Reverse, None)
+                .open_upstream(&this.host, this.port, this.mode, None)
                 .await
             {
                 Ok(s) => s,
@@ -155,13 +159,14 @@ impl tower_service::Service<Uri> for RouteConnector {
             };
             drop(shared);
             match this.tls {
-                None => Ok(UpstreamIo(TokioIo::new(Stream::Plain(tcp)))),
+                None => Ok(UpstreamIo(TokioIo::new(Stream::Plain(tcp)), false)),
                 Some((connector, name)) => {
                     let tls = connector
                         .connect(name, tcp)
                         .await
                         .map_err(ConnectError::Tls)?;
-                    Ok(UpstreamIo(TokioIo::new(Stream::Tls(Box::new(tls)))))
+                    let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
+                    Ok(UpstreamIo(TokioIo::new(Stream::Tls(Box::new(tls))), h2))
                 }
             }
         })
@@ -214,12 +219,17 @@ impl AsyncWrite for Stream {
     }
 }
 
-/// The connection type the pooled client holds.
-pub(crate) struct UpstreamIo(TokioIo<Stream>);
+/// The connection type the pooled client holds, and whether ALPN chose HTTP/2.
+pub(crate) struct UpstreamIo(TokioIo<Stream>, bool);
 
 impl Connection for UpstreamIo {
     fn connected(&self) -> Connected {
-        Connected::new()
+        let c = Connected::new();
+        if self.1 {
+            c.negotiated_h2()
+        } else {
+            c
+        }
     }
 }
 

@@ -6,6 +6,9 @@
 //! parameters (`..;`), so no spelling of a path can reach the upstream
 //! as something an endpoint rule did not see. Rules and the upstream request both use the
 //! normalised form.
+//!
+//! [`endpoint_decision`] combines a route's explicit rules (an allow list) with its default
+//! deny rules (endpoints that mint credentials, which explicit rules can re-open).
 
 use std::fmt;
 
@@ -207,20 +210,106 @@ impl EndpointRule {
             .filter(|s| !s.is_empty())
             .collect();
         let segs: Vec<&str> = path.segments.iter().map(String::as_str).collect();
-        glob_match(&glob, &segs)
+        glob_match(&glob, &segs, exact_segment)
+    }
+
+    /// Like [`EndpointRule::matches`], but a literal segment also matches in any letter case
+    /// and with a `.suffix` or `;params` tail (`Keys`, `keys.json`, `keys;x`). Used for deny
+    /// rules only, where matching too much fails closed: GitHub routes paths
+    /// case-insensitively and GitLab's API accepts a `.json` format suffix.
+    fn matches_loosely(&self, method: &str, path: &NormalPath) -> bool {
+        if self.method != "*" && !self.method.eq_ignore_ascii_case(method) {
+            return false;
+        }
+        let glob: Vec<&str> = self
+            .path_glob
+            .split('/')
+            .filter(|s| !s.is_empty())
+            .collect();
+        let segs: Vec<&str> = path.segments.iter().map(String::as_str).collect();
+        glob_match(&glob, &segs, loose_segment)
     }
 }
 
-/// Segment-wise glob match; `**` backtracks over zero or more segments.
-fn glob_match(glob: &[&str], segs: &[&str]) -> bool {
+/// Why [`endpoint_decision`] refused a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, thiserror::Error)]
+#[non_exhaustive]
+pub enum EndpointDenial {
+    /// The route has explicit endpoint rules and none matches.
+    #[error("the request matches none of the route's endpoint rules")]
+    EndpointRule,
+    /// A default deny rule matches (an endpoint that mints credentials or lasting access) and
+    /// no explicit endpoint rule re-opens it.
+    #[error("the endpoint is denied by default for this service; allow it with an explicit endpoint rule")]
+    DefaultDeny,
+}
+
+impl EndpointDenial {
+    /// Stable machine-readable reason for 403 bodies and audit events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndpointDenial::EndpointRule => "endpoint_rule",
+            EndpointDenial::DefaultDeny => "endpoint_default_deny",
+        }
+    }
+}
+
+/// Decides whether a request may use a route, from the route's explicit `rules`
+/// ([`RouteConfig::endpoint_rules`](crate::route::RouteConfig::endpoint_rules)) and its
+/// `default_deny` rules ([`RouteConfig::default_deny`](crate::route::RouteConfig::default_deny)).
+///
+/// `method` is the request method as sent; `path` is the full normalised upstream path, i.e.
+/// the route's base joined with the request's rest (`NormalPath::under(&base, &rest)`, which
+/// includes `/api/v4` for GitLab). Call it wherever a route's request is about to be forwarded
+/// (the reverse proxy and intercepted TLS alike) and refuse with 403 and
+/// [`EndpointDenial::as_str`] on `Err`.
+///
+/// In order: an explicit rule that matches allows the request, even if a default deny rule
+/// matches too (that is how a user re-opens a denied endpoint); otherwise non-empty explicit
+/// rules refuse it ([`EndpointDenial::EndpointRule`]); otherwise a matching default deny rule
+/// refuses it ([`EndpointDenial::DefaultDeny`]); otherwise it is allowed. Explicit rules match
+/// segments exactly; default deny rules match loosely (any case, `.json`/`;x` tails).
+pub fn endpoint_decision(
+    rules: &[EndpointRule],
+    default_deny: &[EndpointRule],
+    method: &str,
+    path: &NormalPath,
+) -> Result<(), EndpointDenial> {
+    if rules.iter().any(|r| r.matches(method, path)) {
+        return Ok(());
+    }
+    if !rules.is_empty() {
+        return Err(EndpointDenial::EndpointRule);
+    }
+    if default_deny.iter().any(|r| r.matches_loosely(method, path)) {
+        return Err(EndpointDenial::DefaultDeny);
+    }
+    Ok(())
+}
+
+/// Segment-wise glob match; `**` backtracks over zero or more segments, `*` is any one
+/// segment and a literal is compared with `same`.
+fn glob_match(glob: &[&str], segs: &[&str], same: fn(&str, &str) -> bool) -> bool {
     match glob.split_first() {
         None => segs.is_empty(),
-        Some((&"**", rest)) => (0..=segs.len()).any(|skip| glob_match(rest, &segs[skip..])),
+        Some((&"**", rest)) => (0..=segs.len()).any(|skip| glob_match(rest, &segs[skip..], same)),
         Some((g, rest)) => match segs.split_first() {
-            Some((s, srest)) => (*g == "*" || g == s) && glob_match(rest, srest),
+            Some((s, srest)) => (*g == "*" || same(g, s)) && glob_match(rest, srest, same),
             None => false,
         },
     }
+}
+
+fn exact_segment(glob: &str, seg: &str) -> bool {
+    glob == seg
+}
+
+/// `seg` is `glob` in any ASCII case, optionally followed by `.` or `;` and anything.
+fn loose_segment(glob: &str, seg: &str) -> bool {
+    let (g, s) = (glob.as_bytes(), seg.as_bytes());
+    s.get(..g.len())
+        .is_some_and(|head| head.eq_ignore_ascii_case(g))
+        && matches!(s.get(g.len()), None | Some(b'.' | b';'))
 }
 
 #[cfg(test)]
@@ -348,5 +437,133 @@ mod tests {
         // Parameters on ordinary segments are data.
         assert!(NormalPath::parse("/a/b;c=1/d").is_ok());
         assert!(NormalPath::parse("/a/...;x").is_ok());
+    }
+
+    fn github_deny() -> Vec<EndpointRule> {
+        vec![
+            rule("POST", "/user/keys"),
+            rule("*", "/authorizations/**"),
+            rule("POST", "/repos/*/*/keys"),
+        ]
+    }
+
+    #[test]
+    fn default_deny_refuses_only_when_no_explicit_rules_exist() {
+        let deny = github_deny();
+        let decide =
+            |rules: &[EndpointRule], m: &str, p: &str| endpoint_decision(rules, &deny, m, &path(p));
+        assert_eq!(
+            decide(&[], "POST", "/user/keys"),
+            Err(EndpointDenial::DefaultDeny)
+        );
+        assert_eq!(decide(&[], "GET", "/user/keys"), Ok(()));
+        assert_eq!(decide(&[], "POST", "/user/repos"), Ok(()));
+        assert_eq!(
+            decide(&[], "POST", "/repos/o/r/keys"),
+            Err(EndpointDenial::DefaultDeny)
+        );
+        assert_eq!(decide(&[], "POST", "/repos/o/r/issues"), Ok(()));
+        // Method `*` and `/**` also cover the bare prefix.
+        for (m, p) in [
+            ("GET", "/authorizations"),
+            ("PUT", "/authorizations/clients/x"),
+            ("delete", "/authorizations/1"),
+        ] {
+            assert_eq!(
+                decide(&[], m, p),
+                Err(EndpointDenial::DefaultDeny),
+                "{m} {p}"
+            );
+        }
+        // No default deny at all: everything passes.
+        assert_eq!(
+            endpoint_decision(&[], &[], "POST", &path("/user/keys")),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn an_explicit_rule_overrides_a_default_deny() {
+        let deny = github_deny();
+        let rules = [rule("POST", "/user/keys"), rule("GET", "/repos/**")];
+        let decide = |m: &str, p: &str| endpoint_decision(&rules, &deny, m, &path(p));
+        assert_eq!(decide("POST", "/user/keys"), Ok(()));
+        assert_eq!(decide("GET", "/repos/o/r"), Ok(()));
+        // Explicit rules are an allow list: the rest is refused as `endpoint_rule`, default
+        // denied or not.
+        assert_eq!(
+            decide("POST", "/user/repos"),
+            Err(EndpointDenial::EndpointRule)
+        );
+        assert_eq!(
+            decide("POST", "/repos/o/r/keys"),
+            Err(EndpointDenial::EndpointRule)
+        );
+        assert_eq!(EndpointDenial::EndpointRule.as_str(), "endpoint_rule");
+        assert_eq!(
+            EndpointDenial::DefaultDeny.as_str(),
+            "endpoint_default_deny"
+        );
+    }
+
+    #[test]
+    fn default_deny_survives_every_spelling_of_the_path() {
+        let deny = github_deny();
+        for p in [
+            "/user//keys",
+            "/user/./keys",
+            "//user/keys/",
+            "/user/x/../keys",
+            "/user/%6beys",
+            "/USER/keys",
+            "/User/Keys",
+            "/user/keys.json",
+            "/user/keys;x=1",
+            "/Repos/o/r/KEYS",
+            "/AUTHORIZATIONS",
+        ] {
+            assert_eq!(
+                endpoint_decision(&[], &deny, "POST", &path(p)),
+                Err(EndpointDenial::DefaultDeny),
+                "{p}"
+            );
+        }
+        for p in ["/user/keysx", "/user/key", "/users/keys", "/user/keys/1/x"] {
+            assert_eq!(
+                endpoint_decision(&[], &deny, "POST", &path(p)),
+                Ok(()),
+                "{p}"
+            );
+        }
+    }
+
+    #[test]
+    fn explicit_rules_stay_case_sensitive() {
+        // Loosening an allow rule would forward what its author did not write.
+        let rules = [rule("POST", "/user/keys")];
+        let deny = github_deny();
+        assert_eq!(
+            endpoint_decision(&rules, &deny, "POST", &path("/User/Keys")),
+            Err(EndpointDenial::EndpointRule)
+        );
+        assert_eq!(
+            endpoint_decision(&rules, &deny, "post", &path("/user//keys/")),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn default_deny_on_a_base_path_route_sees_the_full_path() {
+        let deny = [rule("POST", "/api/v4/user/keys")];
+        let base = path("/api/v4");
+        let full = NormalPath::under(&base, &path("/user/./keys"));
+        assert_eq!(
+            endpoint_decision(&[], &deny, "POST", &full),
+            Err(EndpointDenial::DefaultDeny)
+        );
+        assert_eq!(
+            endpoint_decision(&[], &deny, "POST", &path("/user/keys")),
+            Ok(())
+        );
     }
 }

@@ -175,97 +175,337 @@ fn locate_phantom(path: &str, pattern: &str, phantom: &str) -> Option<(usize, us
 /// Shortest credential [`scrub_response_headers`] looks for.
 pub const SCRUB_MIN_LEN: usize = 8;
 
-/// Replaces, in every response header, each spelling of `secret` with `phantom`: every byte
-/// of it as is or percent-encoded (either hex case, any mix; `+` for a space), so an upstream
-/// that echoes the request URL (a redirect's `Location`, a `Link` for the next page) in
-/// whatever encoding cannot hand the client the real credential.
+/// Fewest base64 characters, fixed by the secret's bits alone, worth searching for: shorter
+/// runs turn up by chance in ordinary base64. A secret of [`SCRUB_MIN_LEN`] bytes gives ten.
+const BASE64_MIN_CORE: usize = 8;
+
+/// Replaces, in every response header, each spelling of `secret` with `phantom`, so an
+/// upstream that echoes the credential back (a redirect's `Location`, a `Link` for the next
+/// page, a `WWW-Authenticate` or debug header quoting the request) cannot hand the client the
+/// real credential. The spellings caught:
+///
+/// - **Byte by byte**, each byte in any of these forms, mixed freely: as itself, an ASCII
+///   letter in either case; `%XX` (either hex case); `+` for a space; a JSON string escape,
+///   `\/`, `\"`, `\\`, `\b`, `\f`, `\n`, `\r`, `\t`, or `\uXXXX` (either hex case) for an
+///   ASCII byte. So percent-encoded, JSON-escaped, upper- and lower-cased echoes all match.
+/// - **Whole**, ASCII case ignored: the secret as is, query-encoded and path-encoded as the
+///   inject modes send it. These catch a secret whose own text holds an escape of `%` or `\`
+///   (`%25`, `\\`, `\u005c`), which the byte reading takes for the escaped byte.
+/// - **Base64**, standard or URL-safe alphabet, padded or not, with the secret at any byte
+///   offset of the encoded data (`Basic base64(user:secret)` among them). The characters that
+///   depend on the secret's bits alone are searched for, case kept, each also as `%XX` or a
+///   JSON escape; the whole run of base64 characters around them, trailing `=` included, is
+///   replaced, because its edge characters carry some of the secret's bits.
+///
+/// Where two spellings overlap, the union is replaced, so no fragment of either survives.
+/// Letters match in either case, so text that differs from the secret only in case is
+/// replaced too, as is base64 differing only in the few bits of the secret's first and last
+/// byte that its partial edge characters hold; that costs a header substring, never the secret.
+///
+/// Not caught: nested encodings (percent-encoded JSON, double percent-encoding, base64 of a
+/// case-changed or escaped secret), `\u` escapes of non-ASCII characters, other encodings
+/// (hex, base32, HTML entities), a secret split across values or headers, and a secret whose
+/// text holds `%25`, `\\` or `\u005c` spelled neither whole nor fully byte by byte.
 ///
 /// Secrets shorter than [`SCRUB_MIN_LEN`] are left alone: text that short turns up in
-/// ordinary headers, and no real API key is that short.
+/// ordinary headers, and no real API key is that short. A value that no longer forms a header
+/// value once scrubbed is dropped; values without the secret are kept as they were.
 pub fn scrub_response_headers(headers: &mut HeaderMap, secret: &str, phantom: &str) {
     if secret.len() < SCRUB_MIN_LEN {
         return;
     }
-    // The exact spellings the inject modes send, for secrets the per-byte reading cannot
-    // match in one pass (one holding `%`, say, sent as `%25`).
     let exact: Vec<Zeroizing<String>> = vec![
         Zeroizing::new(secret.to_string()),
         Zeroizing::new(utf8_percent_encode(secret, QUERY_VALUE).to_string()),
         Zeroizing::new(crate::endpoint::encode_segment(secret)),
     ];
-    let secret = Spellings {
-        bytes: secret.as_bytes(),
-        exact: &exact,
-    };
+    let base64 = base64_cores(secret.as_bytes());
+    let secret = Spellings::new(secret.as_bytes(), &exact, &base64);
     let names: Vec<HeaderName> = headers.keys().cloned().collect();
     for name in names {
         let values: Vec<HeaderValue> = headers.get_all(&name).iter().cloned().collect();
-        if !values
+        let cleaned: Vec<Option<Zeroizing<Vec<u8>>>> = values
             .iter()
-            .any(|v| find_spelled(v.as_bytes(), &secret, 0).is_some())
-        {
+            .map(|v| scrubbed(v.as_bytes(), &secret, phantom))
+            .collect();
+        if cleaned.iter().all(Option::is_none) {
             continue;
         }
         headers.remove(&name);
-        for v in values {
-            let mut clean = Zeroizing::new(Vec::with_capacity(v.len()));
-            let bytes = v.as_bytes();
-            let mut from = 0;
-            while let Some((start, end)) = find_spelled(bytes, &secret, from) {
-                clean.extend_from_slice(&bytes[from..start]);
-                clean.extend_from_slice(phantom.as_bytes());
-                from = end;
-            }
-            clean.extend_from_slice(&bytes[from..]);
+        for (v, clean) in values.into_iter().zip(cleaned) {
+            let Some(clean) = clean else {
+                headers.append(name.clone(), v);
+                continue;
+            };
             match HeaderValue::from_bytes(&clean) {
-                Ok(v) => headers.append(name.clone(), v),
+                Ok(mut new) => {
+                    new.set_sensitive(v.is_sensitive());
+                    headers.append(name.clone(), new);
+                }
                 // Not representable any more: drop it rather than pass the secret on.
                 Err(_) => continue,
-            };
+            }
         }
     }
 }
 
-/// A secret to find: its bytes, and the exact spellings the inject modes send.
+/// A secret to find: its bytes, the exact spellings the inject modes send, and the base64
+/// characters fixed by its bits (see [`base64_cores`]).
 struct Spellings<'a> {
     bytes: &'a [u8],
     exact: &'a [Zeroizing<String>],
+    base64: &'a [Zeroizing<Vec<u8>>],
+    /// Bytes any spelling can start with: most positions of a header fail this one lookup,
+    /// which keeps the scrub cheap on the responses that hold no secret.
+    first: [bool; 256],
 }
 
-/// The first `(start, end)` at or after `from` where `value` spells the secret: each byte as
-/// itself or as `%XX` (hex in either case, preferred where it decodes to the byte), a space
-/// also as `+`; or one of the exact spellings.
+impl<'a> Spellings<'a> {
+    fn new(
+        bytes: &'a [u8],
+        exact: &'a [Zeroizing<String>],
+        base64: &'a [Zeroizing<Vec<u8>>],
+    ) -> Self {
+        let mut first = [false; 256];
+        let mut mark = |b: u8| {
+            first[usize::from(b.to_ascii_lowercase())] = true;
+            first[usize::from(b.to_ascii_uppercase())] = true;
+        };
+        // Escapes, and `+` for a space, stand for any first byte.
+        for b in [b'%', b'\\', b'+'] {
+            mark(b);
+        }
+        let firsts = exact
+            .iter()
+            .map(|e| e.as_bytes())
+            .chain(base64.iter().map(|c| c.as_slice()));
+        for spelled in std::iter::once(bytes).chain(firsts) {
+            if let Some(&b) = spelled.first() {
+                mark(b);
+            }
+        }
+        Spellings {
+            bytes,
+            exact,
+            base64,
+            first,
+        }
+    }
+}
+
+/// For each offset of the secret in base64'd data (mod 3) and each alphabet, the characters
+/// that depend on the secret's bits alone. The character at either end also carries bits of
+/// whatever surrounds the secret, so it differs from one message to the next.
+fn base64_cores(secret: &[u8]) -> Vec<Zeroizing<Vec<u8>>> {
+    let mut cores: Vec<Zeroizing<Vec<u8>>> = Vec::with_capacity(6);
+    for lead in 0..3 {
+        // Sized up front so no reallocation leaves an unzeroed copy behind.
+        let mut data = Zeroizing::new(Vec::with_capacity(lead + secret.len()));
+        data.resize(lead, 0);
+        data.extend_from_slice(secret);
+        let text = Zeroizing::new(
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(data.as_slice()),
+        );
+        // Character i holds bits 6i..6i+6, the secret bits 8*lead..8*(lead+len).
+        let first = (8 * lead).div_ceil(6);
+        let last = 8 * (lead + secret.len()) / 6;
+        let Some(core) = text.as_bytes().get(first..last) else {
+            continue;
+        };
+        if core.len() < BASE64_MIN_CORE {
+            continue;
+        }
+        let url_safe = core.iter().map(|&c| match c {
+            b'+' => b'-',
+            b'/' => b'_',
+            c => c,
+        });
+        for spelled in [
+            Zeroizing::new(core.to_vec()),
+            Zeroizing::new(url_safe.collect()),
+        ] {
+            if !cores.iter().any(|c| c.as_slice() == spelled.as_slice()) {
+                cores.push(spelled);
+            }
+        }
+    }
+    cores
+}
+
+/// `value` with every spelling of the secret replaced by `phantom`, or `None` if it holds none.
+fn scrubbed(value: &[u8], secret: &Spellings<'_>, phantom: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let mut found = Some(find_spelled(value, secret, 0)?);
+    let mut clean = Zeroizing::new(Vec::with_capacity(value.len() + phantom.len()));
+    let mut from = 0;
+    while let Some((start, end)) = found {
+        clean.extend_from_slice(&value[from..start]);
+        clean.extend_from_slice(phantom.as_bytes());
+        from = end;
+        found = find_spelled(value, secret, from);
+    }
+    clean.extend_from_slice(&value[from..]);
+    Some(clean)
+}
+
+/// The first range at or after `from` to replace: a spelling read from the leftmost position
+/// that has one, widened over every spelling that starts inside it.
 fn find_spelled(value: &[u8], secret: &Spellings<'_>, from: usize) -> Option<(usize, usize)> {
-    (from..value.len()).find_map(|start| {
-        per_byte(value, secret.bytes, start).or_else(|| {
-            secret.exact.iter().find_map(|e| {
-                let e = e.as_bytes();
-                value
-                    .get(start..)
-                    .is_some_and(|rest| rest.starts_with(e))
-                    .then_some((start, start + e.len()))
-            })
-        })
-    })
+    let mut run = None;
+    let (at, (start, mut end)) = (from..value.len())
+        .find_map(|at| spelled_at(value, secret, at, from, &mut run).map(|range| (at, range)))?;
+    // An overlapping spelling would otherwise survive in part past `end`. Each position is
+    // still read once, here instead of by the caller's next search.
+    let mut inner = at + 1;
+    while inner < end {
+        if let Some((_, e)) = spelled_at(value, secret, inner, inner, &mut run) {
+            end = end.max(e);
+        }
+        inner += 1;
+    }
+    Some((start, end))
 }
 
-/// The end of `secret` read byte by byte from `value[start..]`, if it is there.
-fn per_byte(value: &[u8], secret: &[u8], start: usize) -> Option<(usize, usize)> {
+/// The range to replace for the spellings read from `value[at..]`, if any: for base64, the
+/// enclosing run, not reaching back before `floor`. `run` remembers the last run's extent,
+/// so that further matches inside one long run do not rescan it.
+fn spelled_at(
+    value: &[u8],
+    secret: &Spellings<'_>,
+    at: usize,
+    floor: usize,
+    run: &mut Option<(usize, usize)>,
+) -> Option<(usize, usize)> {
+    if !value.get(at).is_some_and(|&b| secret.first[usize::from(b)]) {
+        return None;
+    }
+    let widen = |hit: Option<(usize, usize)>, (s, e): (usize, usize)| {
+        Some(hit.map_or((s, e), |(hs, he)| (hs.min(s), he.max(e))))
+    };
+    let mut hit = per_byte(value, secret.bytes, at, true).map(|end| (at, end));
+    for e in secret.exact {
+        let e = e.as_bytes();
+        if value
+            .get(at..at + e.len())
+            .is_some_and(|w| w.eq_ignore_ascii_case(e))
+        {
+            hit = widen(hit, (at, at + e.len()));
+        }
+    }
+    let core_end = secret
+        .base64
+        .iter()
+        .find_map(|core| per_byte(value, core, at, false));
+    if let Some(core_end) = core_end {
+        let end = match *run {
+            Some((s, e)) if s <= at && core_end <= e => e,
+            _ => {
+                let e = run_end(value, core_end);
+                *run = Some((at, e));
+                e
+            }
+        };
+        hit = widen(hit, (run_start(value, at, floor), end));
+    }
+    hit
+}
+
+/// The end of `want` read byte by byte from `value[start..]`, if it is there: each byte as
+/// itself (either case for a letter if `fold`), escaped (see [`escape`]; preferred where it
+/// stands for the byte), or `+` for a space.
+fn per_byte(value: &[u8], want: &[u8], start: usize, fold: bool) -> Option<usize> {
     let mut at = start;
-    for &want in secret {
-        at = match value.get(at..) {
-            Some([b'%', hi, lo, ..]) if hex_pair(*hi, *lo) == Some(want) => at + 3,
-            Some([b, ..]) if *b == want => at + 1,
-            Some([b'+', ..]) if want == b' ' => at + 1,
+    for &w in want {
+        let rest = value.get(at..)?;
+        let same = |b: u8| b == w || (fold && b.eq_ignore_ascii_case(&w));
+        at += match (escape(rest), rest.first()) {
+            (Some((b, len)), _) if same(b) => len,
+            (_, Some(&b)) if same(b) => 1,
+            (_, Some(b'+')) if w == b' ' => 1,
             _ => return None,
         };
     }
-    Some((start, at))
+    Some(at)
+}
+
+/// The byte an escape at the start of `rest` stands for, and the escape's length: `%XX`, or a
+/// JSON string escape (`\uXXXX` for an ASCII byte, `\/`, `\"`, `\\`, `\b`, `\f`, `\n`, `\r`,
+/// `\t`).
+fn escape(rest: &[u8]) -> Option<(u8, usize)> {
+    match rest {
+        [b'%', hi, lo, ..] => Some((hex_pair(*hi, *lo)?, 3)),
+        [b'\\', b'u', a, b, c, d, ..] => {
+            let byte = hex_pair(*c, *d)?;
+            (hex_pair(*a, *b)? == 0 && byte.is_ascii()).then_some((byte, 6))
+        }
+        [b'\\', c, ..] => {
+            let byte = match c {
+                b'/' | b'"' | b'\\' => *c,
+                b'b' => 0x08,
+                b'f' => 0x0c,
+                b'n' => b'\n',
+                b'r' => b'\r',
+                b't' => b'\t',
+                _ => return None,
+            };
+            Some((byte, 2))
+        }
+        _ => None,
+    }
 }
 
 fn hex_pair(hi: u8, lo: u8) -> Option<u8> {
     let digit = |c: u8| (c as char).to_digit(16);
     u8::try_from(digit(hi)? * 16 + digit(lo)?).ok()
+}
+
+/// Either base64 alphabet, padding aside.
+fn is_base64(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'-' | b'_')
+}
+
+/// The base64 character or `=` at the start of `rest`, as itself or escaped, and its length.
+fn base64_unit(rest: &[u8]) -> Option<(u8, usize)> {
+    let (c, len) = escape(rest).or_else(|| rest.first().map(|&c| (c, 1)))?;
+    (is_base64(c) || c == b'=').then_some((c, len))
+}
+
+/// Where the run of base64 characters that ends at `at` begins, not before `floor`. `=` stops
+/// it: padding ends an encoding, so what precedes it holds none of the secret's bits.
+fn run_start(value: &[u8], mut at: usize, floor: usize) -> usize {
+    'unit: while at > floor {
+        for len in [6, 3, 2, 1] {
+            let Some(unit) = at
+                .checked_sub(len)
+                .filter(|&s| s >= floor)
+                .and_then(|s| value.get(s..at))
+            else {
+                continue;
+            };
+            if base64_unit(unit).is_some_and(|(c, l)| l == len && c != b'=') {
+                at -= len;
+                continue 'unit;
+            }
+        }
+        break;
+    }
+    at
+}
+
+/// Where the run of base64 characters from `at` ends, at most two `=` of padding included.
+fn run_end(value: &[u8], mut at: usize) -> usize {
+    let mut pads = 0;
+    while let Some((c, len)) = value.get(at..).and_then(base64_unit) {
+        if c == b'=' {
+            if pads == 2 {
+                break;
+            }
+            pads += 1;
+        } else if pads > 0 {
+            break;
+        }
+        at += len;
+    }
+    at
 }
 
 fn sensitive(value: &str) -> Result<HeaderValue, InjectError> {
@@ -663,5 +903,362 @@ mod tests {
         let mut h = headers(&[("location", "https://elsewhere.invalid/")]);
         scrub_response_headers(&mut h, "s", PH);
         assert_eq!(h.get("location").unwrap(), "https://elsewhere.invalid/");
+    }
+
+    use base64::engine::general_purpose::{STANDARD, STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    use base64::engine::GeneralPurpose;
+    use rand::{Rng, SeedableRng};
+
+    /// A secret whose base64 has both `+` and `/`, and which holds JSON-escaped bytes.
+    const B64_SECRET: &str = "sk~~~?>?>real\"/\\key";
+    const ENGINES: [(&str, &GeneralPurpose); 4] = [
+        ("standard", &STANDARD),
+        ("standard unpadded", &STANDARD_NO_PAD),
+        ("url-safe", &URL_SAFE),
+        ("url-safe unpadded", &URL_SAFE_NO_PAD),
+    ];
+
+    /// `value` in an `x-echo` header after scrubbing `secret`, `None` if it was dropped.
+    fn scrub_one(value: &[u8], secret: &str) -> Option<Vec<u8>> {
+        let mut h = HeaderMap::new();
+        h.append("x-echo", HeaderValue::from_bytes(value).unwrap());
+        scrub_response_headers(&mut h, secret, PH);
+        h.get("x-echo").map(|v| v.as_bytes().to_vec())
+    }
+
+    fn scrub_str(value: &str, secret: &str) -> String {
+        String::from_utf8(scrub_one(value.as_bytes(), secret).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn base64_of_the_secret_is_replaced_at_every_alignment() {
+        let std = STANDARD.encode(B64_SECRET);
+        assert!(std.contains('+') && std.contains('/'), "{std}");
+        for lead in ["", "a", "ab", "abc", "user:"] {
+            for trail in ["", "x", "xy", "xyz"] {
+                let data = format!("{lead}{B64_SECRET}{trail}");
+                for (engine_name, engine) in ENGINES {
+                    let token = engine.encode(&data);
+                    let value = format!("Basic realm=\"api\", echo={token}; next");
+                    assert_eq!(
+                        scrub_str(&value, B64_SECRET),
+                        format!("Basic realm=\"api\", echo={PH}; next"),
+                        "{engine_name} {data:?}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn basic_auth_echoed_by_the_upstream_is_replaced() {
+        for secret in ["ghp_realtoken1", "ghp_realtoken12", "ghp_realtoken123"] {
+            let basic = format!("Basic {}", STANDARD.encode(format!("git:{secret}")));
+            for value in [
+                format!("Basic realm=\"{basic}\""),
+                format!("{{\"auth\":\"{basic}\"}}"),
+                basic.clone(),
+            ] {
+                let out = scrub_str(&value, secret);
+                assert_eq!(out, value.replace(&basic[6..], PH), "{secret}");
+            }
+        }
+    }
+
+    #[test]
+    fn escaped_base64_is_replaced_as_one_token() {
+        let token = STANDARD.encode(format!("u:{B64_SECRET}"));
+        let json = token.replace('/', "\\/");
+        let percent = token
+            .replace('+', "%2B")
+            .replace('/', "%2f")
+            .replace('=', "%3D");
+        for value in [
+            format!("{{\"a\":\"{json}\"}}"),
+            format!("/cb?t={percent}&x=1"),
+        ] {
+            let out = scrub_str(&value, B64_SECRET);
+            assert!(out.contains(PH), "{value} -> {out}");
+            assert!(!out.contains("%3D") && !out.contains("\\/"), "{out}");
+        }
+        assert_eq!(
+            scrub_str(&format!("/cb?t={percent}&x=1"), B64_SECRET),
+            format!("/cb?t={PH}&x=1")
+        );
+    }
+
+    #[test]
+    fn json_escaped_secret_is_replaced() {
+        let secret = "sk/real\"q\\x";
+        let short = "sk\\/real\\\"q\\\\x";
+        let lower: String = secret.bytes().map(|b| format!("\\u{b:04x}")).collect();
+        let upper: String = secret.bytes().map(|b| format!("\\u{b:04X}")).collect();
+        let mixed = "\\u0073k\\/re\\u0041l\\u0022q\\\\x";
+        for spelled in [short, lower.as_str(), upper.as_str(), mixed] {
+            let value = format!("{{\"error\":\"bad key {spelled}\",\"code\":1}}");
+            assert_eq!(
+                scrub_str(&value, secret),
+                format!("{{\"error\":\"bad key {PH}\",\"code\":1}}"),
+                "{spelled}"
+            );
+        }
+        // `\u` beyond ASCII is not a byte of the secret; `\U` is not JSON.
+        for value in ["\\u0173k/real\"q\\x", "\\U0073k/real\"q\\x"] {
+            assert_eq!(scrub_str(value, secret), value);
+        }
+    }
+
+    #[test]
+    fn upper_and_lower_cased_secrets_are_replaced() {
+        let secret = "Sk-Live_AbCdEf1234";
+        for spelled in [
+            "SK-LIVE_ABCDEF1234",
+            "sk-live_abcdef1234",
+            "sK-lIVE_aBcDeF1234",
+            "SK-LIVE%5FABCDEF1234",
+            "%73k-live_abcdef1234",
+        ] {
+            assert_eq!(
+                scrub_str(&format!("key={spelled}; ok"), secret),
+                format!("key={PH}; ok"),
+                "{spelled}"
+            );
+        }
+        // A secret holding `%25` literally, echoed upper-cased whole.
+        assert_eq!(scrub_str("SK-%25-LITERAL", "sk-%25-literal"), PH);
+    }
+
+    #[test]
+    fn every_spelling_in_one_header_is_replaced() {
+        let secret = B64_SECRET;
+        let percent = utf8_percent_encode(secret, NON_ALPHANUMERIC).to_string();
+        let json = serde_json::to_string(secret).unwrap();
+        let json = &json[1..json.len() - 1];
+        let parts = [
+            secret.to_string(),
+            secret.to_uppercase(),
+            percent.to_lowercase(),
+            json.to_string(),
+            STANDARD.encode(secret),
+            URL_SAFE_NO_PAD.encode(format!("x{secret}")),
+            format!("Basic {}", STANDARD.encode(format!("me:{secret}"))),
+        ];
+        let value = parts.join(" | ");
+        let out = scrub_str(&value, secret);
+        let want = [PH; 6].join(" | ") + &format!(" | Basic {PH}");
+        assert_eq!(out, want);
+    }
+
+    #[test]
+    fn overlapping_spellings_leave_no_fragment() {
+        assert_eq!(scrub_str("xabcabcabcaby", "abcabcab"), format!("x{PH}y"));
+        // Base64 run straight into the literal secret: the run's end would cut it in two.
+        let value = format!("{}{B64_SECRET}!", STANDARD_NO_PAD.encode(B64_SECRET));
+        assert_eq!(scrub_str(&value, B64_SECRET), format!("{PH}!"));
+        let value = format!("{B64_SECRET}{}!", STANDARD.encode(B64_SECRET));
+        assert!(!scrub_str(&value, B64_SECRET).contains("real"));
+    }
+
+    #[test]
+    fn headers_without_the_secret_are_left_byte_identical() {
+        let secret = B64_SECRET;
+        let mut near = secret.as_bytes().to_vec();
+        // A high bit: the low ones of the last byte sit in a partial character, not searched.
+        *near.last_mut().unwrap() ^= 0x40;
+        let mut h = HeaderMap::new();
+        for v in [
+            "application/json; charset=utf-8",
+            "%zz%4 \\u12 \\q \\u00e9 %C3%A9 +++ === ",
+            "\"quoted \\\" string\"",
+            &secret[..secret.len() - 1],
+            &STANDARD.encode(&near),
+            &STANDARD.encode(&secret.as_bytes()[1..]),
+            &STANDARD.encode("an unrelated but long enough base64 payload"),
+        ] {
+            h.append("x-other", HeaderValue::from_str(v).unwrap());
+        }
+        h.append(
+            "x-bytes",
+            HeaderValue::from_bytes(b"\xe9\xff raw \x80").unwrap(),
+        );
+        let mut sensitive = HeaderValue::from_static("keep me");
+        sensitive.set_sensitive(true);
+        h.append("x-mixed", sensitive);
+        h.append("x-mixed", HeaderValue::from_str(secret).unwrap());
+        let before = h.clone();
+        scrub_response_headers(&mut h, secret, PH);
+        for name in ["x-other", "x-bytes"] {
+            let a: Vec<_> = before.get_all(name).iter().collect();
+            let b: Vec<_> = h.get_all(name).iter().collect();
+            assert_eq!(a, b, "{name}");
+        }
+        let mixed: Vec<_> = h.get_all("x-mixed").iter().collect();
+        assert_eq!(mixed, ["keep me", PH]);
+        assert!(mixed[0].is_sensitive());
+    }
+
+    /// Decodes `%XX`, JSON escapes and, if `plus`, `+` as a space; written apart from the code
+    /// under test so the two cannot share a mistake.
+    fn unescape(v: &[u8], plus: bool) -> Vec<u8> {
+        let hex = |s: &[u8]| {
+            std::str::from_utf8(s)
+                .ok()
+                .and_then(|s| u32::from_str_radix(s, 16).ok())
+        };
+        let mut out = Vec::new();
+        let mut i = 0;
+        while i < v.len() {
+            let rest = &v[i..];
+            if rest[0] == b'%' && rest.len() >= 3 {
+                if let Some(b) = hex(&rest[1..3]) {
+                    out.push(b as u8);
+                    i += 3;
+                    continue;
+                }
+            }
+            if rest.starts_with(b"\\u") && rest.len() >= 6 {
+                if let Some(c) = hex(&rest[2..6]).filter(|&c| c < 0x80) {
+                    out.push(c as u8);
+                    i += 6;
+                    continue;
+                }
+            }
+            if rest[0] == b'\\' && rest.len() >= 2 {
+                let c = match rest[1] {
+                    b'b' => Some(8),
+                    b'f' => Some(12),
+                    b'n' => Some(b'\n'),
+                    b'r' => Some(b'\r'),
+                    b't' => Some(b'\t'),
+                    c @ (b'/' | b'"' | b'\\') => Some(c),
+                    _ => None,
+                };
+                if let Some(c) = c {
+                    out.push(c);
+                    i += 2;
+                    continue;
+                }
+            }
+            let plain = if plus && rest[0] == b'+' {
+                b' '
+            } else {
+                rest[0]
+            };
+            out.push(plain);
+            i += 1;
+        }
+        out
+    }
+
+    /// Every maximal base64 run in `v`, decoded from each of its first four characters on.
+    fn base64_decodings(v: &[u8]) -> Vec<Vec<u8>> {
+        let lenient = GeneralPurpose::new(
+            &base64::alphabet::STANDARD,
+            base64::engine::GeneralPurposeConfig::new()
+                .with_decode_allow_trailing_bits(true)
+                .with_decode_padding_mode(base64::engine::DecodePaddingMode::Indifferent),
+        );
+        let mut out = Vec::new();
+        let runs = v.split(|&c| !(c.is_ascii_alphanumeric() || b"+/-_=".contains(&c)));
+        for run in runs {
+            let run: Vec<u8> = run
+                .iter()
+                .filter(|&&c| c != b'=')
+                .map(|&c| match c {
+                    b'-' => b'+',
+                    b'_' => b'/',
+                    c => c,
+                })
+                .collect();
+            for skip in 0..4.min(run.len()) {
+                let mut chars = &run[skip..];
+                if chars.len() % 4 == 1 {
+                    chars = &chars[..chars.len() - 1];
+                }
+                out.push(lenient.decode(chars).unwrap());
+            }
+        }
+        out
+    }
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// One random spelling of `secret` that the doc comment claims is caught.
+    fn random_spelling(rng: &mut impl Rng, secret: &[u8]) -> Vec<u8> {
+        if rng.gen_bool(0.5) {
+            let mut out = Vec::new();
+            for &b in secret {
+                let form = rng.gen_range(0..6);
+                match form {
+                    0 => out.extend(format!("%{b:02X}").bytes()),
+                    1 => out.extend(format!("%{b:02x}").bytes()),
+                    2 => out.extend(format!("\\u{b:04x}").bytes()),
+                    3 => out.extend(format!("\\u{b:04X}").bytes()),
+                    _ if b == b'/' || b == b'"' || b == b'\\' => out.extend([b'\\', b]),
+                    _ if b == b' ' && form == 4 => out.push(b'+'),
+                    4 => out.push(b.to_ascii_uppercase()),
+                    _ => out.push(b.to_ascii_lowercase()),
+                }
+            }
+            return out;
+        }
+        let mut data: Vec<u8> = (0..rng.gen_range(0..6)).map(|_| rng.gen()).collect();
+        data.extend_from_slice(secret);
+        data.extend((0..rng.gen_range(0..6)).map(|_| rng.gen::<u8>()));
+        let (_, engine) = ENGINES[rng.gen_range(0..ENGINES.len())];
+        let text = engine.encode(&data);
+        match rng.gen_range(0..3) {
+            0 => text.replace('/', "\\/").into_bytes(),
+            1 => text
+                .replace('+', "%2B")
+                .replace('/', "%2F")
+                .replace('=', "%3d")
+                .into_bytes(),
+            _ => text.into_bytes(),
+        }
+    }
+
+    #[test]
+    fn random_secrets_never_survive_any_claimed_spelling() {
+        let seed: u64 = rand::random();
+        let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+        let printable = |rng: &mut rand::rngs::StdRng| rng.gen_range(0x20u8..0x7f);
+        for round in 0..3000 {
+            let secret: String = loop {
+                let len = rng.gen_range(SCRUB_MIN_LEN..40);
+                let s: String = (0..len).map(|_| printable(&mut rng) as char).collect();
+                // Documented gap: literal escapes of `%` or `\` inside the secret itself.
+                let l = s.to_ascii_lowercase();
+                if !l.contains("%25") && !l.contains("\\\\") && !l.contains("\\u005c") {
+                    break s;
+                }
+            };
+            let mut value = Vec::new();
+            for _ in 0..rng.gen_range(1..4) {
+                let filler = rng.gen_range(0..12);
+                value.extend((0..filler).map(|_| printable(&mut rng)));
+                value.extend(random_spelling(&mut rng, secret.as_bytes()));
+            }
+            value.extend((0..rng.gen_range(0..12)).map(|_| printable(&mut rng)));
+            let ctx = format!(
+                "seed {seed} round {round} secret {secret:?} value {:?}",
+                String::from_utf8_lossy(&value)
+            );
+            let out = scrub_one(&value, &secret).expect(&ctx);
+            assert!(contains(&out, PH.as_bytes()), "{ctx}");
+            let want = secret.to_ascii_lowercase();
+            for text in [out.clone(), unescape(&out, false), unescape(&out, true)] {
+                let text = text.to_ascii_lowercase();
+                assert!(!contains(&text, want.as_bytes()), "{ctx}");
+            }
+            for decoded in base64_decodings(&out)
+                .into_iter()
+                .chain(base64_decodings(&unescape(&out, false)))
+            {
+                assert!(!contains(&decoded, secret.as_bytes()), "{ctx}");
+            }
+        }
     }
 }

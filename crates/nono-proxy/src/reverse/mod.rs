@@ -42,10 +42,14 @@ pub(crate) struct Route {
     credential: Arc<Credential>,
     load_error: Option<String>,
     host: Host,
+    port: u16,
     base: NormalPath,
     origin: String,
     host_header: HeaderValue,
+    /// HTTP/1.1 only (the local URL, upgrades, HTTP/1.1 clients in a tunnel).
     client: Client<RouteConnector, Incoming>,
+    /// Offers HTTP/2 upstream, for HTTP/2 clients in an intercepted tunnel.
+    client_h2: Client<RouteConnector, Incoming>,
 }
 
 /// One route whose credential was loaded (or failed to load, tolerated).
@@ -164,23 +168,42 @@ impl PreparedRoutes {
             let host_header =
                 HeaderValue::from_str(&authority).map_err(|_| bad("host is not header-safe"))?;
             let origin = format!("{}://{authority}", cfg.upstream.scheme());
-            let tls = (cfg.upstream.scheme() == "https").then_some(tls);
-            let connector = RouteConnector::new(shared.clone(), host.clone(), port, tls, &host_str)
+            let https = cfg.upstream.scheme() == "https";
+            let tls_h2 = https.then(|| {
+                let mut c = (*tls).clone();
+                c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+                Arc::new(c)
+            });
+            let tls = https.then_some(tls);
+            let client_for = |tls| -> Result<Client<RouteConnector, Incoming>, RouteError> {
+                let connector = RouteConnector::new(
+                    shared.clone(),
+                    host.clone(),
+                    port,
+                    tls,
+                    &host_str,
+                    Mode::Reverse,
+                )
                 .map_err(|e| bad(&e))?;
-            let client = Client::builder(TokioExecutor::new())
-                .pool_timer(TokioTimer::new())
-                .timer(TokioTimer::new())
-                .build(connector);
+                Ok(Client::builder(TokioExecutor::new())
+                    .pool_timer(TokioTimer::new())
+                    .timer(TokioTimer::new())
+                    .build(connector))
+            };
+            let client = client_for(tls)?;
+            let client_h2 = client_for(tls_h2)?;
             routes.push(Route {
                 phantom: inject::generate_phantom(),
                 cfg,
                 credential,
                 load_error,
                 host,
+                port,
                 base,
                 origin,
                 host_header,
                 client,
+                client_h2,
             });
         }
         Ok(RouteTable { routes })
@@ -195,6 +218,33 @@ impl RouteTable {
 
     fn get(&self, name: &str) -> Option<&Route> {
         self.routes.iter().find(|r| r.cfg.name == name)
+    }
+
+    /// The hosts of routes whose CONNECTs `shared` intercepts.
+    pub(crate) fn hosts_intercepted<'a>(
+        &'a self,
+        shared: &'a Shared,
+    ) -> impl Iterator<Item = &'a Host> + 'a {
+        self.routes
+            .iter()
+            .filter(|r| shared.intercepts(&r.host, r.port))
+            .map(|r| &r.host)
+    }
+
+    /// Whether some route's upstream is at `host:port`.
+    pub(crate) fn has_route_at(&self, host: &Host, port: u16) -> bool {
+        self.routes
+            .iter()
+            .any(|r| r.port == port && self.same_host(&r.host, host))
+    }
+
+    /// The route at `host:port` whose base path covers `path` (the longest base wins).
+    pub(crate) fn route_at(&self, host: &Host, port: u16, path: &NormalPath) -> Option<&Route> {
+        self.routes
+            .iter()
+            .filter(|r| r.port == port && self.same_host(&r.host, host))
+            .filter(|r| path.segments.starts_with(&r.base.segments))
+            .max_by_key(|r| r.base.segments.len())
     }
 
     /// Whether `host` is some route's upstream host (any port).
@@ -270,13 +320,29 @@ fn canonical(h: &Host) -> Host {
     }
 }
 
-fn path_reason(e: &PathError) -> &'static str {
+pub(crate) fn path_reason(e: &PathError) -> &'static str {
     match e {
         PathError::EncodedSeparator => "path_encoded_separator",
         PathError::EscapesRoot => "path_escapes_route",
         PathError::NotUtf8 => "path_not_utf8",
         PathError::DotSegmentParameter => "path_dot_segment_parameter",
     }
+}
+
+/// How a route request arrived: through the route's local URL, or inside an intercepted
+/// tunnel to the route's host.
+pub(crate) struct RouteCall<'a> {
+    /// `Reverse` or `Intercept`.
+    pub(crate) mode: Mode,
+    /// Audit target: the service name, or the tunnel's host.
+    pub(crate) target: &'a str,
+    /// Audit port (0 for the local URL).
+    pub(crate) port: u16,
+    /// The client must present the phantom (or session token): on the local URL, which needs
+    /// no proxy authentication. A tunnel authenticated with the session token at CONNECT.
+    pub(crate) require_phantom: bool,
+    /// Offer HTTP/2 upstream (the client negotiated it).
+    pub(crate) h2: bool,
 }
 
 /// Serves one origin-form request.
@@ -318,62 +384,83 @@ pub(crate) async fn handle(
         }
     };
     let full = NormalPath::under(&route.base, &rest);
+    let call = RouteCall {
+        mode: Mode::Reverse,
+        target: name,
+        port: 0,
+        require_phantom: true,
+        h2: false,
+    };
+    serve_route(&shared, &conn, route, req, full, &call).await
+}
+
+/// Sends one request to `route`'s upstream at the normalised `full` path (base included) with
+/// the real credential, after the phantom, method and endpoint checks.
+pub(crate) async fn serve_route(
+    shared: &Shared,
+    conn: &ConnState,
+    route: &Route,
+    mut req: Request<Incoming>,
+    full: NormalPath,
+    call: &RouteCall<'_>,
+) -> Response<Body> {
+    let (mode, name, port) = (call.mode, call.target, call.port);
+    let method = req.method().as_str().to_string();
     let mut path = full.encoded();
     let mut query = req.uri().query().map(str::to_string);
     let audit_path = path.clone();
     let info = Some((method.as_str(), audit_path.as_str()));
 
-    if !inject::authenticate(
-        &route.cfg.inject,
-        &route.phantom,
-        shared.session_token(),
-        req.headers(),
-        &path,
-        query.as_deref(),
-    ) {
+    if call.require_phantom
+        && !inject::authenticate(
+            &route.cfg.inject,
+            &route.phantom,
+            shared.session_token(),
+            req.headers(),
+            &path,
+            query.as_deref(),
+        )
+    {
         return shared.refuse(
-            Mode::Reverse,
+            mode,
             name,
-            0,
+            port,
             info,
             StatusCode::UNAUTHORIZED,
             "phantom_token_required",
         );
     }
-    if let Some(busy) = shared.authenticated(&conn, Mode::Reverse, name, 0, info) {
+    if let Some(busy) = shared.authenticated(conn, mode, name, port, info) {
         return busy;
     }
     // TRACE echoes the request, injected credential included, back to the client.
     if method.eq_ignore_ascii_case("TRACE") || method.eq_ignore_ascii_case("TRACK") {
         return shared.refuse(
-            Mode::Reverse,
+            mode,
             name,
-            0,
+            port,
             info,
             StatusCode::METHOD_NOT_ALLOWED,
             "method_echoes_credential",
         );
     }
-    let rules = &route.cfg.endpoint_rules;
-    if !rules.is_empty() && !rules.iter().any(|r| r.matches(&method, &full)) {
-        return shared.refuse(
-            Mode::Reverse,
-            name,
-            0,
-            info,
-            StatusCode::FORBIDDEN,
-            crate::deny::DenyReason::EndpointRule.as_str(),
-        );
+    if let Err(d) = crate::endpoint::endpoint_decision(
+        &route.cfg.endpoint_rules,
+        &route.cfg.default_deny,
+        &method,
+        &full,
+    ) {
+        return shared.refuse(mode, name, port, info, StatusCode::FORBIDDEN, d.as_str());
     }
     let cred = route.credential.clone();
     let secret = match tokio::task::spawn_blocking(move || cred.get()).await {
         Ok(Ok(s)) => s,
-        Ok(Err(e)) => return unavailable(&shared, route, info, &e),
+        Ok(Err(e)) => return unavailable(shared, route, call, info, &e),
         Err(_) => {
             return shared.refuse(
-                Mode::Reverse,
+                mode,
                 name,
-                0,
+                port,
                 info,
                 StatusCode::SERVICE_UNAVAILABLE,
                 "credential_unavailable",
@@ -381,10 +468,14 @@ pub(crate) async fn handle(
         }
     };
 
+    let upgrade = crate::upgrade::take(&mut req);
     let (mut parts, body) = req.into_parts();
     respond::strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::EXPECT);
     strip_rerouting_headers(&mut parts.headers);
+    if let Some(u) = &upgrade {
+        u.restore(&mut parts.headers);
+    }
     if let Err(e) = inject::inject(
         &route.cfg.inject,
         &route.phantom,
@@ -393,14 +484,7 @@ pub(crate) async fn handle(
         &mut path,
         &mut query,
     ) {
-        return shared.refuse(
-            Mode::Reverse,
-            name,
-            0,
-            info,
-            StatusCode::BAD_REQUEST,
-            e.as_str(),
-        );
+        return shared.refuse(mode, name, port, info, StatusCode::BAD_REQUEST, e.as_str());
     }
     parts
         .headers
@@ -414,9 +498,9 @@ pub(crate) async fn handle(
         Ok(u) => u,
         Err(_) => {
             return shared.refuse(
-                Mode::Reverse,
+                mode,
                 name,
-                0,
+                port,
                 info,
                 StatusCode::BAD_REQUEST,
                 "malformed_path",
@@ -424,23 +508,26 @@ pub(crate) async fn handle(
         }
     };
     parts.version = Version::HTTP_11;
-
-    let resp = match route.client.request(Request::from_parts(parts, body)).await {
+    // An upgrade needs HTTP/1.1 upstream; otherwise the client's protocol choice is offered.
+    let client = if call.h2 && upgrade.is_none() {
+        &route.client_h2
+    } else {
+        &route.client
+    };
+    let mut resp = match client.request(Request::from_parts(parts, body)).await {
         Ok(r) => r,
-        Err(e) => return upstream_error(&shared, name, info, &e),
+        Err(e) => return upstream_error(shared, mode, name, port, info, &e),
     };
     shared.audit.record(
-        AuditEvent::new(
-            Mode::Reverse,
-            Decision::Allow,
-            name,
-            0,
-            resp.status().as_u16(),
-        )
-        .with_request(&method, Some(&audit_path)),
+        AuditEvent::new(mode, Decision::Allow, name, port, resp.status().as_u16())
+            .with_request(&method, Some(&audit_path)),
     );
+    let upgraded = upgrade.and_then(|u| u.finish(&mut resp));
     let (mut parts, body) = resp.into_parts();
     respond::strip_hop_by_hop(&mut parts.headers);
+    if let Some(protocol) = upgraded {
+        crate::upgrade::restore_response(&mut parts.headers, protocol);
+    }
     inject::scrub_response_headers(&mut parts.headers, &secret, &route.phantom);
     drop(secret);
     Response::from_parts(parts, body.boxed())
@@ -449,7 +536,7 @@ pub(crate) async fn handle(
 /// Headers some upstreams read as a different method, path or host than the ones the
 /// endpoint rules checked (`X-HTTP-Method-Override: DELETE` on an allowed POST,
 /// `X-Original-URL: /admin` on an allowed GET, `X-Forwarded-Host`).
-fn strip_rerouting_headers(headers: &mut http::HeaderMap) {
+pub(crate) fn strip_rerouting_headers(headers: &mut http::HeaderMap) {
     const OVERRIDES: [&str; 7] = [
         "x-http-method-override",
         "x-http-method",
@@ -475,6 +562,7 @@ fn strip_rerouting_headers(headers: &mut http::HeaderMap) {
 fn unavailable(
     shared: &Shared,
     route: &Route,
+    call: &RouteCall<'_>,
     info: Option<(&str, &str)>,
     e: &CredentialError,
 ) -> Response<Body> {
@@ -484,9 +572,9 @@ fn unavailable(
         route.cfg.source.describe()
     );
     shared.refuse(
-        Mode::Reverse,
-        &route.cfg.name,
-        0,
+        call.mode,
+        call.target,
+        call.port,
         info,
         StatusCode::SERVICE_UNAVAILABLE,
         "credential_unavailable",
@@ -494,9 +582,11 @@ fn unavailable(
 }
 
 /// Maps a client error to the answer: the connector's refusal keeps its status and reason.
-fn upstream_error(
+pub(crate) fn upstream_error(
     shared: &Shared,
+    mode: Mode,
     name: &str,
+    port: u16,
     info: Option<(&str, &str)>,
     e: &hyper_util::client::legacy::Error,
 ) -> Response<Body> {
@@ -507,22 +597,20 @@ fn upstream_error(
                 // Already audited by the admission code.
                 ConnectError::Refused { status, reason } => respond::text(*status, reason),
                 ConnectError::Tls(err) => {
-                    tracing::warn!(
-                        "credential route `{name}`: TLS with the upstream failed: {err}"
-                    );
+                    tracing::warn!("{name}: TLS with the upstream failed: {err}");
                     shared.refuse(
-                        Mode::Reverse,
+                        mode,
                         name,
-                        0,
+                        port,
                         info,
                         StatusCode::BAD_GATEWAY,
                         "upstream_tls_failed",
                     )
                 }
                 ConnectError::ShuttingDown => shared.refuse(
-                    Mode::Reverse,
+                    mode,
                     name,
-                    0,
+                    port,
                     info,
                     StatusCode::SERVICE_UNAVAILABLE,
                     "shutting_down",
@@ -531,11 +619,11 @@ fn upstream_error(
         }
         cause = c.source();
     }
-    tracing::debug!("credential route `{name}`: upstream request failed: {e}");
+    tracing::debug!("{name}: upstream request failed: {e}");
     shared.refuse(
-        Mode::Reverse,
+        mode,
         name,
-        0,
+        port,
         info,
         StatusCode::BAD_GATEWAY,
         "upstream_failed",

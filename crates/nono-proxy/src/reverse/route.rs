@@ -64,6 +64,10 @@ pub struct RouteConfig {
     pub base_url_env: Option<String>,
     /// When non-empty, only requests matching one of these are forwarded.
     pub endpoint_rules: Vec<EndpointRule>,
+    /// Requests matching one of these are refused unless an `endpoint_rules` entry matches
+    /// them (see [`crate::endpoint::endpoint_decision`]); a built-in service lists the
+    /// endpoints that mint credentials or lasting access here.
+    pub default_deny: Vec<EndpointRule>,
     /// Extra CA (PEM) trusted for this upstream, on top of the WebPKI roots.
     pub tls_ca: Option<PathBuf>,
     /// When the credential cannot be loaded, serve 503 instead of failing start-up.
@@ -81,6 +85,7 @@ impl fmt::Debug for RouteConfig {
             .field("env_var", &self.env_var)
             .field("base_url_env", &self.base_url_env)
             .field("endpoint_rules", &self.endpoint_rules)
+            .field("default_deny", &self.default_deny)
             .field("tls_ca", &self.tls_ca)
             .field("optional", &self.optional)
             .finish()
@@ -123,7 +128,7 @@ pub enum RouteError {
 }
 
 impl RouteConfig {
-    /// A header route with no rules, optional = false, and no variables.
+    /// A route with no endpoint or default deny rules, optional = false, and no variables.
     pub fn new(
         name: &str,
         upstream: Url,
@@ -138,6 +143,7 @@ impl RouteConfig {
             env_var: None,
             base_url_env: None,
             endpoint_rules: Vec::new(),
+            default_deny: Vec::new(),
             tls_ca: None,
             optional: false,
         }

@@ -65,6 +65,9 @@ pub(crate) async fn handle(
             )
         }
     };
+    if shared.intercepts(&host, port) {
+        return crate::intercept::start(req, shared, conn, host, port);
+    }
     if shared.is_route_host(&host) {
         return shared.refuse(
             Mode::Connect,

@@ -1,0 +1,138 @@
+//! One request inside an intercepted tunnel: the route whose base covers the path gets it with
+//! the credential (the reverse proxy's own code); otherwise the host's URL-scoped entries
+//! decide, and a host without them is forwarded as the allowlist admits it.
+
+use std::sync::Arc;
+
+use http::header::{self, HeaderValue};
+use http::{Request, Response, StatusCode, Uri, Version};
+use http_body_util::BodyExt;
+use hyper::body::Incoming;
+
+use crate::audit::{AuditEvent, Decision, Mode};
+use crate::endpoint::NormalPath;
+use crate::filter::Host;
+use crate::intercept::tunnel::TunnelCtx;
+use crate::intercept::url_rule::same_host;
+use crate::respond::{self, Body};
+use crate::reverse::{self, RouteCall};
+use crate::server::{ConnState, Shared};
+
+/// Handles one inner request.
+pub(crate) async fn handle(
+    mut req: Request<Incoming>,
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+    ctx: Arc<TunnelCtx>,
+) -> Response<Body> {
+    let method = req.method().as_str().to_string();
+    let raw_path = req.uri().path().to_string();
+    let label = ctx.host.to_string();
+    let port = ctx.port;
+    let info = Some((method.as_str(), raw_path.as_str()));
+    let refuse =
+        |status, reason: &str| shared.refuse(Mode::Intercept, &label, port, info, status, reason);
+    if !names_tunnel_host(&req, &ctx) {
+        // The request goes to the tunnel's host whatever it says; one naming another host
+        // (HTTP/2 connection reuse, a forged Host) would be checked against the wrong rules.
+        return refuse(StatusCode::MISDIRECTED_REQUEST, "authority_mismatch");
+    }
+    if req.method() == http::Method::CONNECT {
+        return refuse(StatusCode::METHOD_NOT_ALLOWED, "connect_inside_tunnel");
+    }
+    let full = match NormalPath::parse(&raw_path) {
+        Ok(p) => p,
+        Err(e) => return refuse(StatusCode::BAD_REQUEST, reverse::path_reason(&e)),
+    };
+    if let Some(route) = shared.routes().route_at(&ctx.host, port, &full) {
+        let call = RouteCall {
+            mode: Mode::Intercept,
+            target: &label,
+            port,
+            require_phantom: false,
+            h2: ctx.h2,
+        };
+        return reverse::serve_route(&shared, &conn, route, req, full, &call).await;
+    }
+    let Some(icpt) = shared.interceptor() else {
+        return refuse(StatusCode::SERVICE_UNAVAILABLE, "shutting_down");
+    };
+    let mut rules = icpt.url_rules_for(&ctx.host, port).peekable();
+    if rules.peek().is_some() && !rules.any(|r| r.allows(&method, &full)) {
+        return refuse(StatusCode::FORBIDDEN, "url_not_allowed");
+    }
+    let path = full.encoded();
+    let info = Some((method.as_str(), path.as_str()));
+    let upgrade = crate::upgrade::take(&mut req);
+    let client = match icpt.client(&shared, &ctx.host, port, ctx.h2 && upgrade.is_none()) {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!("{label}: {e}");
+            return refuse(StatusCode::BAD_GATEWAY, "upstream_failed");
+        }
+    };
+    let (mut parts, body) = req.into_parts();
+    respond::strip_hop_by_hop(&mut parts.headers);
+    parts.headers.remove(header::EXPECT);
+    parts.headers.remove(crate::inject::NONO_TOKEN_HEADER);
+    reverse::strip_rerouting_headers(&mut parts.headers);
+    if let Some(u) = &upgrade {
+        u.restore(&mut parts.headers);
+    }
+    let host_header = match HeaderValue::from_str(&ctx.authority) {
+        Ok(h) => h,
+        Err(_) => return refuse(StatusCode::BAD_REQUEST, "malformed_target"),
+    };
+    parts.headers.insert(header::HOST, host_header);
+    let target = match parts.uri.query() {
+        Some(q) => format!("https://{}{path}?{q}", ctx.authority),
+        None => format!("https://{}{path}", ctx.authority),
+    };
+    parts.uri = match target.parse::<Uri>() {
+        Ok(u) => u,
+        Err(_) => return refuse(StatusCode::BAD_REQUEST, "malformed_path"),
+    };
+    parts.version = Version::HTTP_11;
+    let mut resp = match client.request(Request::from_parts(parts, body)).await {
+        Ok(r) => r,
+        Err(e) => return reverse::upstream_error(&shared, Mode::Intercept, &label, port, info, &e),
+    };
+    shared.audit.record(
+        AuditEvent::new(
+            Mode::Intercept,
+            Decision::Allow,
+            &label,
+            port,
+            resp.status().as_u16(),
+        )
+        .with_request(&method, Some(&path)),
+    );
+    let upgraded = upgrade.and_then(|u| u.finish(&mut resp));
+    let (mut parts, body) = resp.into_parts();
+    respond::strip_hop_by_hop(&mut parts.headers);
+    if let Some(protocol) = upgraded {
+        crate::upgrade::restore_response(&mut parts.headers, protocol);
+    }
+    Response::from_parts(parts, body.boxed())
+}
+
+/// Whether the request's authority (HTTP/2 `:authority`, or `Host`) is the tunnel's host and
+/// port; a request naming none is taken as the tunnel's.
+fn names_tunnel_host(req: &Request<Incoming>, ctx: &TunnelCtx) -> bool {
+    let named = match req.uri().authority() {
+        Some(a) => Some(a.as_str().to_string()),
+        None => req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_string),
+    };
+    let Some(named) = named else {
+        return true;
+    };
+    let Ok((host, named_port)) = crate::filter::split_host_port(&named) else {
+        return false;
+    };
+    named_port.unwrap_or(443) == ctx.port
+        && Host::parse(host).is_ok_and(|h| same_host(&h, &ctx.host))
+}
