@@ -2,7 +2,8 @@
 # Benchmarks nono against direct paths in the same run (the machine is shared and noisy: read
 # the ratios, not the absolute numbers).
 #   1. nono-bench: the proxy (pinned to CPU 0) vs direct connections (bench on CPU 1).
-#   2. hyperfine: start-up cost of `nono run -- /bin/true` vs bare /bin/true and bwrap.
+#   2. nono-bench --intercept: TLS interception vs a CONNECT tunnel vs direct HTTPS.
+#   3. hyperfine: start-up cost of `nono run -- /bin/true` vs bare /bin/true and bwrap.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v hyperfine >/dev/null && command -v bwrap >/dev/null || {
@@ -10,6 +11,7 @@ command -v hyperfine >/dev/null && command -v bwrap >/dev/null || {
 }
 cargo build --release -p nono-cli -p nono-bench
 ./target/release/nono-bench --nono target/release/nono "$@"
+./target/release/nono-bench --nono target/release/nono --intercept --rounds 5 "$@"
 nono=$PWD/target/release/nono
 cd /tmp
 hyperfine -N --warmup 20 --runs 300 \

@@ -31,11 +31,33 @@
 //!      The main proxy's RSS after the whole workload is shown too.
 //! - `--proxy-arg ARG` (repeatable) appends ARG to both proxies' command lines.
 //! - RLIMIT_NOFILE is raised to its hard limit first; the proxy inherits it.
+//!
+//! # `--intercept`: TLS interception
+//! Replaces the runs above. A local HTTPS origin (own CA; HTTP/1.1 keep-alive; `GET /small`
+//! answers 2 bytes, `GET /bytes?n=N` streams N) is reached three ways in each paired round:
+//! directly; through a CONNECT tunnel to `127.0.0.1:PORT` (TLS end to end); and through an
+//! intercepted CONNECT to `localhost:PORT`, a credential route whose upstream is the origin
+//! (the client trusts the proxy's `ca_cert`; the proxy injects the credential, checked once by
+//! the origin before timing). Same pinning as above; warm-up 50 per route and round.
+//!   1. New request: connect (+ CONNECT) + TLS + `GET /small` with `Connection: close`, the
+//!      client socket closed with SO_LINGER 0; `--iterations` samples, p50/p99.
+//!   2. Kept-alive: `--requests` sequential `GET /small` on one connection, p50/p99.
+//!   3. Bulk: `GET /bytes?n=--bytes`, connect to last byte, MiB/s; the proxy's utime+stime
+//!      (`/proc/PID/stat`) over the same span, per GiB.
+//!   4. Leaf cache: `--leaf-names` names per round (`hN.bench.test`, each a URL-scoped allow
+//!      entry with `--resolve hN.bench.test=127.0.0.1`; the proxy gets `SSL_CERT_FILE` = the
+//!      origin's CA): per name, connect + CONNECT + handshake directly, tunnelled, intercepted
+//!      (leaf miss), intercepted again (leaf hit); p50 of each.
+//!
+//! Columns: medians per route; ratios: medians of the per-round ratios.
 
 mod bulk;
 mod http;
+mod https;
+mod intercept;
 mod latency;
 mod net;
+mod origin;
 mod proxy;
 mod report;
 mod rss;
@@ -70,6 +92,9 @@ usage: nono-bench --nono PATH [options]
   --bench-cpu N|any    CPU for the bench's clients and servers (default 1; any: unpinned)
   --proxy-arg ARG      extra argument for `nono proxy` (repeatable)
   --direct-only        measure only the direct paths (checks the harness without a proxy)
+  --intercept          measure TLS interception instead (uses --bytes, --iterations,
+                       --requests, --rounds, --leaf-names)
+  --leaf-names N       distinct names per round for the leaf-cache run (default 200)
   --json               print JSON instead of the table";
 
 /// Parsed command line.
@@ -89,6 +114,8 @@ struct Args {
     bench_cpu: Option<usize>,
     proxy_args: Vec<String>,
     direct_only: bool,
+    intercept: bool,
+    leaf_names: usize,
     json: bool,
 }
 
@@ -105,6 +132,26 @@ fn main() -> Result<()> {
         .enable_all()
         .build()
         .context("build tokio runtime")?;
+    if let (true, Some(nono)) = (args.intercept, &args.nono) {
+        let opts = intercept::Options {
+            bytes: args.bytes,
+            iterations: args.iterations,
+            requests: args.requests,
+            names: args.leaf_names,
+            rounds: args.rounds,
+            proxy_cpu: args.proxy_cpu.filter(|_| pinned),
+            proxy_args: args.proxy_args.clone(),
+        };
+        let (rows, mut config) = runtime.block_on(intercept::run(nono, &opts))?;
+        config["bench_cpu"] = json!(args.bench_cpu.filter(|_| pinned));
+        if args.json {
+            let out = report::tri_json(config, &rows);
+            println!("{}", serde_json::to_string_pretty(&out)?);
+        } else {
+            print!("{}", report::tri_table(&rows));
+        }
+        return Ok(());
+    }
     let rows = runtime.block_on(run(&args, pinned))?;
     let config = json!({
         "nono": args.nono.as_ref().map(|p| p.display().to_string()),
@@ -307,6 +354,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args> {
         bench_cpu: Some(1),
         proxy_args: Vec::new(),
         direct_only: false,
+        intercept: false,
+        leaf_names: 200,
         json: false,
     };
     while let Some(flag) = argv.next() {
@@ -324,6 +373,8 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args> {
             "--bench-cpu" => args.bench_cpu = parse_cpu(&flag, &value()?)?,
             "--proxy-arg" => args.proxy_args.push(value()?),
             "--direct-only" => args.direct_only = true,
+            "--intercept" => args.intercept = true,
+            "--leaf-names" => args.leaf_names = parse_count(&flag, &value()?)?.max(1),
             "--json" => args.json = true,
             "-h" | "--help" => {
                 println!("{USAGE}");
@@ -331,6 +382,9 @@ fn parse_args(mut argv: impl Iterator<Item = String>) -> Result<Args> {
             }
             other => bail!("unknown argument {other:?}\n{USAGE}"),
         }
+    }
+    if args.intercept && (args.direct_only || args.nono.is_none()) {
+        bail!("--intercept needs --nono PATH and no --direct-only\n{USAGE}");
     }
     if args.nono.is_none() && !args.direct_only {
         bail!("--nono PATH is required (or --direct-only)\n{USAGE}");

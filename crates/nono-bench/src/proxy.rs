@@ -20,6 +20,8 @@ pub struct Proxy {
     pub auth: String,
     /// Where the proxy's stderr goes.
     pub log_path: PathBuf,
+    /// The whole startup JSON line (`ca_cert`, `trust_bundle`, ...).
+    pub startup: serde_json::Value,
     child: Child,
 }
 
@@ -28,6 +30,17 @@ impl Proxy {
     ///
     /// `taskset` execs the proxy, so the child's pid is the proxy's pid.
     pub fn start(nono: &Path, cpu: Option<usize>, label: &str, extra: &[String]) -> Result<Proxy> {
+        Proxy::start_with_env(nono, cpu, label, extra, &[])
+    }
+
+    /// [`Proxy::start`] with `env` added to the proxy's environment.
+    pub fn start_with_env(
+        nono: &Path,
+        cpu: Option<usize>,
+        label: &str,
+        extra: &[String],
+        env: &[(&str, &str)],
+    ) -> Result<Proxy> {
         let log_path =
             std::env::temp_dir().join(format!("nono-bench-{}-{label}.log", std::process::id()));
         let log = std::fs::File::create(&log_path)
@@ -51,6 +64,7 @@ impl Proxy {
         let mut child = command
             .args(proxy_args)
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)
@@ -83,7 +97,7 @@ impl Proxy {
             }
         };
         let parsed = parse_startup(&line);
-        let (port, token) = match parsed {
+        let (port, token, startup) = match parsed {
             Ok(v) => v,
             Err(e) => {
                 let _ = child.kill();
@@ -102,6 +116,7 @@ impl Proxy {
             port,
             auth,
             log_path,
+            startup,
             child,
         })
     }
@@ -119,8 +134,8 @@ impl Drop for Proxy {
     }
 }
 
-/// Reads `port` and `token` from the proxy's first stdout line.
-fn parse_startup(line: &str) -> Result<(u16, Option<String>)> {
+/// Reads `port` and `token` from the proxy's first stdout line; returns them and the JSON.
+fn parse_startup(line: &str) -> Result<(u16, Option<String>, serde_json::Value)> {
     if line.trim().is_empty() {
         bail!("proxy exited without printing its JSON line");
     }
@@ -130,5 +145,6 @@ fn parse_startup(line: &str) -> Result<(u16, Option<String>)> {
         .as_u64()
         .and_then(|p| u16::try_from(p).ok())
         .with_context(|| format!("no numeric `port` in {json}"))?;
-    Ok((port, json["token"].as_str().map(str::to_string)))
+    let token = json["token"].as_str().map(str::to_string);
+    Ok((port, token, json))
 }

@@ -152,6 +152,98 @@ pub fn to_json(config: Value, rows: &[Row]) -> Value {
     json!({ "config": config, "results": rows })
 }
 
+/// One quantity measured directly, through a plain tunnel and through interception, in paired
+/// rounds (round i: `direct[i]`, `tunnel[i]`, `intercept[i]`; any of them may be empty).
+#[derive(Clone, Debug)]
+pub struct TriRow {
+    /// What was measured.
+    pub metric: String,
+    /// Unit of the values.
+    pub unit: &'static str,
+    /// Per-round values without the proxy.
+    pub direct: Vec<f64>,
+    /// Per-round values through a CONNECT tunnel (TLS end to end).
+    pub tunnel: Vec<f64>,
+    /// Per-round values through an intercepted CONNECT.
+    pub intercept: Vec<f64>,
+}
+
+/// The median of the per-round ratios `num[i] / den[i]` (rounds with `den[i] == 0` skipped).
+pub fn paired_ratio(num: &[f64], den: &[f64]) -> Option<f64> {
+    let ratios: Vec<f64> = num
+        .iter()
+        .zip(den)
+        .filter(|(_, d)| **d != 0.0)
+        .map(|(n, d)| n / d)
+        .collect();
+    median(&ratios)
+}
+
+/// Renders three-route rows: medians per route and the median paired ratios.
+pub fn tri_table(rows: &[TriRow]) -> String {
+    // CPU seconds per GiB are small numbers: keep three decimals below 10.
+    let cell = |v: &[f64]| {
+        median(v).map_or_else(
+            || "-".to_string(),
+            |v| {
+                if v.abs() < 10.0 {
+                    format!("{v:.3}")
+                } else {
+                    format!("{v:.1}")
+                }
+            },
+        )
+    };
+    let ratio = |n: &[f64], d: &[f64]| {
+        paired_ratio(n, d).map_or_else(|| "-".to_string(), |v| format!("{v:.3}"))
+    };
+    let width = rows
+        .iter()
+        .map(|r| r.metric.len() + r.unit.len() + 3)
+        .max()
+        .unwrap_or(10);
+    let mut out = format!(
+        "{:<width$}  {:>10}  {:>10}  {:>10}  {:>8}  {:>8}  {:>8}\n",
+        "metric", "direct", "tunnel", "intercept", "tun/dir", "int/dir", "int/tun"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<width$}  {:>10}  {:>10}  {:>10}  {:>8}  {:>8}  {:>8}\n",
+            format!("{} ({})", r.metric, r.unit),
+            cell(&r.direct),
+            cell(&r.tunnel),
+            cell(&r.intercept),
+            ratio(&r.tunnel, &r.direct),
+            ratio(&r.intercept, &r.direct),
+            ratio(&r.intercept, &r.tunnel),
+        ));
+    }
+    out
+}
+
+/// Renders three-route rows, plus the run's configuration, as JSON.
+pub fn tri_json(config: Value, rows: &[TriRow]) -> Value {
+    let rows: Vec<Value> = rows
+        .iter()
+        .map(|r| {
+            json!({
+                "metric": r.metric,
+                "unit": r.unit,
+                "direct": median(&r.direct),
+                "tunnel": median(&r.tunnel),
+                "intercept": median(&r.intercept),
+                "tunnel_over_direct": paired_ratio(&r.tunnel, &r.direct),
+                "intercept_over_direct": paired_ratio(&r.intercept, &r.direct),
+                "intercept_over_tunnel": paired_ratio(&r.intercept, &r.tunnel),
+                "round_direct": r.direct,
+                "round_tunnel": r.tunnel,
+                "round_intercept": r.intercept,
+            })
+        })
+        .collect();
+    json!({ "config": config, "results": rows })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -170,5 +262,11 @@ mod tests {
         assert_eq!(row.ratio(), Some(0.5));
         assert_eq!(row.ratio_range(), Some((0.5, 0.9)));
         assert_eq!(row.direct, Some(100.0));
+    }
+
+    #[test]
+    fn paired_ratios_skip_zero_denominators() {
+        assert_eq!(paired_ratio(&[2.0, 9.0, 3.0], &[1.0, 0.0, 1.0]), Some(2.5));
+        assert_eq!(paired_ratio(&[1.0], &[]), None);
     }
 }

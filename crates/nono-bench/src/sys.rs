@@ -57,3 +57,28 @@ pub fn rss_kib(pid: u32) -> Result<u64> {
         .and_then(|kib| kib.parse().ok())
         .with_context(|| format!("no VmRSS in {path}"))
 }
+
+/// CPU time (user + system) process `pid` has used so far, in seconds (`/proc/PID/stat`).
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    let path = format!("/proc/{pid}/stat");
+    let stat = std::fs::read_to_string(&path).with_context(|| format!("read {path}"))?;
+    // The command name may contain spaces and parentheses; the fields start after the last `)`.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    // After the name: state is field 3 of stat(5), utime 14 and stime 15.
+    let tick = |i: usize| -> Result<u64> {
+        fields
+            .get(i)
+            .and_then(|v| v.parse().ok())
+            .with_context(|| format!("no field {} in {path}", i + 3))
+    };
+    let ticks = tick(11)? + tick(12)?;
+    // SAFETY: sysconf only reads a configuration value.
+    let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if per_sec <= 0 {
+        bail!("sysconf(_SC_CLK_TCK) failed");
+    }
+    Ok(ticks as f64 / per_sec as f64)
+}

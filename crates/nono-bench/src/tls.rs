@@ -17,6 +17,15 @@ pub struct TlsPair {
     pub client: Arc<rustls::ClientConfig>,
 }
 
+impl TlsPair {
+    /// The client config, offering ALPN `http/1.1`.
+    pub fn client_with_alpn(&self) -> Arc<rustls::ClientConfig> {
+        let mut config = (*self.client).clone();
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Arc::new(config)
+    }
+}
+
 /// Generates a CA and a leaf for [`SERVER_NAME`] and `127.0.0.1`.
 pub fn make_pair() -> Result<TlsPair> {
     make_for(&[SERVER_NAME, "127.0.0.1"]).map(|(pair, _)| pair)

@@ -314,7 +314,7 @@ mod tests {
         let cases = [
             (r#"{"filesystem": {"read": ["/a", "$NOPE/x"]}}"#, "p.json: filesystem.read[1]: `$NOPE/x`: unknown variable $NOPE"),
             (r#"{"network": {"network_profile": "devloper"}}"#, "p.json: network.network_profile: unknown network profile \"devloper\"; available: claude-code, codex, developer,"),
-            (r#"{"network": {"allow_domain": ["ok.com", "https://x.com"]}}"#, "p.json: network.allow_domain[1]: invalid host pattern `https://x.com`"),
+            (r#"{"network": {"allow_domain": ["ok.com", "https://x.com"]}}"#, "p.json: network.allow_domain[1]: allow entry `https://x.com`: no path: write `x.com`"),
             (r#"{"network": {"allow_domain": ["x.com:0"]}}"#, "p.json: network.allow_domain[0]: invalid host pattern `x.com:0`"),
             (r#"{"network": {"open_port": [3000, 0]}}"#, "p.json: network.open_port[1]: `0` is not a port"),
             (r#"{"network": {"upstream_proxy": "squid.corp"}}"#, "p.json: network.upstream_proxy: `squid.corp`: the port is missing"),

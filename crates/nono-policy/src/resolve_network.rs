@@ -315,7 +315,7 @@ mod tests {
         };
         let e = resolve(&bad, &env).unwrap_err().to_string();
         assert!(
-            e.starts_with("--allow-domain: invalid host pattern `http://x.com`"),
+            e.starts_with("--allow-domain: allow entry `http://x.com`: only https://"),
             "{e}"
         );
     }

@@ -524,13 +524,16 @@ async fn raw(h: &ProxyHandle, text: &str) -> String {
 }
 
 #[tokio::test]
-async fn connect_or_forwarding_to_a_route_host_is_refused() {
+async fn connect_to_another_port_or_forwarding_to_a_route_host_is_refused() {
     let pki = pki();
     let up = start_upstream(&pki).await;
     let h = start_proxy(vec![route("openai", &up, &pki, bearer(), "sk")]).await;
     let token = h.token().unwrap().expose().to_string();
     let p = up.addr.port();
-    let out = raw(&h, &format!("CONNECT 127.0.0.1:{p} HTTP/1.1\r\nHost: 127.0.0.1:{p}\r\nProxy-Authorization: Bearer {token}\r\nConnection: close\r\n\r\n")).await;
+    // The route's own port is intercepted (tests/intercept.rs); any other port of its host
+    // would be a tunnel around the route's rules.
+    let other = if p == 1 { 2 } else { p - 1 };
+    let out = raw(&h, &format!("CONNECT 127.0.0.1:{other} HTTP/1.1\r\nHost: 127.0.0.1:{other}\r\nProxy-Authorization: Bearer {token}\r\nConnection: close\r\n\r\n")).await;
     assert!(
         out.starts_with("HTTP/1.1 403") && out.contains("connect_bypasses_l7"),
         "{out}"
