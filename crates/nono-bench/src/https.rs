@@ -156,6 +156,11 @@ impl Conn {
         })
     }
 
+    /// Sends close_notify and FIN, so the server sees an orderly close after the handshake.
+    pub async fn close(mut self) -> Result<()> {
+        self.stream.shutdown().await.context("TLS shutdown")
+    }
+
     /// Reads up to and including the blank line; returns the head, lowercased.
     async fn read_head(&mut self) -> Result<String> {
         let end = loop {
