@@ -1843,3 +1843,126 @@ fn a_profile_url_scoped_entry_intercepts_and_plain_http_to_that_host_is_refused(
     );
     assert_eq!(origin.requests().len(), 1, "{:?}", origin.requests());
 }
+
+#[test]
+fn an_h2c_upgrade_inside_a_tunnel_is_refused_so_no_request_passes_unchecked() {
+    let fx = Fx::new();
+    let profile = fx.profile(json!({}), json!({}));
+    let p = start_proxy(&["--profile", &profile], &[]);
+    let before = fx.origin.requests().len();
+    let mut conn = intercepted(&p, fx.origin.port);
+    let resp = conn
+        .request(
+            "GET",
+            "/base/a",
+            &fx.authority(),
+            &[
+                ("Connection", "Upgrade, HTTP2-Settings"),
+                ("Upgrade", "h2c"),
+                ("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+            ],
+            b"",
+        )
+        .expect("request in the tunnel");
+    assert_eq!(resp.status, 400, "{}\n{}", resp.head, resp.text());
+    assert!(
+        resp.text().contains("upgrade_not_websocket"),
+        "{}",
+        resp.text()
+    );
+    assert_eq!(
+        fx.origin.requests().len(),
+        before,
+        "the h2c upgrade reached the origin"
+    );
+    assert_audited(&p, "DENY", "GET", "/base/a", Some("upgrade_not_websocket"));
+}
+
+#[test]
+fn upgraded_websockets_keep_their_max_connections_slot() {
+    let fx = Fx::new();
+    let profile = fx.profile(json!({}), json!({}));
+    let p = start_proxy(&["--profile", &profile, "--max-connections", "2"], &[]);
+    let mut open = Vec::new();
+    for _ in 0..2 {
+        let tls = tunnel_tls(
+            &p,
+            &fx.authority(),
+            &[nono_ca(&p)],
+            "localhost",
+            &[b"http/1.1"],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let (mut ws, _) = WsClient::handshake(tls, &fx.authority(), "/base/ws", &[])
+            .unwrap_or_else(|resp| panic!("WebSocket upgrade refused:\n{resp}"));
+        ws.recv().expect("greeting");
+        open.push(ws);
+    }
+    // Both slots are held by the live WebSockets, although hyper is done with their requests.
+    match connect_tunnel(p.port, &fx.authority(), Some(&proxy_auth(&p))) {
+        Ok(_) => panic!("a third connection was admitted while two WebSockets hold both slots"),
+        Err((status, body)) => assert_eq!(status, 503, "{body}"),
+    }
+    drop(open);
+    let deadline = Instant::now() + LOG_WAIT;
+    loop {
+        match connect_tunnel(p.port, &fx.authority(), Some(&proxy_auth(&p))) {
+            Ok(_) => break,
+            Err((503, _)) if Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(50))
+            }
+            Err(e) => panic!("the slots were not given back once the WebSockets closed: {e:?}"),
+        }
+    }
+}
+
+#[test]
+fn nono_run_refuses_a_ca_key_the_sandbox_could_read_or_rewrite() {
+    let dir = TempDir::new("icpt-cakey");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&work).expect("mkdir");
+    let key = rcgen::KeyPair::generate().expect("key");
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).expect("params");
+    params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    let cert = params.self_signed(&key).expect("self-signed CA");
+    std::fs::write(work.join("ca.pem"), cert.pem()).expect("write cert");
+    std::fs::write(work.join("ca.key"), key.serialize_pem()).expect("write key");
+    let (cert_path, key_path) = (work.join("ca.pem"), work.join("ca.key"));
+    let (cert_s, key_s) = (
+        cert_path.to_string_lossy().into_owned(),
+        key_path.to_string_lossy().into_owned(),
+    );
+    let work_s = work.to_string_lossy().into_owned();
+    for grant in ["--allow", "--read"] {
+        let (code, out, err) = run_nono_env(
+            &[
+                "run",
+                grant,
+                &work_s,
+                "--allow-domain",
+                "https://localhost:9/x/**",
+                "--proxy-ca-cert",
+                &cert_s,
+                "--proxy-ca-key",
+                &key_s,
+                "--",
+                "sh",
+                "-c",
+                "echo CHILD_RAN",
+            ],
+            &[],
+        );
+        assert_eq!(code, 125, "{grant}: {out}\n{err}");
+        assert!(!out.contains("CHILD_RAN"), "{grant}: the command ran");
+        // Writable: refused as self-editable; readable only: the key would be the child's.
+        let want = if grant == "--allow" {
+            "beneath the read-write grant"
+        } else {
+            "can read"
+        };
+        assert!(
+            err.contains("TLS interception CA") && err.contains(want),
+            "{grant}: {err}"
+        );
+    }
+}

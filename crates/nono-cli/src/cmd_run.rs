@@ -69,6 +69,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     crate::logging::init(args.verbose, args.quiet, "warn,nono::audit=error");
     let nono_err = |e: anyhow::Error| Failure::with_code(EXIT_NONO_FAILED, e);
     let (resolved, upstream_proxy_spec) = resolve(&args)?;
+    nono_policy::check_ca_key_unreadable(&resolved).map_err(|e| Failure::usage(e.to_string()))?;
 
     // The proxy is prepared first so the child's environment can carry its port and token.
     let rt = tokio::runtime::Builder::new_current_thread()

@@ -57,6 +57,18 @@ pub enum PolicyError {
         /// The read-write grant it lies beneath.
         grant: PathBuf,
     },
+    /// The interception CA key lies where the sandbox can read it.
+    #[error(
+        "the TLS interception CA key {file} is beneath {grant}, which the sandboxed command can read: \
+         with the key it could impersonate any host to whatever trusts the CA; keep the key where \
+         no grant reaches (e.g. ~/.config/nono/), or let nono make a session CA (drop --proxy-ca-cert/--proxy-ca-key)"
+    )]
+    CaKeyReadable {
+        /// The key file.
+        file: PathBuf,
+        /// The grant that exposes it.
+        grant: PathBuf,
+    },
     /// `--profile NAME` (or `extends`) names no user or built-in profile.
     #[error("unknown profile \"{name}\"; available: {}", .available.join(", "))]
     UnknownProfile {

@@ -75,5 +75,5 @@ pub use policy::{
 pub use proxy_config::{proxy_config, ProxyOptions, ProxySetupError};
 pub use resolve::resolve;
 pub use sandbox_config::{network_isolation, sandbox_policy, NetworkIsolation};
-pub use self_edit::check_self_edit;
+pub use self_edit::{check_ca_key_unreadable, check_self_edit};
 pub use vars::{expand, Env, KNOWN_VARS};

@@ -15,7 +15,7 @@ use std::path::{Component, Path, PathBuf};
 
 use crate::command_files::{command_files, Lookup, Role};
 use crate::error::PolicyError;
-use crate::policy::ResolvedPolicy;
+use crate::policy::{ProxyCa, ResolvedPolicy};
 use crate::vars::{normalise, Env};
 
 /// How many symlinks are followed in all for one path (Linux's limit for one lookup); past
@@ -90,6 +90,23 @@ pub(crate) fn problems(p: &ResolvedPolicy, host_tmp: bool, lookup: &Lookup) -> V
             refuse(what, file);
         }
     }
+    // Trust anchors: whoever rewrites one decides which servers nono, or clients of the
+    // interception bundle, believe.
+    if let ProxyCa::Files { cert, key } = &p.network.proxy_ca {
+        refuse("the TLS interception CA certificate".into(), cert);
+        refuse("the TLS interception CA key".into(), key);
+    }
+    if let Some(roots) = std::env::var_os("SSL_CERT_FILE").filter(|v| !v.is_empty()) {
+        refuse(
+            "the trust roots of SSL_CERT_FILE (the interception bundle starts from them)".into(),
+            Path::new(&roots),
+        );
+    }
+    for c in &p.network.credentials {
+        if let Some(ca) = &c.tls_ca {
+            refuse(format!("the tls_ca of credential {}", c.name), ca);
+        }
+    }
     for c in &p.network.credentials {
         let key = c.credential_key.as_str();
         let source = format!("the credential source of {} ({key})", c.name);
@@ -108,6 +125,30 @@ pub(crate) fn problems(p: &ResolvedPolicy, host_tmp: bool, lookup: &Lookup) -> V
         }
     }
     out
+}
+
+/// Refuses an interception CA key the sandbox could read: with it, the confined command
+/// could impersonate any host to whatever trusts that CA (often the whole machine).
+pub fn check_ca_key_unreadable(p: &ResolvedPolicy) -> Result<(), PolicyError> {
+    let ProxyCa::Files { key, .. } = &p.network.proxy_ca else {
+        return Ok(());
+    };
+    let cwd = std::env::current_dir()
+        .map_err(|e| PolicyError::Env(format!("cannot read the current directory: {e}")))?;
+    let readable: Vec<PathBuf> = nono_sandbox::system_paths()
+        .into_iter()
+        .map(|r| r.path)
+        .chain(p.filesystem.read.iter().cloned())
+        .chain(p.filesystem.allow.iter().cloned())
+        .map(|g| real(&g, &cwd))
+        .collect();
+    match beneath(&exposures(key, &cwd), &readable) {
+        Some((e, grant)) => Err(PolicyError::CaKeyReadable {
+            file: e.at.clone(),
+            grant: grant.clone(),
+        }),
+        None => Ok(()),
+    }
 }
 
 /// The read-write grants as the sandbox sees them on the host, by real location.

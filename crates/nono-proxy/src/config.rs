@@ -19,6 +19,11 @@ pub const DEFAULT_MAX_CONNECTIONS: usize = 256;
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long connecting to an upstream may take, over all its addresses, before a 504.
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Idle upstream connections kept per host by the pooled clients (routes, interception).
+pub const MAX_IDLE_UPSTREAM_PER_HOST: usize = 32;
+/// Requests in flight inside intercepted tunnels, per `max_connections` slot: HTTP/2 lets one
+/// connection carry many, and each may hold an upstream connection.
+pub const INTERCEPTED_REQUESTS_PER_SLOT: usize = 4;
 /// Largest request head accepted; bigger heads get 431.
 pub const DEFAULT_MAX_HEADER_BYTES: usize = 64 * 1024;
 

@@ -62,6 +62,8 @@ pub(crate) struct Shared {
     waiting: Arc<Waiting>,
     /// The listening port (also of listeners added inside a sandbox's namespace).
     listen_port: u16,
+    /// Requests in flight inside intercepted tunnels (`None`: unlimited).
+    inner_limit: Option<Arc<Semaphore>>,
 }
 
 /// Per-client-connection state.
@@ -167,6 +169,14 @@ impl Shared {
     /// How long a client may take to send a request head (or a TLS ClientHello).
     pub(crate) fn header_read_timeout(&self) -> Duration {
         self.timeouts.header_read
+    }
+
+    /// A slot for one request inside an intercepted tunnel; `Err` when all are taken.
+    pub(crate) fn inner_slot(&self) -> Result<Option<OwnedSemaphorePermit>, ()> {
+        match &self.inner_limit {
+            None => Ok(None),
+            Some(sem) => sem.clone().try_acquire_owned().map(Some).map_err(|_| ()),
+        }
     }
 
     /// The port the proxy listens on.
@@ -619,6 +629,14 @@ fn serve_on(listener: TcpListener, config: ProxyConfig) -> Result<ProxyHandle, P
             limit,
             waiting: Waiting::new(MAX_UNAUTHENTICATED, UNAUTHENTICATED_TIMEOUT),
             listen_port: addr.port(),
+            inner_limit: (config.max_connections > 0).then(|| {
+                Arc::new(Semaphore::new(
+                    config
+                        .max_connections
+                        .saturating_mul(crate::config::INTERCEPTED_REQUESTS_PER_SLOT)
+                        .min(Semaphore::MAX_PERMITS),
+                ))
+            }),
         }
     });
     if let Some(e) = table_error {

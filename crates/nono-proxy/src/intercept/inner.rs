@@ -18,8 +18,73 @@ use crate::respond::{self, Body};
 use crate::reverse::{self, RouteCall};
 use crate::server::{ConnState, Shared};
 
-/// Handles one inner request.
+/// Handles one inner request, holding one of the proxy's in-flight slots until its response
+/// body has been sent.
 pub(crate) async fn handle(
+    req: Request<Incoming>,
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+    ctx: Arc<TunnelCtx>,
+) -> Response<Body> {
+    let slot = match shared.inner_slot() {
+        Ok(s) => s,
+        Err(()) => {
+            let target = ctx.host.to_string();
+            let info = Some((req.method().as_str(), req.uri().path()));
+            return shared.refuse(
+                Mode::Intercept,
+                &target,
+                ctx.port,
+                info,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "max_connections",
+            );
+        }
+    };
+    let resp = serve(req, shared, conn, ctx).await;
+    match slot {
+        None => resp,
+        Some(permit) => {
+            let (parts, body) = resp.into_parts();
+            Response::from_parts(
+                parts,
+                Held {
+                    body,
+                    _permit: permit,
+                }
+                .boxed(),
+            )
+        }
+    }
+}
+
+/// A response body that keeps its in-flight slot until it is dropped.
+struct Held {
+    body: Body,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Held {
+    type Data = bytes::Bytes;
+    type Error = hyper::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+async fn serve(
     mut req: Request<Incoming>,
     shared: Arc<Shared>,
     conn: Arc<ConnState>,
@@ -51,6 +116,7 @@ pub(crate) async fn handle(
             port,
             require_phantom: false,
             h2: ctx.h2,
+            guard: Some(ctx.guard.clone()),
         };
         return reverse::serve_route(&shared, &conn, route, req, full, &call).await;
     }
@@ -63,7 +129,10 @@ pub(crate) async fn handle(
     }
     let path = full.encoded();
     let info = Some((method.as_str(), path.as_str()));
-    let upgrade = crate::upgrade::take(&mut req);
+    let upgrade = match crate::upgrade::take(&mut req) {
+        Ok(u) => u,
+        Err(reason) => return refuse(StatusCode::BAD_REQUEST, reason),
+    };
     let client = match icpt.client(&shared, &ctx.host, port, ctx.h2 && upgrade.is_none()) {
         Ok(c) => c,
         Err(e) => {
@@ -97,6 +166,24 @@ pub(crate) async fn handle(
         Ok(r) => r,
         Err(e) => return reverse::upstream_error(&shared, Mode::Intercept, &label, port, info, &e),
     };
+    let upgraded = match upgrade {
+        Some(u) => u.finish(&mut resp, ctx.guard.clone(), shared.shutdown_signal()),
+        None if crate::upgrade::unasked(&resp) => Err("upstream_bad_upgrade"),
+        None => Ok(None),
+    };
+    let upgraded = match upgraded {
+        Ok(u) => u,
+        Err(reason) => {
+            return shared.refuse(
+                Mode::Intercept,
+                &label,
+                port,
+                Some((method.as_str(), path.as_str())),
+                StatusCode::BAD_GATEWAY,
+                reason,
+            )
+        }
+    };
     shared.audit.record(
         AuditEvent::new(
             Mode::Intercept,
@@ -107,7 +194,6 @@ pub(crate) async fn handle(
         )
         .with_request(&method, Some(&path)),
     );
-    let upgraded = upgrade.and_then(|u| u.finish(&mut resp));
     let (mut parts, body) = resp.into_parts();
     respond::strip_hop_by_hop(&mut parts.headers);
     if let Some(protocol) = upgraded {

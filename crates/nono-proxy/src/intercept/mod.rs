@@ -251,6 +251,7 @@ impl Interceptor {
         )?;
         let client = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
+            .pool_max_idle_per_host(crate::config::MAX_IDLE_UPSTREAM_PER_HOST)
             .timer(TokioTimer::new())
             .build(connector);
         if let Ok(mut map) = self.clients.lock() {

@@ -12,6 +12,7 @@ use rustls::server::{Acceptor, ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::ServerConfig;
 use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
 use tokio_rustls::LazyConfigAcceptor;
 
 use crate::audit::{AuditEvent, Decision, Mode};
@@ -19,6 +20,12 @@ use crate::filter::Host;
 use crate::intercept::url_rule::same_host;
 use crate::respond::{self, Body};
 use crate::server::{ConnState, Shared};
+
+/// Concurrent HTTP/2 streams per intercepted tunnel.
+pub(crate) const MAX_H2_STREAMS: u32 = 32;
+/// How often an idle HTTP/2 client is pinged, and how long it has to answer.
+const H2_PING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+const H2_PING_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// What every inner request of one tunnel shares.
 pub(crate) struct TunnelCtx {
@@ -29,6 +36,8 @@ pub(crate) struct TunnelCtx {
     pub(crate) authority: String,
     /// The client negotiated HTTP/2.
     pub(crate) h2: bool,
+    /// The tunnel's slot and shutdown guard, also held by WebSockets upgraded in it.
+    pub(crate) guard: crate::upgrade::Guard,
 }
 
 /// Answers an intercepted CONNECT and serves the tunnel in the background.
@@ -43,16 +52,13 @@ pub(crate) fn start(
         AuditEvent::new(Mode::Connect, Decision::Allow, &host.to_string(), port, 200)
             .with_reason("intercept"),
     );
-    let permit = conn.take_permit();
-    let tracker = conn.tracker();
+    let guard: crate::upgrade::Guard = Arc::new((conn.take_permit(), conn.tracker()));
     let mut stop = shared.shutdown_signal();
     let cut = async move {
         let _ = stop.changed().await;
         tokio::time::sleep(crate::server::SHUTDOWN_GRACE).await;
     };
     tokio::spawn(async move {
-        let _permit = permit;
-        let _tracker = tracker;
         let upgraded = match hyper::upgrade::on(req).await {
             Ok(u) => u,
             Err(e) => {
@@ -60,12 +66,90 @@ pub(crate) fn start(
                 return;
             }
         };
+        // The client's own socket when hyper has nothing buffered from it (clients wait
+        // for the 200 before their ClientHello): one layer less on every read and write.
+        let served = match upgraded.downcast::<TokioIo<TcpStream>>() {
+            Ok(parts) if parts.read_buf.is_empty() => Box::pin(serve(
+                parts.io.into_inner(),
+                shared,
+                conn,
+                host,
+                port,
+                guard,
+            ))
+                as std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>,
+            Ok(parts) => Box::pin(serve(
+                Prefixed {
+                    prefix: parts.read_buf,
+                    io: parts.io.into_inner(),
+                },
+                shared,
+                conn,
+                host,
+                port,
+                guard,
+            )),
+            Err(upgraded) => Box::pin(serve(
+                TokioIo::new(upgraded),
+                shared,
+                conn,
+                host,
+                port,
+                guard,
+            )),
+        };
         tokio::select! {
-            _ = serve(TokioIo::new(upgraded), shared, conn, host, port) => {}
+            _ = served => {}
             _ = cut => {}
         }
     });
     respond::text_empty(StatusCode::OK)
+}
+
+/// The client's socket with the bytes hyper already read from it in front.
+struct Prefixed {
+    prefix: bytes::Bytes,
+    io: TcpStream,
+}
+
+impl AsyncRead for Prefixed {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        if !this.prefix.is_empty() {
+            let n = this.prefix.len().min(buf.remaining());
+            buf.put_slice(&this.prefix.split_to(n));
+            return std::task::Poll::Ready(Ok(()));
+        }
+        std::pin::Pin::new(&mut this.io).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for Prefixed {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
 }
 
 /// Always the one leaf chosen for this connection.
@@ -78,8 +162,14 @@ impl ResolvesServerCert for OneCert {
     }
 }
 
-async fn serve<IO>(io: IO, shared: Arc<Shared>, conn: Arc<ConnState>, host: Host, port: u16)
-where
+async fn serve<IO>(
+    io: IO,
+    shared: Arc<Shared>,
+    conn: Arc<ConnState>,
+    host: Host,
+    port: u16,
+    guard: crate::upgrade::Guard,
+) where
     IO: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let Some(icpt) = shared.interceptor() else {
@@ -144,9 +234,14 @@ where
     } else {
         vec![b"http/1.1".to_vec()]
     };
-    let tls = match start.into_stream(Arc::new(cfg)).await {
-        Ok(t) => t,
-        Err(e) => {
+    let handshake = tokio::time::timeout(hello_wait, start.into_stream(Arc::new(cfg))).await;
+    let tls = match handshake {
+        Ok(Ok(t)) => t,
+        Err(_) => {
+            deny("tls_handshake_timeout");
+            return;
+        }
+        Ok(Err(e)) => {
             // Typically the client does not trust the session CA.
             tracing::info!(target: "nono::audit", "DENY INTERCEPT {label}:{port} TLS handshake with the client failed: {e}");
             deny("client_tls_failed");
@@ -164,6 +259,7 @@ where
         port,
         authority,
         h2,
+        guard,
     });
     let svc_shared = shared.clone();
     let svc = service_fn(move |req: Request<Incoming>| {
@@ -178,6 +274,11 @@ where
     let result = if h2 {
         hyper::server::conn::http2::Builder::new(TokioExecutor::new())
             .timer(TokioTimer::new())
+            // Each stream can hold an upstream connection: bound them per tunnel, and drop
+            // tunnels whose client stopped answering pings.
+            .max_concurrent_streams(MAX_H2_STREAMS)
+            .keep_alive_interval(Some(H2_PING_INTERVAL))
+            .keep_alive_timeout(H2_PING_TIMEOUT)
             .serve_connection(io, svc)
             .await
     } else {

@@ -187,6 +187,7 @@ impl PreparedRoutes {
                 .map_err(|e| bad(&e))?;
                 Ok(Client::builder(TokioExecutor::new())
                     .pool_timer(TokioTimer::new())
+                    .pool_max_idle_per_host(crate::config::MAX_IDLE_UPSTREAM_PER_HOST)
                     .timer(TokioTimer::new())
                     .build(connector))
             };
@@ -343,6 +344,9 @@ pub(crate) struct RouteCall<'a> {
     pub(crate) require_phantom: bool,
     /// Offer HTTP/2 upstream (the client negotiated it).
     pub(crate) h2: bool,
+    /// What keeps the client connection's slot while a WebSocket it upgraded lives (`None`:
+    /// taken from the connection itself).
+    pub(crate) guard: Option<crate::upgrade::Guard>,
 }
 
 /// Serves one origin-form request.
@@ -390,6 +394,7 @@ pub(crate) async fn handle(
         port: 0,
         require_phantom: true,
         h2: false,
+        guard: None,
     };
     serve_route(&shared, &conn, route, req, full, &call).await
 }
@@ -468,7 +473,12 @@ pub(crate) async fn serve_route(
         }
     };
 
-    let upgrade = crate::upgrade::take(&mut req);
+    let upgrade = match crate::upgrade::take(&mut req) {
+        Ok(u) => u,
+        Err(reason) => {
+            return shared.refuse(mode, name, port, info, StatusCode::BAD_REQUEST, reason)
+        }
+    };
     let (mut parts, body) = req.into_parts();
     respond::strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::EXPECT);
@@ -518,11 +528,27 @@ pub(crate) async fn serve_route(
         Ok(r) => r,
         Err(e) => return upstream_error(shared, mode, name, port, info, &e),
     };
+    let upgraded = match upgrade {
+        Some(u) => {
+            let guard = call
+                .guard
+                .clone()
+                .unwrap_or_else(|| crate::upgrade::guard_of(conn));
+            u.finish(&mut resp, guard, shared.shutdown_signal())
+        }
+        None if crate::upgrade::unasked(&resp) => Err("upstream_bad_upgrade"),
+        None => Ok(None),
+    };
+    let upgraded = match upgraded {
+        Ok(u) => u,
+        Err(reason) => {
+            return shared.refuse(mode, name, port, info, StatusCode::BAD_GATEWAY, reason)
+        }
+    };
     shared.audit.record(
         AuditEvent::new(mode, Decision::Allow, name, port, resp.status().as_u16())
             .with_request(&method, Some(&audit_path)),
     );
-    let upgraded = upgrade.and_then(|u| u.finish(&mut resp));
     let (mut parts, body) = resp.into_parts();
     respond::strip_hop_by_hop(&mut parts.headers);
     if let Some(protocol) = upgraded {
