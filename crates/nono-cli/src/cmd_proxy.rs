@@ -78,7 +78,7 @@ pub fn run(args: ProxyArgs) -> Result<(), Failure> {
         .build()
         .context("starting the async runtime")
         .map_err(Failure::runtime)?;
-    let served = rt.block_on(serve(args.json, config));
+    let served = rt.block_on(serve(args.json, args.net.trust_proxy_ca, config));
     // Open tunnels had their grace period; blocking work (a hung DNS lookup or credential
     // helper) must not hold the exit.
     rt.shutdown_timeout(std::time::Duration::from_millis(500));
@@ -168,7 +168,9 @@ pub fn resolver_from_pins(pins: &[String]) -> anyhow::Result<Arc<dyn Resolver>> 
     Ok(Arc::new(StaticResolver::new(map, Arc::new(SystemResolver))))
 }
 
-async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
+async fn serve(json: bool, trust_ca: bool, config: ProxyConfig) -> anyhow::Result<()> {
+    #[cfg(not(target_os = "macos"))]
+    let _ = trust_ca;
     let mut allowed = config.allowed_hosts.clone();
     allowed.extend(config.intercept.url_rules.iter().map(|r| r.to_string()));
     let upstream = config.upstream_proxy.clone();
@@ -177,6 +179,11 @@ async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
     // sends SIGTERM at once must get a clean shutdown, not the default kill.
     let signals = Signals::install()?;
     let handle = nono_proxy::start(config).await?;
+    #[cfg(target_os = "macos")]
+    let _keychain = match (trust_ca, handle.ca_cert_path()) {
+        (true, Some(ca)) => Some(crate::keychain::TrustedCa::add(ca)?),
+        _ => None,
+    };
     if let Some(u) = &upstream {
         if let Err(e) = nono_proxy::upstream::check_reachable(u, connect_timeout).await {
             // With its causes: the error's own text does not repeat them.
@@ -247,6 +254,8 @@ async fn serve(json: bool, config: ProxyConfig) -> anyhow::Result<()> {
             )?;
             if !r.endpoint_rules.is_empty() {
                 writeln!(out, "    endpoints: {}", r.endpoint_rules.join(", "))?;
+            } else if !r.default_deny.is_empty() {
+                writeln!(out, "    refused by default: {}", r.default_deny.join(", "))?;
             }
         }
         writeln!(out, "\nPoint clients at it with:")?;

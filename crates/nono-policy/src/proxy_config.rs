@@ -169,7 +169,11 @@ fn route_for(
         rules.push(ProxyEndpointRule::new(&m.method, &m.path).map_err(|e| bad(e.to_string()))?);
     }
     for r in net.endpoint_rules.iter().filter(|r| r.service == svc.name) {
-        rules.push(ProxyEndpointRule::new(&r.method, &r.path).map_err(|e| bad(e.to_string()))?);
+        // The service's own rules are in the resolved list too; each counts once.
+        let rule = ProxyEndpointRule::new(&r.method, &r.path).map_err(|e| bad(e.to_string()))?;
+        if !rules.contains(&rule) {
+            rules.push(rule);
+        }
     }
     let default_deny = svc
         .deny_endpoints

@@ -87,6 +87,8 @@ pub struct RouteStatus {
     pub error: Option<String>,
     /// Endpoint rules as `METHOD /glob`; empty means every endpoint.
     pub endpoint_rules: Vec<String>,
+    /// Endpoints refused unless an endpoint rule names them (`METHOD /glob`).
+    pub default_deny: Vec<String>,
 }
 
 impl PreparedRoutes {
@@ -281,6 +283,12 @@ impl RouteTable {
                 endpoint_rules: r
                     .cfg
                     .endpoint_rules
+                    .iter()
+                    .map(|e| format!("{} {}", e.method, e.path_glob))
+                    .collect(),
+                default_deny: r
+                    .cfg
+                    .default_deny
                     .iter()
                     .map(|e| format!("{} {}", e.method, e.path_glob))
                     .collect(),
