@@ -124,8 +124,24 @@ impl Upgrade {
     }
 }
 
-/// Restores the upgrade headers of a 101 response whose hop-by-hop headers were stripped.
-pub(crate) fn restore_response(headers: &mut HeaderMap, protocol: HeaderValue) {
-    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
-    headers.insert(header::UPGRADE, protocol);
+/// Request headers for the next hop: hop-by-hop ones, `Expect`, the session token and
+/// re-routing headers removed, an upgrade's headers kept.
+pub(crate) fn clean_request(headers: &mut HeaderMap, upgrade: Option<&Upgrade>) {
+    crate::respond::strip_hop_by_hop(headers);
+    headers.remove(header::EXPECT);
+    headers.remove(crate::inject::NONO_TOKEN_HEADER);
+    crate::reverse::strip_rerouting_headers(headers);
+    if let Some(u) = upgrade {
+        u.restore(headers);
+    }
+}
+
+/// Response headers for the client: hop-by-hop ones removed, those of an upgrade that
+/// happened restored.
+pub(crate) fn clean_response(headers: &mut HeaderMap, upgraded: Option<HeaderValue>) {
+    crate::respond::strip_hop_by_hop(headers);
+    if let Some(protocol) = upgraded {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+        headers.insert(header::UPGRADE, protocol);
+    }
 }

@@ -14,7 +14,7 @@ use crate::endpoint::NormalPath;
 use crate::filter::Host;
 use crate::intercept::tunnel::TunnelCtx;
 use crate::intercept::url_rule::same_host;
-use crate::respond::{self, Body};
+use crate::respond::Body;
 use crate::reverse::{self, RouteCall};
 use crate::server::{ConnState, Shared};
 
@@ -141,13 +141,7 @@ async fn serve(
         }
     };
     let (mut parts, body) = req.into_parts();
-    respond::strip_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(header::EXPECT);
-    parts.headers.remove(crate::inject::NONO_TOKEN_HEADER);
-    reverse::strip_rerouting_headers(&mut parts.headers);
-    if let Some(u) = &upgrade {
-        u.restore(&mut parts.headers);
-    }
+    crate::upgrade::clean_request(&mut parts.headers, upgrade.as_ref());
     let host_header = match HeaderValue::from_str(&ctx.authority) {
         Ok(h) => h,
         Err(_) => return refuse(StatusCode::BAD_REQUEST, "malformed_target"),
@@ -195,10 +189,7 @@ async fn serve(
         .with_request(&method, Some(&path)),
     );
     let (mut parts, body) = resp.into_parts();
-    respond::strip_hop_by_hop(&mut parts.headers);
-    if let Some(protocol) = upgraded {
-        crate::upgrade::restore_response(&mut parts.headers, protocol);
-    }
+    crate::upgrade::clean_response(&mut parts.headers, upgraded);
     Response::from_parts(parts, body.boxed())
 }
 

@@ -201,16 +201,7 @@ impl EndpointRule {
 
     /// Whether a request with `method` and normalised `path` matches.
     pub fn matches(&self, method: &str, path: &NormalPath) -> bool {
-        if self.method != "*" && !self.method.eq_ignore_ascii_case(method) {
-            return false;
-        }
-        let glob: Vec<&str> = self
-            .path_glob
-            .split('/')
-            .filter(|s| !s.is_empty())
-            .collect();
-        let segs: Vec<&str> = path.segments.iter().map(String::as_str).collect();
-        glob_match(&glob, &segs, exact_segment)
+        self.matches_with(method, path, exact_segment)
     }
 
     /// Like [`EndpointRule::matches`], but a literal segment also matches in any letter case
@@ -218,6 +209,10 @@ impl EndpointRule {
     /// rules only, where matching too much fails closed: GitHub routes paths
     /// case-insensitively and GitLab's API accepts a `.json` format suffix.
     fn matches_loosely(&self, method: &str, path: &NormalPath) -> bool {
+        self.matches_with(method, path, loose_segment)
+    }
+
+    fn matches_with(&self, method: &str, path: &NormalPath, same: fn(&str, &str) -> bool) -> bool {
         if self.method != "*" && !self.method.eq_ignore_ascii_case(method) {
             return false;
         }
@@ -227,7 +222,7 @@ impl EndpointRule {
             .filter(|s| !s.is_empty())
             .collect();
         let segs: Vec<&str> = path.segments.iter().map(String::as_str).collect();
-        glob_match(&glob, &segs, loose_segment)
+        glob_match(&glob, &segs, same)
     }
 }
 

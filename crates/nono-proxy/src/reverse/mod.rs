@@ -423,6 +423,7 @@ pub(crate) async fn serve_route(
     let mut query = req.uri().query().map(str::to_string);
     let audit_path = path.clone();
     let info = Some((method.as_str(), audit_path.as_str()));
+    let refuse = |status, reason: &str| shared.refuse(mode, name, port, info, status, reason);
 
     if call.require_phantom
         && !inject::authenticate(
@@ -434,28 +435,14 @@ pub(crate) async fn serve_route(
             query.as_deref(),
         )
     {
-        return shared.refuse(
-            mode,
-            name,
-            port,
-            info,
-            StatusCode::UNAUTHORIZED,
-            "phantom_token_required",
-        );
+        return refuse(StatusCode::UNAUTHORIZED, "phantom_token_required");
     }
     if let Some(busy) = shared.authenticated(conn, mode, name, port, info) {
         return busy;
     }
     // TRACE echoes the request, injected credential included, back to the client.
     if method.eq_ignore_ascii_case("TRACE") || method.eq_ignore_ascii_case("TRACK") {
-        return shared.refuse(
-            mode,
-            name,
-            port,
-            info,
-            StatusCode::METHOD_NOT_ALLOWED,
-            "method_echoes_credential",
-        );
+        return refuse(StatusCode::METHOD_NOT_ALLOWED, "method_echoes_credential");
     }
     if let Err(d) = crate::endpoint::endpoint_decision(
         &route.cfg.endpoint_rules,
@@ -463,37 +450,21 @@ pub(crate) async fn serve_route(
         &method,
         &full,
     ) {
-        return shared.refuse(mode, name, port, info, StatusCode::FORBIDDEN, d.as_str());
+        return refuse(StatusCode::FORBIDDEN, d.as_str());
     }
     let cred = route.credential.clone();
     let secret = match tokio::task::spawn_blocking(move || cred.get()).await {
         Ok(Ok(s)) => s,
         Ok(Err(e)) => return unavailable(shared, route, call, info, &e),
-        Err(_) => {
-            return shared.refuse(
-                mode,
-                name,
-                port,
-                info,
-                StatusCode::SERVICE_UNAVAILABLE,
-                "credential_unavailable",
-            )
-        }
+        Err(_) => return refuse(StatusCode::SERVICE_UNAVAILABLE, "credential_unavailable"),
     };
 
     let upgrade = match crate::upgrade::take(&mut req) {
         Ok(u) => u,
-        Err(reason) => {
-            return shared.refuse(mode, name, port, info, StatusCode::BAD_REQUEST, reason)
-        }
+        Err(reason) => return refuse(StatusCode::BAD_REQUEST, reason),
     };
     let (mut parts, body) = req.into_parts();
-    respond::strip_hop_by_hop(&mut parts.headers);
-    parts.headers.remove(header::EXPECT);
-    strip_rerouting_headers(&mut parts.headers);
-    if let Some(u) = &upgrade {
-        u.restore(&mut parts.headers);
-    }
+    crate::upgrade::clean_request(&mut parts.headers, upgrade.as_ref());
     if let Err(e) = inject::inject(
         &route.cfg.inject,
         &route.phantom,
@@ -502,7 +473,7 @@ pub(crate) async fn serve_route(
         &mut path,
         &mut query,
     ) {
-        return shared.refuse(mode, name, port, info, StatusCode::BAD_REQUEST, e.as_str());
+        return refuse(StatusCode::BAD_REQUEST, e.as_str());
     }
     parts
         .headers
@@ -514,16 +485,7 @@ pub(crate) async fn serve_route(
     // The URI may hold the credential (query/path modes): it is never logged.
     parts.uri = match target.parse::<Uri>() {
         Ok(u) => u,
-        Err(_) => {
-            return shared.refuse(
-                mode,
-                name,
-                port,
-                info,
-                StatusCode::BAD_REQUEST,
-                "malformed_path",
-            )
-        }
+        Err(_) => return refuse(StatusCode::BAD_REQUEST, "malformed_path"),
     };
     parts.version = Version::HTTP_11;
     // An upgrade needs HTTP/1.1 upstream; otherwise the client's protocol choice is offered.
@@ -549,19 +511,14 @@ pub(crate) async fn serve_route(
     };
     let upgraded = match upgraded {
         Ok(u) => u,
-        Err(reason) => {
-            return shared.refuse(mode, name, port, info, StatusCode::BAD_GATEWAY, reason)
-        }
+        Err(reason) => return refuse(StatusCode::BAD_GATEWAY, reason),
     };
     shared.audit.record(
         AuditEvent::new(mode, Decision::Allow, name, port, resp.status().as_u16())
             .with_request(&method, Some(&audit_path)),
     );
     let (mut parts, body) = resp.into_parts();
-    respond::strip_hop_by_hop(&mut parts.headers);
-    if let Some(protocol) = upgraded {
-        crate::upgrade::restore_response(&mut parts.headers, protocol);
-    }
+    crate::upgrade::clean_response(&mut parts.headers, upgraded);
     inject::scrub_response_headers(&mut parts.headers, &secret, &route.phantom);
     drop(secret);
     Response::from_parts(parts, body.boxed())
