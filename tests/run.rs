@@ -1803,3 +1803,41 @@ fn abi3_block_net_still_blocks_with_seccomp() {
     assert_eq!(out.code, 125, "{}", out.dump());
     assert!(out.stderr.contains("Landlock ABI 4"), "{}", out.dump());
 }
+
+#[test]
+fn an_allowed_loopback_address_goes_through_the_proxy_not_around_it() {
+    // `--allow-domain 127.0.0.1` names the host's loopback; inside the sandbox's own network
+    // namespace a "direct" connection would reach an empty loopback, so NO_PROXY must not
+    // send it there.
+    let origin = HttpOrigin::start();
+    let url = format!("http://127.0.0.1:{}/through-proxy", origin.port);
+    let out = nono(
+        &["--allow-domain", "127.0.0.1"],
+        &[
+            "/bin/sh",
+            "-c",
+            &format!("echo \"NO_PROXY=$NO_PROXY\"; /usr/bin/curl -sS --fail --max-time 10 -o /dev/null -w '%{{http_code}}\\n' {url}"),
+        ],
+    );
+    assert_eq!(out.code, 0, "{}\n{}", out.stdout, out.stderr);
+    let no_proxy = out
+        .stdout
+        .lines()
+        .find_map(|l| l.strip_prefix("NO_PROXY="))
+        .unwrap_or_default()
+        .to_string();
+    assert!(
+        !no_proxy.split(',').any(|e| e == "127.0.0.1"),
+        "NO_PROXY still lists 127.0.0.1: {no_proxy}"
+    );
+    assert!(
+        no_proxy.split(',').any(|e| e == "localhost"),
+        "only the allowed name leaves NO_PROXY: {no_proxy}"
+    );
+    assert!(out.stdout.contains("200"), "{}", out.stdout);
+    assert_eq!(
+        origin.requests().len(),
+        1,
+        "the host's origin was not reached"
+    );
+}

@@ -223,9 +223,13 @@ mod tests {
             "sigstore",
             "documentation",
         ];
-        for name in ["developer", "claude-code", "codex", "opencode"] {
+        for name in ["claude-code", "codex", "opencode"] {
             assert_eq!(p.profiles[name].groups, dev, "{name}");
         }
+        // apt mirrors for a developer's own sandboxes, not for the agents by default.
+        let mut with_apt = dev.to_vec();
+        with_apt.push("os_packages");
+        assert_eq!(p.profiles["developer"].groups, with_apt);
         let all: Vec<&String> = p.groups.keys().collect();
         let mut ent: Vec<&String> = p.profiles["enterprise"].groups.iter().collect();
         ent.sort();

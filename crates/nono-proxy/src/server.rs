@@ -675,8 +675,10 @@ fn serve_on(listener: TcpListener, config: ProxyConfig) -> Result<ProxyHandle, P
     })
 }
 
-/// `NO_PROXY` without entries naming an intercepted host: a client must send those through
-/// the proxy, even when they are this machine (`localhost`).
+/// `NO_PROXY` without entries naming an intercepted host, or a local name the allowlist lets
+/// through the proxy on every port (`--allow-domain 127.0.0.1`): a client must send those
+/// through the proxy, even when they are this machine — inside a sandbox's own network
+/// namespace, "direct" would reach its empty loopback instead.
 fn without_intercepted(no_proxy: &str, shared: &Shared) -> String {
     no_proxy
         .split(',')
@@ -689,7 +691,14 @@ fn without_intercepted(no_proxy: &str, shared: &Shared) -> String {
                 .hosts_intercepted(shared)
                 .any(|r| crate::intercept::url_rule::same_host(r, &h))
                 || shared.interceptor().is_some_and(|i| i.has_url_rules_on(&h));
-            !intercepted
+            let proxied_local = h.is_local()
+                && shared
+                    .gate
+                    .filter()
+                    .patterns()
+                    .iter()
+                    .any(|p| p.port.is_none() && p.is_exact() && p.matches(&h, 0));
+            !intercepted && !proxied_local
         })
         .collect::<Vec<_>>()
         .join(",")
