@@ -54,13 +54,10 @@ pub struct RunArgs {
     /// Print nothing about what is enforced; only errors.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// The command and its arguments.
-    #[arg(
-        required = true,
-        trailing_var_arg = true,
-        allow_hyphen_values = true,
-        value_name = "CMD"
-    )]
+    /// The command and its arguments. Everything after the command is its own, flags
+    /// included; an unknown option before it is a usage error (`--alow-cwd` never becomes
+    /// the command), and a command starting with `-` goes after `--`.
+    #[arg(required = true, trailing_var_arg = true, value_name = "CMD")]
     pub command: Vec<OsString>,
 }
 

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod cmd_credential;
+mod cmd_doctor;
 mod cmd_profile;
 mod cmd_proxy;
 mod cmd_run;
@@ -19,9 +20,17 @@ mod signals;
 
 use clap::{Parser, Subcommand};
 
+/// The version and the commit it was built from.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("NONO_GIT_COMMIT"),
+    ")"
+);
+
 /// Kernel-enforced sandbox and network filtering proxy for AI agents.
 #[derive(Debug, Parser)]
-#[command(name = "nono", version, about)]
+#[command(name = "nono", version = VERSION, about)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -41,6 +50,13 @@ enum Command {
     /// List and show network profiles (host groups from network-policy.json).
     #[command(subcommand, name = "network-profile")]
     NetworkProfile(cmd_profile::NetworkProfileCommand),
+    /// What this kernel offers nono (Landlock ABI, seccomp, user namespaces, WSL2).
+    Doctor(cmd_doctor::DoctorArgs),
+    /// Print a shell completion script: `nono completions bash > /etc/bash_completion.d/nono`.
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() {
@@ -83,6 +99,15 @@ fn main() {
         Command::Credential(a) => cmd_credential::run(a),
         Command::Profile(c) => cmd_profile::run_profile(c),
         Command::NetworkProfile(c) => cmd_profile::run_network_profile(c),
+        Command::Doctor(a) => match cmd_doctor::run(a) {
+            Ok(code) => std::process::exit(code),
+            Err(f) => Err(f),
+        },
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "nono", &mut std::io::stdout());
+            Ok(())
+        }
     };
     if let Err(f) = result {
         eprintln!("nono: {:#}", f.error);
