@@ -189,8 +189,8 @@ fn curl_reaches_allowed_https_server_through_the_proxy() {
         .expect("utf-8");
     let ca_file = ca.ca_path.to_str().expect("utf-8");
     let url = format!("https://127.0.0.1:{}/hello", origin.port);
-    // NO_PROXY names 127.0.0.1 (local hosts bypass proxies by convention); `--noproxy ''`
-    // makes curl use HTTPS_PROXY anyway, so this goes through nono's proxy.
+    // `--allow-domain 127.0.0.1` takes 127.0.0.1 out of NO_PROXY, so curl uses HTTPS_PROXY;
+    // `--noproxy ''` says so explicitly as well.
     let curl = |extra: &[&'static str]| -> Vec<String> {
         let mut cmd: Vec<&str> = vec![
             "curl",
@@ -219,10 +219,10 @@ fn curl_reaches_allowed_https_server_through_the_proxy() {
     );
     assert_eq!(origin.requests().len(), 1);
 
-    // Direct (honouring NO_PROXY): Landlock refuses the port; curl exit 7 = cannot connect.
+    // Direct (`--noproxy '*'`): Landlock refuses the port; curl exit 7 = cannot connect.
     let out = nono(
         &["--allow-domain", "127.0.0.1", "--read", ca_dir],
-        &strs(&curl(&[])),
+        &strs(&curl(&["--noproxy", "*"])),
     );
     assert_eq!(out.code, 7, "direct connect must fail\n{}", out.dump());
     // Through the proxy to a host that is not allowed: 403; curl --fail exits 22.
@@ -477,7 +477,9 @@ fn child_environment_is_as_specified() {
         assert_eq!(get(k), url, "{k}: the parent's value must be replaced");
     }
     for k in ["NO_PROXY", "no_proxy"] {
-        assert_eq!(get(k), "localhost,127.0.0.1,::1,nats.internal", "{k}");
+        // `127.0.0.1` is allowed through the proxy, so it is not "direct" (it would reach
+        // the sandbox's own empty loopback).
+        assert_eq!(get(k), "localhost,::1,nats.internal", "{k}");
     }
     assert_eq!(get("NODE_USE_ENV_PROXY"), "1");
     assert_eq!(get("NONO_TEST_PASSTHROUGH"), "kept as is");
@@ -1840,4 +1842,71 @@ fn an_allowed_loopback_address_goes_through_the_proxy_not_around_it() {
         1,
         "the host's origin was not reached"
     );
+}
+
+#[test]
+fn denials_are_explained_once_per_host_with_the_fix_and_summarised() {
+    let sh = "curl -s -o /dev/null https://denied-one.example/; curl -s -o /dev/null https://denied-one.example/again; curl -s -o /dev/null http://denied-two.example/; true";
+    let out = nono(
+        &["--allow-domain", "allowed.example"],
+        &["/bin/sh", "-c", sh],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let hint = "nono: denied denied-one.example:443 (not in the allowlist); allow it with --allow-domain denied-one.example";
+    assert_eq!(
+        out.stderr.matches(hint).count(),
+        1,
+        "one hint per host:\n{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr
+            .contains("allow it with --allow-domain denied-two.example"),
+        "{}",
+        out.stderr
+    );
+    assert!(
+        out.stderr.contains("nono: 3 request(s) refused or failed; denied by the policy: denied-one.example:443, denied-two.example:80"),
+        "no summary:\n{}",
+        out.stderr
+    );
+    let quiet = nono(
+        &["-q", "--allow-domain", "allowed.example"],
+        &["/bin/sh", "-c", sh],
+    );
+    assert!(!quiet.stderr.contains("denied-one"), "{}", quiet.stderr);
+}
+
+#[test]
+fn log_file_takes_the_decision_lines_off_the_terminal() {
+    let dir = TempDir::new("logfile");
+    let log = dir.path().join("nono.log");
+    let log_s = log.to_string_lossy().into_owned();
+    let out = nono(
+        &[
+            "-v",
+            "--log-file",
+            &log_s,
+            "--allow-domain",
+            "allowed.example",
+        ],
+        &[
+            "/bin/sh",
+            "-c",
+            "curl -s -o /dev/null https://denied-three.example/; true",
+        ],
+    );
+    assert_eq!(out.code, 0, "{}", out.stderr);
+    let text = std::fs::read_to_string(&log).expect("the log file exists");
+    assert!(
+        text.contains("DENY CONNECT denied-three.example:443 reason=not_allowlisted"),
+        "{text}"
+    );
+    assert!(!out.stderr.contains("DENY CONNECT"), "{}", out.stderr);
+    let bad = nono(
+        &["--log-file", "/nonexistent/dir/x.log", "--block-net"],
+        &["true"],
+    );
+    assert_eq!(bad.code, 125, "{}", bad.stderr);
+    assert!(bad.stderr.contains("--log-file"), "{}", bad.stderr);
 }

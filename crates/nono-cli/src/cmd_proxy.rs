@@ -71,7 +71,8 @@ pub struct ProxyArgs {
 /// Runs `nono proxy` until Ctrl-C or SIGTERM.
 pub fn run(args: ProxyArgs) -> Result<(), Failure> {
     let config = build_config(&args)?;
-    crate::logging::init(args.verbose, false, "info");
+    crate::logging::init(args.verbose, false, "info", None)
+        .map_err(|e| Failure::usage(format!("{e:#}")))?;
     crate::limits::raise_fd_limit();
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -51,6 +51,10 @@ pub struct RunArgs {
     /// Show each proxy decision (-v) and debug logs (-vv).
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Write nono's log lines (-v, -vv) to this file instead of stderr, so they do not draw
+    /// over a terminal UI; the one-line denial hints stay on stderr.
+    #[arg(long, value_name = "PATH")]
+    pub log_file: Option<PathBuf>,
     /// Print nothing about what is enforced; only errors.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -63,7 +67,13 @@ pub struct RunArgs {
 
 /// Runs the command; returns the exit code nono should exit with.
 pub fn run(args: RunArgs) -> Result<i32, Failure> {
-    crate::logging::init(args.verbose, args.quiet, "warn,nono::audit=error");
+    crate::logging::init(
+        args.verbose,
+        args.quiet,
+        "warn,nono::audit=error",
+        args.log_file.as_deref(),
+    )
+    .map_err(|e| Failure::usage(format!("{e:#}")))?;
     let nono_err = |e: anyhow::Error| Failure::with_code(EXIT_NONO_FAILED, e);
     let (resolved, upstream_proxy_spec) = resolve(&args)?;
     nono_policy::check_ca_key_unreadable(&resolved).map_err(|e| Failure::usage(e.to_string()))?;
@@ -80,6 +90,15 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         }
         _ => None,
     };
+    // At -v every decision is logged; otherwise one hint per denied host, and a summary.
+    let denials = proxy.as_ref().map(|p| {
+        let list = resolved
+            .network
+            .network_profile
+            .as_ref()
+            .map(|np| format!("network profile {np}"));
+        crate::denials::Denials::watch(p.audit(), list, args.quiet || args.verbose > 0)
+    });
     let mut add_env: Vec<(String, String)> = Vec::new();
     if let Some(p) = &proxy {
         add_env.extend(p.env_vars());
@@ -124,6 +143,7 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
         program,
         argv: args.command.clone(),
         env: child_env,
+        ..Default::default()
     };
     // Handlers exist before the child does, so a SIGTERM right after the fork is forwarded
     // instead of killing nono (the child resets them before exec).
@@ -195,6 +215,11 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let code = rt
         .block_on(supervise(child, pid, signals))
         .map_err(nono_err)?;
+    if let Some(line) = denials.as_ref().and_then(|d| d.summary()) {
+        if !args.quiet {
+            eprintln!("{line}");
+        }
+    }
     // Open tunnels die with us; the child is gone, so there is nobody left to serve.
     drop(proxy);
     rt.shutdown_background();

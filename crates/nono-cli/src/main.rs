@@ -9,6 +9,7 @@ mod cmd_doctor;
 mod cmd_profile;
 mod cmd_proxy;
 mod cmd_run;
+mod denials;
 mod exit;
 #[cfg(target_os = "macos")]
 mod keychain;

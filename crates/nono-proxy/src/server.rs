@@ -220,11 +220,18 @@ impl Shared {
         if let Some((m, p)) = info {
             ev = ev.with_request(m, Some(p));
         }
+        // The body names the reason first (clients and tests match on it), then the fix.
+        let body = match crate::audit::explain(&ev, None) {
+            Some(x) if x.policy && status == StatusCode::FORBIDDEN => {
+                format!("{reason}: {}", x.text)
+            }
+            _ => reason.to_string(),
+        };
         self.audit.record(ev);
         if status == StatusCode::PROXY_AUTHENTICATION_REQUIRED {
             return respond::proxy_auth_required();
         }
-        respond::text(status, reason)
+        respond::text(status, &body)
     }
 
     /// Admission only (no connect), mapping refusals to responses.

@@ -39,6 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             program,
             argv: args,
             env,
+            ..Default::default()
         },
     )?;
     child.release()?;

@@ -25,6 +25,8 @@ pub enum ChildStage {
     Network,
     /// Loading the connect-gate filter and handing its listener to the supervisor.
     ConnectGate,
+    /// Putting [`crate::ExecSpec::stdio`]'s descriptors on 0, 1 and 2.
+    Stdio,
     /// An unknown stage code (should not happen).
     Unknown,
 }
@@ -43,6 +45,7 @@ impl ChildStage {
             ChildStage::Capabilities => 7,
             ChildStage::Network => 8,
             ChildStage::ConnectGate => 9,
+            ChildStage::Stdio => 10,
             ChildStage::Unknown => 0,
         }
     }
@@ -58,6 +61,7 @@ impl ChildStage {
             7 => ChildStage::Capabilities,
             8 => ChildStage::Network,
             9 => ChildStage::ConnectGate,
+            10 => ChildStage::Stdio,
             _ => ChildStage::Unknown,
         }
     }
@@ -76,6 +80,10 @@ impl std::fmt::Display for ChildStage {
             ChildStage::Network => "set up the private network namespace",
             ChildStage::ConnectGate => {
                 "load the connect gate (seccomp user notification, Linux 5.9+)"
+            }
+            ChildStage::Stdio => {
+                "redirect its standard input, output or error (is each descriptor in \
+                 ExecSpec::stdio open?)"
             }
             ChildStage::Unknown => "prepare for exec",
         })
@@ -257,6 +265,21 @@ pub enum SandboxError {
         program: PathBuf,
     },
 
+    /// The command could not enter [`crate::ExecSpec::cwd`] (the child exited with 125).
+    #[error(
+        "cannot use {path} as the working directory in the sandbox: {source}; it must be an \
+         existing directory beneath a granted path (the sandbox shows only granted paths), so \
+         grant it (e.g. --read {path} or FsRule::read) or choose one that is",
+        path = path.display()
+    )]
+    WorkingDirectory {
+        /// The directory asked for.
+        path: PathBuf,
+        /// The errno of `chdir` or of opening it.
+        #[source]
+        source: io::Error,
+    },
+
     /// `execve` of the program failed inside the sandbox.
     #[error(
         "cannot execute {program} in the sandbox: {source}; make sure it and its interpreter \
@@ -357,6 +380,7 @@ mod tests {
             ChildStage::Capabilities,
             ChildStage::Network,
             ChildStage::ConnectGate,
+            ChildStage::Stdio,
         ] {
             assert_eq!(ChildStage::from_code(stage.code()), stage);
         }

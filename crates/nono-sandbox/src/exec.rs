@@ -1,6 +1,8 @@
 //! What to run in the sandbox and how it ended, plus `PATH` lookup that behaves like `execvp`.
 
 use std::ffi::{OsStr, OsString};
+#[cfg(unix)]
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use crate::error::SandboxError;
@@ -9,7 +11,10 @@ use crate::error::SandboxError;
 pub const DEFAULT_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
 
 /// The program to execute inside the sandbox.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// Build it with the fields that matter and `..Default::default()` for the rest: no working
+/// directory change and inherited standard streams.
+#[derive(Debug, Default)]
 pub struct ExecSpec {
     /// Path of the executable, already resolved (see [`resolve_program`]).
     pub program: PathBuf,
@@ -17,6 +22,31 @@ pub struct ExecSpec {
     pub argv: Vec<OsString>,
     /// The complete environment of the child; nothing else is inherited.
     pub env: Vec<(OsString, OsString)>,
+    /// Absolute directory the program starts in, as seen inside the sandbox; it must lie
+    /// beneath a granted path. `None` keeps the default: the caller's working directory when
+    /// the sandbox contains it, `/` otherwise.
+    pub cwd: Option<PathBuf>,
+    /// Where the program's standard streams go.
+    #[cfg(unix)]
+    pub stdio: Stdio,
+}
+
+/// Descriptors that become the program's standard input, output and error.
+///
+/// `None` inherits the caller's descriptor 0, 1 or 2. Each `Some` is duplicated onto its
+/// number in the program just before exec; the descriptor itself reaches no sandboxed
+/// process. The caller keeps ownership: drop the spec (or these descriptors) after
+/// [`spawn`](crate::spawn) so that the read end of an output pipe sees end-of-file once the
+/// sandbox has ended.
+#[cfg(unix)]
+#[derive(Debug, Default)]
+pub struct Stdio {
+    /// The program's standard input (descriptor 0).
+    pub stdin: Option<OwnedFd>,
+    /// The program's standard output (descriptor 1).
+    pub stdout: Option<OwnedFd>,
+    /// The program's standard error (descriptor 2).
+    pub stderr: Option<OwnedFd>,
 }
 
 /// How a sandboxed child ended.

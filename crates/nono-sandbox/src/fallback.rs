@@ -66,4 +66,22 @@ impl SandboxedChild {
     pub fn signal(&self, _signal: i32) -> Result<(), SandboxError> {
         Err(unsupported())
     }
+
+    /// A handle that would kill the sandbox.
+    pub fn killer(&self) -> Killer {
+        Killer { _private: () }
+    }
+}
+
+/// Kills a sandbox; cannot be created on this platform.
+#[derive(Clone, Debug)]
+pub struct Killer {
+    _private: (),
+}
+
+impl Killer {
+    /// Kills the whole sandbox.
+    pub fn kill(&self) -> Result<(), SandboxError> {
+        Err(unsupported())
+    }
 }

@@ -13,7 +13,8 @@
 //! - `plan`: pure decisions: the Landlock rule list, fail-closed network logic, the report.
 //! - `seccomp`: the pure seccomp deny table ([`seccomp_rules`]).
 //! - `seatbelt`: the pure macOS Seatbelt profile text ([`seatbelt_profile`]).
-//! - `exec`: [`ExecSpec`], [`ChildExit`] and `execvp`-style [`resolve_program`].
+//! - `exec`: [`ExecSpec`] (with its [`Stdio`]), [`ChildExit`] and `execvp`-style
+//!   [`resolve_program`].
 //! - `report`: [`EnforcementReport`] and [`Enforcement`].
 //! - `error`: [`SandboxError`].
 //! - `linux` (Linux only): Landlock ruleset and seccomp BPF construction, fork/exec of the
@@ -56,9 +57,9 @@ use fallback as imp;
 
 pub use error::{ChildStage, SandboxError};
 #[cfg(unix)]
-pub use exec::resolve_program;
+pub use exec::{resolve_program, Stdio};
 pub use exec::{ChildExit, ExecSpec, DEFAULT_PATH};
-pub use imp::SandboxedChild;
+pub use imp::{Killer, SandboxedChild};
 #[cfg(target_os = "linux")]
 pub use linux::{Containment, NetnsOutcome, PrivateNetwork};
 pub use paths::{linux_system_paths, macos_system_paths, system_paths};
@@ -109,11 +110,19 @@ pub fn prepare_with(
 
 /// Forks a child that will run `spec` inside `prepared` once released.
 ///
-/// The caller must be single-threaded (fork before starting an async runtime). The child
-/// stays in the caller's process group so interactive programs keep the terminal, inherits
-/// only descriptors 0-2, and runs with exactly `spec.env`. On Linux it also dies with the
-/// caller (`PR_SET_PDEATHSIG`) and gets default signal handling, and the caller becomes the
-/// subreaper of the sandbox's orphans; on macOS it starts at
+/// The caller may have other threads: between fork and exec the child only makes raw system
+/// calls, and signals stay blocked in the calling thread around the fork so no handler of the
+/// caller's runs in the child. The child stays in the caller's process group so interactive
+/// programs keep the terminal, inherits only descriptors 0-2 (or [`ExecSpec::stdio`]), starts
+/// in [`ExecSpec::cwd`] when given, and runs with exactly `spec.env`. Stop it from any thread
+/// with [`SandboxedChild::killer`].
+///
+/// On Linux it also dies with the calling *thread* (`PR_SET_PDEATHSIG` follows the thread
+/// that forked, not the process): call this from a thread that outlives the child, such as
+/// the main thread or a dedicated long-lived one, never from a short-lived worker. It gets
+/// default signal handling, and the calling process becomes a child subreaper
+/// (`PR_SET_CHILD_SUBREAPER`, process-wide and permanent): orphaned descendants of *any* of
+/// its children are re-parented to it and must be reaped by it. On macOS the child starts at
 /// [`SandboxedChild::release`], under `sandbox-exec`.
 pub fn spawn(prepared: &PreparedSandbox, spec: &ExecSpec) -> Result<SandboxedChild, SandboxError> {
     imp::spawn(prepared, spec, None)

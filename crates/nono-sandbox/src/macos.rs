@@ -8,6 +8,7 @@
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
 use std::process::{Child, Command};
+use std::sync::{Arc, Mutex};
 
 use crate::error::SandboxError;
 use crate::exec::{ChildExit, ExecSpec};
@@ -67,6 +68,26 @@ pub(crate) fn spawn(
         .args(sandbox_exec_args(&prepared.inner.profile, spec))
         .env_clear()
         .envs(spec.env.iter().map(|(k, v)| (k, v)));
+    if let Some(dir) = &spec.cwd {
+        command.current_dir(dir);
+    }
+    let dup = |fd: &std::os::fd::OwnedFd| {
+        fd.try_clone()
+            .map(std::process::Stdio::from)
+            .map_err(|source| SandboxError::Os {
+                operation: "duplicating a descriptor of ExecSpec::stdio",
+                source,
+            })
+    };
+    if let Some(fd) = &spec.stdio.stdin {
+        command.stdin(dup(fd)?);
+    }
+    if let Some(fd) = &spec.stdio.stdout {
+        command.stdout(dup(fd)?);
+    }
+    if let Some(fd) = &spec.stdio.stderr {
+        command.stderr(dup(fd)?);
+    }
     // SAFETY: the closure runs between fork and exec and only calls getdtablesize and fcntl,
     // which are async-signal-safe; it allocates nothing.
     unsafe {
@@ -83,7 +104,59 @@ pub(crate) fn spawn(
         command: Some(command),
         program: spec.program.clone(),
         child: None,
+        kill: Arc::default(),
     })
+}
+
+/// What a [`Killer`] may do with the child: signal it only while it is not reaped.
+#[derive(Debug, Default)]
+struct KillState {
+    pid: Option<libc::pid_t>,
+    reaped: bool,
+    requested: bool,
+}
+
+/// Kills the sandboxed program with SIGKILL from any thread; cheap to clone.
+///
+/// On macOS this reaches only the program (`sandbox-exec` execs it in place), not processes
+/// it started: they keep running under the same Seatbelt profile. It never signals a
+/// recycled PID: [`SandboxedChild::wait`] marks the child reaped, under the same lock, before
+/// reaping it. A request before [`SandboxedChild::release`] kills it as soon as it starts.
+#[derive(Clone, Debug)]
+pub struct Killer {
+    state: Arc<Mutex<KillState>>,
+}
+
+impl Killer {
+    /// Kills the program; [`SandboxedChild::wait`] then reports `Signal(SIGKILL)`.
+    pub fn kill(&self) -> Result<(), SandboxError> {
+        let mut state = self
+            .state
+            .lock()
+            .map_err(|_| SandboxError::Usage("a thread panicked while killing the child"))?;
+        match state.pid {
+            Some(_) if state.reaped => Ok(()),
+            Some(pid) => kill_pid(pid, libc::SIGKILL),
+            None => {
+                state.requested = true;
+                Ok(())
+            }
+        }
+    }
+}
+
+fn kill_pid(pid: libc::pid_t, signal: i32) -> Result<(), SandboxError> {
+    // SAFETY: kill has no memory effects; callers pass an unreaped child's pid.
+    if unsafe { libc::kill(pid, signal) } != 0 {
+        let source = std::io::Error::last_os_error();
+        if source.raw_os_error() != Some(libc::ESRCH) {
+            return Err(SandboxError::Os {
+                operation: "kill",
+                source,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A child that runs under Seatbelt once released.
@@ -92,6 +165,7 @@ pub struct SandboxedChild {
     command: Option<Command>,
     program: std::path::PathBuf,
     child: Option<Child>,
+    kill: Arc<Mutex<KillState>>,
 }
 
 impl SandboxedChild {
@@ -113,8 +187,28 @@ impl SandboxedChild {
             program: self.program.clone(),
             source,
         })?;
+        let pid = i32::try_from(child.id()).unwrap_or(0);
         self.child = Some(child);
+        let requested = {
+            let mut state = self
+                .kill
+                .lock()
+                .map_err(|_| SandboxError::Usage("a thread panicked while killing the child"))?;
+            state.pid = Some(pid);
+            state.requested
+        };
+        if requested {
+            kill_pid(pid, libc::SIGKILL)?;
+        }
         Ok(())
+    }
+
+    /// A handle that kills the program from any thread, even while another one is blocked in
+    /// [`wait`](Self::wait); see [`Killer`].
+    pub fn killer(&self) -> Killer {
+        Killer {
+            state: Arc::clone(&self.kill),
+        }
     }
 
     /// Starts the program if it has not been released yet. A profile `sandbox-exec` rejects
@@ -133,6 +227,33 @@ impl SandboxedChild {
             .child
             .as_mut()
             .ok_or(SandboxError::Usage("wait before release"))?;
+        let pid = i32::try_from(child.id()).unwrap_or(0);
+        // Wait without reaping, so a Killer cannot race the PID's reuse, then mark it reaped.
+        loop {
+            // SAFETY: waitid writes into the zeroed local siginfo.
+            let rc = unsafe {
+                let mut info: libc::siginfo_t = std::mem::zeroed();
+                libc::waitid(
+                    libc::P_PID,
+                    pid as libc::id_t,
+                    &mut info,
+                    libc::WEXITED | libc::WNOWAIT,
+                )
+            };
+            if rc == 0 {
+                break;
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() != Some(libc::EINTR) {
+                return Err(SandboxError::Os {
+                    operation: "waitid",
+                    source: err,
+                });
+            }
+        }
+        if let Ok(mut state) = self.kill.lock() {
+            state.reaped = true;
+        }
         let status = child.wait().map_err(|source| SandboxError::Os {
             operation: "waitpid",
             source,

@@ -34,6 +34,7 @@ mod tests {
             program: "/usr/bin/env".into(),
             argv: vec!["env".into(), "-i".into(), "--".into()],
             env: vec![],
+            ..Default::default()
         };
         let args = sandbox_exec_args("(version 1)", &spec);
         assert_eq!(

@@ -4,9 +4,10 @@
 //! makes only raw, async-signal-safe system calls and never allocates, locks or unwinds.
 
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use nix::fcntl::OFlag;
 
@@ -50,7 +51,12 @@ const STAGE_FORK: u32 = 201;
 const STAGE_ROOT_STAGING: u32 = 202;
 const STAGE_ROOT_PIVOT: u32 = 203;
 const STAGE_ROOT_RULES: u32 = 204;
+/// Stage code of changing to [`ExecSpec::cwd`] in the command.
+const STAGE_CWD: u32 = 205;
 const STAGE_ROOT_STEP: u32 = 1000;
+/// Every fork of the sandbox's first process returns a pidfd for it (Linux 5.2+), so signals
+/// never reach a recycled PID.
+const PIDFD_FLAGS: libc::c_ulong = (libc::CLONE_PIDFD | libc::SIGCHLD) as libc::c_ulong;
 /// `CLONE_NEWNS | CLONE_NEWPID`, and `CLONE_NEWUSER` for an unprivileged supervisor.
 const NAMESPACE_FLAGS: libc::c_ulong = (libc::CLONE_NEWNS | libc::CLONE_NEWPID) as libc::c_ulong;
 const USERNS_FLAG: libc::c_ulong = libc::CLONE_NEWUSER as libc::c_ulong;
@@ -68,7 +74,11 @@ const MSG_GATE: u8 = b'G';
 #[derive(Debug)]
 pub struct SandboxedChild {
     pid: libc::pid_t,
+    /// Refers to the sandbox's first process for as long as anyone holds it, reaped or not.
+    pidfd: Arc<OwnedFd>,
     program: PathBuf,
+    /// [`ExecSpec::cwd`], for errors.
+    cwd: Option<PathBuf>,
     go: Option<OwnedFd>,
     exec_errors: Option<OwnedFd>,
     exit: Option<ChildExit>,
@@ -142,6 +152,10 @@ struct ChildContext<'a> {
     gate_parent: RawFd,
     /// Extra filters of the fallback containment.
     fallback_filters: &'a std::cell::OnceCell<Vec<libc::sock_fprog>>,
+    /// [`ExecSpec::cwd`] for the command, if any.
+    cwd: Option<&'a CString>,
+    /// Descriptors for the command's 0, 1 and 2; -1 inherits.
+    stdio: [RawFd; 3],
     /// The status pipe's ends (the init writes the command's status).
     status_read: RawFd,
     status_write: RawFd,
@@ -222,6 +236,25 @@ pub(crate) fn spawn(
     }
     let argv_ptrs = null_terminated(&argv);
     let envp_ptrs = null_terminated(&env);
+    let cwd = match &spec.cwd {
+        Some(dir) if !dir.is_absolute() => {
+            return Err(SandboxError::InvalidExecSpec {
+                what: "working directory",
+                detail: format!(
+                    "{} is relative; give an absolute path as seen inside the sandbox",
+                    dir.display()
+                ),
+            })
+        }
+        Some(dir) => Some(c_string("working directory", dir.as_os_str().as_bytes())?),
+        None => None,
+    };
+    let raw = |fd: &Option<OwnedFd>| fd.as_ref().map_or(-1, AsRawFd::as_raw_fd);
+    let stdio = [
+        raw(&spec.stdio.stdin),
+        raw(&spec.stdio.stdout),
+        raw(&spec.stdio.stderr),
+    ];
 
     let inner = &prepared.inner;
     let fprogs = fprogs_of(&inner.filters)?;
@@ -279,6 +312,8 @@ pub(crate) fn spawn(
         gate_child: gate_child.as_raw_fd(),
         gate_parent: gate_parent.as_raw_fd(),
         fallback_filters: &fallback_fprogs,
+        cwd: cwd.as_ref(),
+        stdio,
         status_read: status_read.as_raw_fd(),
         status_write: status_write.as_raw_fd(),
         root: root.as_ref(),
@@ -311,49 +346,34 @@ pub(crate) fn spawn(
     }
     let mut refused: Option<std::io::Error> = None;
     let mut pid = -1;
+    let mut pidfd: libc::c_int = -1;
+    // Until the child has reset its handlers, a signal must not run one of the caller's
+    // (a Python or tokio handler would write to descriptors the parent shares).
+    let blocked = SignalsBlocked::new()?;
     for (flags, userns) in attempts {
         ctx.namespaces = true;
         ctx.userns = userns;
-        // SAFETY: clone without CLONE_VM or a new stack behaves like fork: the child gets a
-        // copy of this single-threaded process and runs only `child_main` (see below).
-        pid = unsafe {
-            libc::syscall(
-                libc::SYS_clone,
-                flags | libc::SIGCHLD as libc::c_ulong,
-                0usize,
-                0usize,
-                0usize,
-                0usize,
-            )
-        } as libc::pid_t;
-        if pid == 0 {
-            // SAFETY: we are the freshly cloned child; see `child_main`.
-            unsafe { child_main(&ctx) }
-        }
+        pid = clone_child(flags, &mut pidfd, &ctx);
         if pid > 0 {
             break;
         }
         refused = Some(std::io::Error::last_os_error());
     }
+    drop(blocked);
     let containment = if pid > 0 {
         Containment::Namespaces { user: ctx.userns }
     } else {
         let _ = fallback_fprogs.set(fprogs_of(inner.fallback_filters()?)?);
         ctx.namespaces = false;
         ctx.userns = false;
-        // SAFETY: the caller is documented to be single-threaded, and the child branch below
-        // only runs `child_main`, which uses async-signal-safe system calls on data built
-        // above and ends in `execve` or `_exit` without returning or unwinding.
-        pid = unsafe { libc::fork() };
+        let blocked = SignalsBlocked::new()?;
+        pid = clone_child(0, &mut pidfd, &ctx);
+        drop(blocked);
         if pid < 0 {
             return Err(SandboxError::Os {
-                operation: "fork",
+                operation: "fork (clone with CLONE_PIDFD, Linux 5.2+)",
                 source: std::io::Error::last_os_error(),
             });
-        }
-        if pid == 0 {
-            // SAFETY: we are the freshly forked child; see `child_main`.
-            unsafe { child_main(&ctx) }
         }
         Containment::Fallback {
             reason: match refused {
@@ -362,6 +382,9 @@ pub(crate) fn spawn(
             },
         }
     };
+    // SAFETY: clone succeeded, so the kernel stored a new close-on-exec pidfd that nothing
+    // else owns.
+    let pidfd = Arc::new(unsafe { OwnedFd::from_raw_fd(pidfd) });
     drop(status_write);
     drop(ruleset);
     connect_gate::register_root(pid);
@@ -375,7 +398,9 @@ pub(crate) fn spawn(
     });
     Ok(SandboxedChild {
         pid,
+        pidfd,
         program: spec.program.clone(),
+        cwd: spec.cwd.clone(),
         go: Some(go_write),
         exec_errors: Some(err_read),
         exit: None,
@@ -402,6 +427,69 @@ fn fprogs_of(filters: &[Vec<libc::sock_filter>]) -> Result<Vec<libc::sock_fprog>
             })
         })
         .collect()
+}
+
+/// Forks the sandbox's first process with `flags` (namespaces or none) and runs
+/// [`child_main`] in it; returns its PID, or -1 with errno set. Stores its pidfd in `pidfd`.
+fn clone_child(
+    flags: libc::c_ulong,
+    pidfd: &mut libc::c_int,
+    ctx: &ChildContext<'_>,
+) -> libc::pid_t {
+    let pidfd: *mut libc::c_int = pidfd;
+    // SAFETY: clone without CLONE_VM or a new stack behaves like fork: the child gets a copy
+    // of the calling thread only (other threads of the caller simply do not exist there, and
+    // whatever locks they held stay held), and runs only `child_main`, which never allocates
+    // or locks. CLONE_PIDFD writes one int to `pidfd` (the parent_tid argument on x86_64 and
+    // aarch64 alike), which points to the caller's live local.
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            flags | PIDFD_FLAGS,
+            0usize,
+            pidfd,
+            0usize,
+            0usize,
+        )
+    } as libc::pid_t;
+    if pid == 0 {
+        // SAFETY: we are the freshly cloned child; see `child_main`.
+        unsafe { child_main(ctx) }
+    }
+    pid
+}
+
+/// Every signal blocked in the calling thread, restored on drop; set around the fork.
+struct SignalsBlocked(libc::sigset_t);
+
+impl SignalsBlocked {
+    fn new() -> Result<Self, SandboxError> {
+        // SAFETY: sigset operations on live locals; pthread_sigmask only changes this
+        // thread's mask and stores the previous one in `old`.
+        unsafe {
+            let mut all: libc::sigset_t = std::mem::zeroed();
+            let mut old: libc::sigset_t = std::mem::zeroed();
+            libc::sigfillset(&mut all);
+            let rc = libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+            if rc != 0 {
+                return Err(SandboxError::Os {
+                    operation: "pthread_sigmask",
+                    source: std::io::Error::from_raw_os_error(rc),
+                });
+            }
+            Ok(SignalsBlocked(old))
+        }
+    }
+}
+
+impl Drop for SignalsBlocked {
+    fn drop(&mut self) {
+        // SAFETY: restores the mask saved by `new` in the same thread (the guard never leaves
+        // `spawn`).
+        unsafe {
+            libc::pthread_sigmask(libc::SIG_SETMASK, &self.0, std::ptr::null_mut());
+        }
+    }
 }
 
 fn errno() -> libc::c_int {
@@ -438,8 +526,10 @@ unsafe fn fail_with(fd: RawFd, stage: u32, err: libc::c_int) -> ! {
 /// The child side: confine, then exec. Never returns.
 ///
 /// # Safety
-/// Must only be called in the child right after `fork` from a single-threaded parent, with
-/// every descriptor and pointer in `ctx` valid (they are copies of the parent's).
+/// Must only be called in the child right after `fork` (the parent may have other threads:
+/// nothing here allocates, locks or touches state they could have left half-changed), with
+/// every signal blocked and every descriptor and pointer in `ctx` valid (they are copies of
+/// the parent's).
 unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
     let fd = ctx.err_write;
     // SAFETY: each call below is a plain system call (or glibc's thin async-signal-safe
@@ -476,7 +566,12 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
         }
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
-        if libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut()) != 0 {
+        // A kill request that arrives before the init loop waits until the loop handles it
+        // (its default action would end only this process, not the fallback's command).
+        let mut kill_request: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut kill_request);
+        libc::sigaddset(&mut kill_request, init::KILL_REQUEST);
+        if libc::sigprocmask(libc::SIG_SETMASK, &kill_request, std::ptr::null_mut()) != 0 {
             fail(fd, ChildStage::Signals.code());
         }
 
@@ -658,6 +753,23 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
             if ctx.scopes && !scope_signals() {
                 fail(fd, ChildStage::Landlock.code());
             }
+            if !redirect_stdio(&ctx.stdio) {
+                fail(fd, ChildStage::Stdio.code());
+            }
+            if let Some(dir) = ctx.cwd {
+                // chdir alone succeeds in a directory Landlock hides; opening it does not.
+                if libc::chdir(dir.as_ptr()) != 0 {
+                    fail(fd, STAGE_CWD);
+                }
+                let opened = libc::open(
+                    c".".as_ptr(),
+                    libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
+                );
+                if opened < 0 {
+                    fail(fd, STAGE_CWD);
+                }
+                libc::close(opened);
+            }
             libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
             libc::execve(ctx.program.as_ptr(), ctx.argv.as_ptr(), ctx.envp.as_ptr());
             fail(fd, STAGE_EXEC)
@@ -673,6 +785,93 @@ unsafe fn child_main(ctx: &ChildContext<'_>) -> ! {
         libc::syscall(libc::SYS_close_range, keep + 1, u32::MAX, 0u32);
         init::run(command as libc::pid_t, ctx.status_write, ctx.namespaces)
     }
+}
+
+/// Puts `stdio[i]` (when not -1) on descriptor `i`; the originals stay close-on-exec.
+///
+/// # Safety
+/// Async-signal-safe; for the forked command before exec.
+unsafe fn redirect_stdio(stdio: &[RawFd; 3]) -> bool {
+    // First above 2, so that a source that is itself 0, 1 or 2 is not overwritten by an
+    // earlier dup2 before it is used.
+    let mut high: [RawFd; 3] = [-1; 3];
+    for (h, &src) in high.iter_mut().zip(stdio) {
+        if src >= 0 {
+            // SAFETY: fcntl on a descriptor number; the result is checked.
+            *h = unsafe { libc::fcntl(src, libc::F_DUPFD_CLOEXEC, 3) };
+            if *h < 0 {
+                return false;
+            }
+        }
+    }
+    for (target, &h) in (0..).zip(&high) {
+        if h >= 0 {
+            // SAFETY: dup2 and close on descriptors this process owns.
+            unsafe {
+                if libc::dup2(h, target) < 0 {
+                    return false;
+                }
+                libc::close(h);
+            }
+        }
+    }
+    true
+}
+
+/// Kills every process of one sandbox with SIGKILL; cheap to clone and to share between
+/// threads.
+///
+/// It holds a pidfd of the sandbox's first process, so once that process is gone (reaped or
+/// not) [`kill`](Killer::kill) does nothing: it never reaches a process that reuses the PID.
+///
+/// With [`Containment::Namespaces`] it SIGKILLs the PID namespace's init, and the kernel then
+/// kills every process in the namespace, daemonised or not. With
+/// [`Containment::Fallback`] it asks the sandbox's init (a subreaper) to SIGKILL its whole
+/// tree at once, skipping the usual SIGTERM grace; that covers every descendant, since
+/// orphans re-parent to the init, but needs the init alive: if the init itself was killed
+/// (for example by its parent-death signal), whatever it had not yet swept keeps running.
+/// A request sent before [`SandboxedChild::release`] takes effect once the command has
+/// started.
+#[derive(Clone, Debug)]
+pub struct Killer {
+    pidfd: Arc<OwnedFd>,
+    signal: libc::c_int,
+}
+
+impl Killer {
+    /// Kills the whole sandbox; [`SandboxedChild::wait`] then reports `Signal(SIGKILL)`.
+    ///
+    /// Returns at once (the processes die asynchronously). A sandbox that has already ended
+    /// is not an error.
+    pub fn kill(&self) -> Result<(), SandboxError> {
+        send_signal(&self.pidfd, self.signal)
+    }
+}
+
+/// `pidfd_send_signal`, treating a process that has already ended as success.
+fn send_signal(pidfd: &OwnedFd, signal: libc::c_int) -> Result<(), SandboxError> {
+    // SAFETY: a live pidfd, a NULL siginfo (the kernel fills in a kill()-style one) and no
+    // flags; the call has no memory effects.
+    let rc = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    if rc == 0 {
+        return Ok(());
+    }
+    let source = std::io::Error::last_os_error();
+    if source.raw_os_error() == Some(libc::ESRCH) {
+        return Ok(());
+    }
+    Err(SandboxError::Os {
+        operation: "pidfd_send_signal",
+        source,
+    })
 }
 
 /// `struct landlock_ruleset_attr` (ABI 6 layout).
@@ -786,6 +985,11 @@ impl SandboxedChild {
                 SandboxError::ExecOutsideGrants {
                     program: self.program.clone(),
                 }
+            } else if stage == STAGE_CWD {
+                SandboxError::WorkingDirectory {
+                    path: self.cwd.clone().unwrap_or_default(),
+                    source,
+                }
             } else if stage == STAGE_EXEC {
                 SandboxError::Exec {
                     program: self.program.clone(),
@@ -859,15 +1063,19 @@ impl SandboxedChild {
         if self.exit.is_some() {
             return Ok(());
         }
-        // SAFETY: kill has no memory effects; the pid is our unreaped child, so it cannot
-        // have been recycled for another process.
-        if unsafe { libc::kill(self.pid, signal) } != 0 {
-            return Err(SandboxError::Os {
-                operation: "kill",
-                source: std::io::Error::last_os_error(),
-            });
+        send_signal(&self.pidfd, signal)
+    }
+
+    /// A handle that kills the whole sandbox from any thread, even while another one is
+    /// blocked in [`wait`](Self::wait); see [`Killer`].
+    pub fn killer(&self) -> Killer {
+        Killer {
+            pidfd: Arc::clone(&self.pidfd),
+            signal: match self.containment {
+                Containment::Namespaces { .. } => libc::SIGKILL,
+                Containment::Fallback { .. } => init::KILL_REQUEST,
+            },
         }
-        Ok(())
     }
 
     fn reap(&mut self) -> Result<ChildExit, SandboxError> {

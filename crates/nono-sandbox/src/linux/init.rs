@@ -15,6 +15,10 @@ use std::os::fd::RawFd;
 /// How long processes left behind by the command get to exit after SIGTERM.
 pub(crate) const TEARDOWN_GRACE_MS: i64 = 500;
 
+/// Sent to this process by [`crate::Killer`] in the fallback containment: SIGKILL everything
+/// now, without the SIGTERM grace. `SIGRTMAX` on x86_64 and aarch64; never forwarded.
+pub(crate) const KILL_REQUEST: libc::c_int = 64;
+
 /// Signals sent to this process that belong to the command (nono forwards SIGTERM/SIGHUP
 /// here). Terminal signals (SIGINT, SIGQUIT, SIGTSTP, SIGWINCH) reach the command directly
 /// through the process group and are not forwarded twice.
@@ -101,18 +105,20 @@ unsafe fn sweep_children(sig: libc::c_int) {
     }
 }
 
-/// Waits at most `ms` for a SIGCHLD (all signals are blocked in this process).
-unsafe fn wait_child_signal(ms: i64) {
+/// Waits at most `ms` for a SIGCHLD or a [`KILL_REQUEST`] (all signals are blocked in this
+/// process); true for a kill request.
+unsafe fn wait_child_signal(ms: i64) -> bool {
     // SAFETY: sigset operations on a live local; sigtimedwait only reads them.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGCHLD);
+        libc::sigaddset(&mut set, KILL_REQUEST);
         let ts = libc::timespec {
             tv_sec: ms / 1000,
             tv_nsec: (ms % 1000) * 1_000_000,
         };
-        libc::sigtimedwait(&set, std::ptr::null_mut(), &ts);
+        libc::sigtimedwait(&set, std::ptr::null_mut(), &ts) == KILL_REQUEST
     }
 }
 
@@ -124,6 +130,7 @@ unsafe fn wait_child_signal(ms: i64) {
 /// blocked; `status_fd` is the write end of the supervisor's status pipe.
 pub(crate) unsafe fn run(command: libc::pid_t, status_fd: RawFd, pidns: bool) -> ! {
     let mut status = None;
+    let mut killed = false;
     // SAFETY: raw system calls on live locals, as documented above.
     unsafe {
         let mut all: libc::sigset_t = std::mem::zeroed();
@@ -136,14 +143,20 @@ pub(crate) unsafe fn run(command: libc::pid_t, status_fd: RawFd, pidns: bool) ->
                 break;
             }
             let sig = libc::sigwaitinfo(&all, std::ptr::null_mut());
+            if sig == KILL_REQUEST {
+                killed = true;
+                break;
+            }
             if FORWARDED.contains(&sig) {
                 libc::kill(command, sig);
             }
         }
-        // The command is gone: end whatever it left behind.
-        signal_all(pidns, libc::SIGTERM);
+        if !killed {
+            // The command is gone: end whatever it left behind.
+            signal_all(pidns, libc::SIGTERM);
+        }
         let deadline = now_ms() + TEARDOWN_GRACE_MS;
-        loop {
+        while !killed {
             if !reap(command, &mut status) {
                 break;
             }
@@ -154,7 +167,7 @@ pub(crate) unsafe fn run(command: libc::pid_t, status_fd: RawFd, pidns: bool) ->
             if !pidns {
                 signal_all(false, libc::SIGTERM);
             }
-            wait_child_signal(left.min(50));
+            killed = wait_child_signal(left.min(50));
         }
         loop {
             signal_all(pidns, libc::SIGKILL);

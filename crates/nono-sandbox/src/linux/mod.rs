@@ -11,7 +11,7 @@ mod seccomp;
 use std::os::fd::OwnedFd;
 
 pub(crate) use child::spawn;
-pub use child::{Containment, SandboxedChild};
+pub use child::{Containment, Killer, SandboxedChild};
 pub use netns::{NetnsOutcome, PrivateNetwork};
 
 use crate::error::SandboxError;

@@ -81,6 +81,7 @@ pub fn spec(program: &str, args: &[&str], env: &[(&str, &str)]) -> ExecSpec {
             .iter()
             .map(|(k, v)| (OsString::from(k), OsString::from(v)))
             .collect(),
+        ..Default::default()
     }
 }
 
