@@ -1910,3 +1910,40 @@ fn log_file_takes_the_decision_lines_off_the_terminal() {
     assert_eq!(bad.code, 125, "{}", bad.stderr);
     assert!(bad.stderr.contains("--log-file"), "{}", bad.stderr);
 }
+
+#[test]
+fn the_agent_profiles_work_on_a_fresh_home_and_create_their_own_state() {
+    let dir = TempDir::new("fresh-home");
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(&home).expect("mkdir home");
+    let home_s = home.to_string_lossy().into_owned();
+    let sh = "cat ~/.claude.json && touch ~/.claude/state ~/.cache/claude/c && echo STATE_OK";
+    for round in 0..2 {
+        let out = run(nono_cmd(
+            &["--profile", "claude-code"],
+            &["/bin/sh", "-c", sh],
+            &[("HOME", &home_s)],
+        ));
+        assert_eq!(out.code, 0, "round {round}: {}", out.dump());
+        assert!(
+            out.stdout.contains("{}") && out.stdout.contains("STATE_OK"),
+            "{}",
+            out.dump()
+        );
+        // Created once, reported once; ~/.gitconfig is simply not there to read.
+        assert_eq!(
+            out.stderr.contains("created"),
+            round == 0,
+            "round {round}: {}",
+            out.dump()
+        );
+    }
+    for name in ["codex", "opencode"] {
+        let out = run(nono_cmd(
+            &["--profile", name],
+            &["/bin/true"],
+            &[("HOME", &home_s)],
+        ));
+        assert_eq!(out.code, 0, "{name}: {}", out.dump());
+    }
+}

@@ -77,6 +77,14 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let nono_err = |e: anyhow::Error| Failure::with_code(EXIT_NONO_FAILED, e);
     let (resolved, upstream_proxy_spec) = resolve(&args)?;
     nono_policy::check_ca_key_unreadable(&resolved).map_err(|e| Failure::usage(e.to_string()))?;
+    // The tool's own state (a profile's create_dirs / create_files), so its first run works.
+    for made in nono_policy::create_state(&resolved.filesystem)
+        .map_err(|e| Failure::with_code(EXIT_NONO_FAILED, e))?
+    {
+        if !args.quiet {
+            eprintln!("nono: created {} (the profile's own state)", made.display());
+        }
+    }
 
     // The proxy is prepared first so the child's environment can carry its port and token.
     let rt = tokio::runtime::Builder::new_current_thread()

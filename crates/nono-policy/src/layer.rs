@@ -26,6 +26,14 @@ pub struct Layer {
     pub allow: Vec<PathBuf>,
     /// Read-only paths, expanded.
     pub read: Vec<PathBuf>,
+    /// Writable paths granted only when they exist.
+    pub allow_if_exists: Vec<PathBuf>,
+    /// Readable paths granted only when they exist.
+    pub read_if_exists: Vec<PathBuf>,
+    /// Directories to create when missing.
+    pub create_dirs: Vec<PathBuf>,
+    /// Files to create when missing, with their first content.
+    pub create_files: Vec<(PathBuf, String)>,
     /// `network.block`.
     pub block: bool,
     /// Absent / cleared / set.
@@ -179,6 +187,19 @@ impl Layer {
             description: raw.meta.description.clone(),
             allow: paths(&raw.filesystem.allow, "allow")?,
             read: paths(&raw.filesystem.read, "read")?,
+            allow_if_exists: paths(&raw.filesystem.allow_if_exists, "allow_if_exists")?,
+            read_if_exists: paths(&raw.filesystem.read_if_exists, "read_if_exists")?,
+            create_dirs: paths(&raw.filesystem.create_dirs, "create_dirs")?,
+            create_files: raw
+                .filesystem
+                .create_files
+                .iter()
+                .map(|(p, content)| {
+                    expand(p, env)
+                        .map(|p| (p, content.clone()))
+                        .map_err(|m| bad(format!("filesystem.create_files.{p}"), m))
+                })
+                .collect::<Result<_, _>>()?,
             block: net.block,
             network_profile: net.network_profile.clone(),
             allow_domain,

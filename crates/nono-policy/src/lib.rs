@@ -52,6 +52,7 @@ mod resolve;
 mod resolve_network;
 mod sandbox_config;
 mod self_edit;
+mod state;
 #[cfg(test)]
 mod test_support;
 mod vars;
@@ -76,4 +77,5 @@ pub use proxy_config::{proxy_config, ProxyOptions, ProxySetupError};
 pub use resolve::resolve;
 pub use sandbox_config::{network_isolation, sandbox_policy, NetworkIsolation};
 pub use self_edit::{check_ca_key_unreadable, check_self_edit};
+pub use state::create_state;
 pub use vars::{expand, Env, KNOWN_VARS};

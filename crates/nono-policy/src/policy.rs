@@ -68,6 +68,11 @@ pub struct ResolvedFs {
     pub read: Vec<PathBuf>,
     /// The host's `/tmp` is shown instead of a private one.
     pub share_tmp: bool,
+    /// Directories `nono run` creates (0700) before the sandbox starts, when missing.
+    pub create_dirs: Vec<PathBuf>,
+    /// Files `nono run` creates (0600, with this content) before the sandbox starts, when
+    /// missing.
+    pub create_files: Vec<(PathBuf, String)>,
 }
 
 /// How outbound network access is handled.

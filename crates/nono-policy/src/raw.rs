@@ -52,6 +52,20 @@ pub struct RawFilesystem {
     /// Paths readable only.
     #[serde(default)]
     pub read: Vec<String>,
+    /// Readable and writable when they exist; skipped when they do not.
+    #[serde(default)]
+    pub allow_if_exists: Vec<String>,
+    /// Readable when they exist; skipped when they do not (`~/.gitconfig`).
+    #[serde(default)]
+    pub read_if_exists: Vec<String>,
+    /// Directories nono creates (mode 0700, with parents) before the run when they are
+    /// missing: a tool's own state, so its first run works. Each must also be granted.
+    #[serde(default)]
+    pub create_dirs: Vec<String>,
+    /// Files nono creates with this content before the run when they are missing (never
+    /// overwritten). Each must also be granted.
+    #[serde(default)]
+    pub create_files: BTreeMap<String, String>,
     /// Show the host's real `/tmp` when `/tmp` is granted, instead of a private, per-session
     /// one (absent: inherit; default false).
     #[serde(default)]

@@ -59,11 +59,38 @@ pub(crate) fn resolve_unchecked(
     };
     let network = resolve_network(&merged, policy, &from)?;
     let canon = |list: &[PathBuf]| append(Vec::new(), list.iter().map(|p| canonical(p)).collect());
+    // Optional grants that exist join the plain ones; missing ones are not an error.
+    let existing = |list: &[PathBuf]| -> Vec<PathBuf> {
+        list.iter()
+            .filter(|p| std::fs::symlink_metadata(p).is_ok())
+            .cloned()
+            .collect()
+    };
+    let allow = append(merged.allow.clone(), existing(&merged.allow_if_exists));
+    let read = append(merged.read.clone(), existing(&merged.read_if_exists));
+    let created = merged
+        .create_dirs
+        .iter()
+        .chain(merged.create_files.iter().map(|(p, _)| p));
+    for p in created {
+        // Creating what the sandbox cannot then use would only litter the home directory.
+        if !allow.iter().chain(&read).any(|g| p.starts_with(g)) {
+            return Err(PolicyError::flag(
+                "filesystem.create_dirs/create_files",
+                format!(
+                    "{} would be created but is not granted; add it to filesystem.allow",
+                    p.display()
+                ),
+            ));
+        }
+    }
     Ok(ResolvedPolicy {
         filesystem: ResolvedFs {
-            allow: canon(&merged.allow),
-            read: canon(&merged.read),
+            allow: canon(&allow),
+            read: canon(&read),
             share_tmp: merged.share_tmp.unwrap_or(false),
+            create_dirs: merged.create_dirs.clone(),
+            create_files: merged.create_files.clone(),
         },
         network,
         security: Security {
@@ -124,6 +151,10 @@ fn cli_layer(args: &PolicyArgs, env: &Env, policy: &NetworkPolicy) -> Result<Lay
         listen_port: args.listen_port.clone(),
         wsl2_proxy_policy: None,
         share_tmp: None,
+        allow_if_exists: Vec::new(),
+        read_if_exists: Vec::new(),
+        create_dirs: Vec::new(),
+        create_files: Vec::new(),
         intercept_exclude: Vec::new(),
         proxy_ca: crate::layer::ProxyCaLayer {
             validity_days: match args.proxy_ca_validity {
@@ -155,7 +186,11 @@ mod tests {
     #[test]
     fn every_builtin_profile_resolves() {
         let (_t, env) = env_in("builtins");
+        let gitconfig = env.home.join(".gitconfig");
         for name in builtin::names() {
+            let _ = std::fs::remove_file(&gitconfig);
+            let fresh = resolve(&args(Some(name)), &env).unwrap();
+            std::fs::write(&gitconfig, "").unwrap();
             let p = resolve(&args(Some(name)), &env).unwrap();
             assert_eq!(p.profile.as_ref().unwrap().name, name);
             assert!(p.filesystem.allow.contains(&env.tmpdir), "{name}");
@@ -163,10 +198,11 @@ mod tests {
                 assert_eq!(p.network.network_profile.as_deref(), Some(name));
                 assert_eq!(p.network.mode, NetworkMode::Proxy);
                 assert!(p.filesystem.allow.contains(&env.workdir), "{name}");
-                assert!(
-                    p.filesystem.read.contains(&env.home.join(".gitconfig")),
-                    "{name}"
-                );
+                // Read when it exists; on a fresh home it is simply not granted.
+                assert!(p.filesystem.read.contains(&gitconfig), "{name}");
+                assert!(!fresh.filesystem.read.contains(&gitconfig), "{name}");
+                // The agent's own state is created before its first run.
+                assert!(!fresh.filesystem.create_dirs.is_empty(), "{name}");
             }
         }
         let oc = resolve(&args(Some("opencode")), &env).unwrap();
