@@ -107,7 +107,12 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
             .map(|np| format!("network profile {np}"));
         crate::denials::Denials::watch(p.audit(), list, args.quiet || args.verbose > 0)
     });
-    let mut add_env: Vec<(String, String)> = Vec::new();
+    let mut add_env: Vec<(String, String)> = resolved
+        .filesystem
+        .path_env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.display().to_string()))
+        .collect();
     if let Some(p) = &proxy {
         add_env.extend(p.env_vars());
         add_env.extend(p.route_env());

@@ -9,6 +9,10 @@ pub const BUILTIN_PROFILES: &[(&str, &str)] = &[
     ("codex", include_str!("../../../profiles/codex.json")),
     ("default", include_str!("../../../profiles/default.json")),
     ("opencode", include_str!("../../../profiles/opencode.json")),
+    (
+        "toolchains",
+        include_str!("../../../profiles/toolchains.json"),
+    ),
 ];
 
 /// The text of a built-in profile.

@@ -165,7 +165,8 @@ mod tests {
                 "codex",
                 "default",
                 "my-agent",
-                "opencode"
+                "opencode",
+                "toolchains"
             ]
         );
     }
@@ -176,7 +177,7 @@ mod tests {
         let v = show_profile("claude-code", &env).unwrap();
         assert_eq!(
             v["profile"]["chain"],
-            serde_json::json!(["default", "claude-code"])
+            serde_json::json!(["default", "toolchains", "claude-code"])
         );
         assert_eq!(v["network"]["mode"], "proxy");
         assert_eq!(v["network"]["network_profile"], "claude-code");
@@ -219,7 +220,7 @@ mod tests {
             r#"{"meta": {"name": "ok"}, "extends": "codex", "network": {"credentials": ["openai"]}}"#,
         );
         let info = validate_profile_file(&t.join("ok.json"), &env).unwrap();
-        assert_eq!((info.name.as_str(), info.chain.len()), ("ok", 3));
+        assert_eq!((info.name.as_str(), info.chain.len()), ("ok", 4));
         write(
             &t.join("bad.json"),
             r#"{"network": {"credentials": ["opnai"]}}"#,

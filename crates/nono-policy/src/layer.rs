@@ -34,6 +34,8 @@ pub struct Layer {
     pub create_dirs: Vec<PathBuf>,
     /// Files to create when missing, with their first content.
     pub create_files: Vec<(PathBuf, String)>,
+    /// Variables set to paths in the child.
+    pub path_env: Vec<(String, PathBuf)>,
     /// `network.block`.
     pub block: bool,
     /// Absent / cleared / set.
@@ -190,6 +192,17 @@ impl Layer {
             allow_if_exists: paths(&raw.filesystem.allow_if_exists, "allow_if_exists")?,
             read_if_exists: paths(&raw.filesystem.read_if_exists, "read_if_exists")?,
             create_dirs: paths(&raw.filesystem.create_dirs, "create_dirs")?,
+            path_env: raw
+                .filesystem
+                .path_env
+                .iter()
+                .map(|(k, v)| {
+                    let key = format!("filesystem.path_env.{k}");
+                    let name = env_var_name(k).map_err(|m| bad(key.clone(), m))?;
+                    let path = expand(v, env).map_err(|m| bad(key, m))?;
+                    Ok((name, path))
+                })
+                .collect::<Result<_, PolicyError>>()?,
             create_files: raw
                 .filesystem
                 .create_files
@@ -298,6 +311,7 @@ mod tests {
             home: "/h".into(),
             tmpdir: "/t".into(),
             xdg_config_home: None,
+            xdg_cache_home: None,
         }
     }
 

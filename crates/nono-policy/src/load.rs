@@ -271,7 +271,10 @@ mod tests {
         let l = load("claude-code", &env, &policy()).unwrap();
         assert_eq!(
             (l.info.source.as_str(), l.info.chain.clone()),
-            ("builtin", vec!["default".into(), "claude-code".into()])
+            (
+                "builtin",
+                vec!["default".into(), "toolchains".into(), "claude-code".into()]
+            )
         );
     }
 
@@ -280,6 +283,7 @@ mod tests {
         let (_t, env) = env_in("no-xdg");
         let env = Env {
             xdg_config_home: None,
+            xdg_cache_home: None,
             ..env
         };
         write(
@@ -298,7 +302,7 @@ mod tests {
             r#"{"extends": "codex", "filesystem": {"allow": ["/extra"]}}"#,
         );
         let l = load("codex", &env, &policy()).unwrap();
-        assert_eq!(l.info.chain, ["default", "codex"]);
+        assert_eq!(l.info.chain, ["default", "toolchains", "codex"]);
         assert!(l.layer.allow.contains(&PathBuf::from("/extra")));
         assert!(l.layer.allow.contains(&env.home.join(".codex")));
     }
@@ -396,13 +400,13 @@ mod tests {
         let (_t, env) = env_in("unknown");
         write(&env.user_profile_dir().join("my-agent.json"), "{}");
         let e = load("foo", &env, &policy()).unwrap_err().to_string();
-        assert_eq!(e, "unknown profile \"foo\"; available: claude-code, codex, default, opencode, (user) my-agent");
+        assert_eq!(e, "unknown profile \"foo\"; available: claude-code, codex, default, opencode, toolchains, (user) my-agent");
         write(
             &env.user_profile_dir().join("x.json"),
             r#"{"extends": "nope"}"#,
         );
         let e = load("x", &env, &policy()).unwrap_err().to_string();
-        assert!(e.ends_with("x.json: extends[0]: unknown profile \"nope\"; available: claude-code, codex, default, opencode, (user) my-agent, (user) x"), "{e}");
+        assert!(e.ends_with("x.json: extends[0]: unknown profile \"nope\"; available: claude-code, codex, default, opencode, toolchains, (user) my-agent, (user) x"), "{e}");
         let e = load("./missing.json", &env, &policy())
             .unwrap_err()
             .to_string();

@@ -20,6 +20,16 @@ pub fn merge(base: Layer, child: Layer) -> Layer {
         read_if_exists: append(base.read_if_exists, child.read_if_exists),
         create_dirs: append(base.create_dirs, child.create_dirs),
         create_files: append(base.create_files, child.create_files),
+        // By name: the child's value for a variable wins.
+        path_env: {
+            let mut v: Vec<(String, std::path::PathBuf)> = base
+                .path_env
+                .into_iter()
+                .filter(|(k, _)| !child.path_env.iter().any(|(c, _)| c == k))
+                .collect();
+            v.extend(child.path_env);
+            v
+        },
         block: base.block || child.block,
         network_profile: child.network_profile.or(base.network_profile),
         allow_domain: append(base.allow_domain, child.allow_domain),

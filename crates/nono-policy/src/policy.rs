@@ -73,6 +73,8 @@ pub struct ResolvedFs {
     /// Files `nono run` creates (0600, with this content) before the sandbox starts, when
     /// missing.
     pub create_files: Vec<(PathBuf, String)>,
+    /// Variables set to these paths in the child (tools' caches).
+    pub path_env: Vec<(String, PathBuf)>,
 }
 
 /// How outbound network access is handled.

@@ -66,6 +66,10 @@ pub struct RawFilesystem {
     /// overwritten). Each must also be granted.
     #[serde(default)]
     pub create_files: BTreeMap<String, String>,
+    /// Variables set in the child to a path (expanded like the paths above): tools' cache
+    /// locations, pointed at nono's own caches.
+    #[serde(default)]
+    pub path_env: BTreeMap<String, String>,
     /// Show the host's real `/tmp` when `/tmp` is granted, instead of a private, per-session
     /// one (absent: inherit; default false).
     #[serde(default)]

@@ -91,6 +91,7 @@ pub(crate) fn resolve_unchecked(
             share_tmp: merged.share_tmp.unwrap_or(false),
             create_dirs: merged.create_dirs.clone(),
             create_files: merged.create_files.clone(),
+            path_env: merged.path_env.clone(),
         },
         network,
         security: Security {
@@ -155,6 +156,7 @@ fn cli_layer(args: &PolicyArgs, env: &Env, policy: &NetworkPolicy) -> Result<Lay
         read_if_exists: Vec::new(),
         create_dirs: Vec::new(),
         create_files: Vec::new(),
+        path_env: Vec::new(),
         intercept_exclude: Vec::new(),
         proxy_ca: crate::layer::ProxyCaLayer {
             validity_days: match args.proxy_ca_validity {
@@ -194,7 +196,25 @@ mod tests {
             let p = resolve(&args(Some(name)), &env).unwrap();
             assert_eq!(p.profile.as_ref().unwrap().name, name);
             assert!(p.filesystem.allow.contains(&env.tmpdir), "{name}");
+            if name == "toolchains" {
+                assert!(p
+                    .filesystem
+                    .path_env
+                    .iter()
+                    .any(|(k, _)| k == "npm_config_cache"));
+                continue;
+            }
             if name != "default" {
+                // Agents get the toolchains profile's caches, not the user's.
+                assert!(
+                    p.filesystem
+                        .path_env
+                        .iter()
+                        .any(|(k, v)| k == "PIP_CACHE_DIR"
+                            && v.starts_with(env.home.join(".cache/nono/tools"))),
+                    "{name}: {:?}",
+                    p.filesystem.path_env
+                );
                 assert_eq!(p.network.network_profile.as_deref(), Some(name));
                 assert_eq!(p.network.mode, NetworkMode::Proxy);
                 assert!(p.filesystem.allow.contains(&env.workdir), "{name}");

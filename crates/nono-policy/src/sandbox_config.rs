@@ -106,6 +106,7 @@ mod tests {
             home: "/h".into(),
             tmpdir: "/t".into(),
             xdg_config_home: Some("/nonexistent-xdg".into()),
+            xdg_cache_home: None,
         };
         crate::resolve(&args, &env).unwrap()
     }

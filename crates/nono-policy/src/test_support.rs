@@ -36,6 +36,7 @@ pub fn env_in(name: &str) -> (TempDir, Env) {
         home: dir.join("home"),
         tmpdir: dir.join("tmp"),
         xdg_config_home: Some(dir.join("xdg")),
+        xdg_cache_home: None,
     };
     (TempDir(dir), env)
 }

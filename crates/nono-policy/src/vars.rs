@@ -1,12 +1,12 @@
 //! The environment a policy is resolved in, and the expansion of `$WORKDIR`, `$HOME`,
-//! `$TMPDIR`, `$XDG_CONFIG_HOME` and a leading `~` in paths.
+//! `$TMPDIR`, `$XDG_CONFIG_HOME`, `$NONO_CACHE` and a leading `~` in paths.
 
 use std::path::{Component, Path, PathBuf};
 
 use crate::error::PolicyError;
 
 /// The variables a profile path may use.
-pub const KNOWN_VARS: [&str; 4] = ["WORKDIR", "HOME", "TMPDIR", "XDG_CONFIG_HOME"];
+pub const KNOWN_VARS: [&str; 5] = ["WORKDIR", "HOME", "TMPDIR", "XDG_CONFIG_HOME", "NONO_CACHE"];
 
 /// Values from the environment, captured once so tests can inject them (never read env vars
 /// deep inside).
@@ -20,6 +20,8 @@ pub struct Env {
     pub tmpdir: PathBuf,
     /// `$XDG_CONFIG_HOME` when set to an absolute path.
     pub xdg_config_home: Option<PathBuf>,
+    /// `$XDG_CACHE_HOME` when set to an absolute path.
+    pub xdg_cache_home: Option<PathBuf>,
 }
 
 impl Env {
@@ -33,11 +35,15 @@ impl Env {
         let xdg_config_home = std::env::var_os("XDG_CONFIG_HOME")
             .map(PathBuf::from)
             .filter(|p| p.is_absolute());
+        let xdg_cache_home = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .filter(|p| p.is_absolute());
         Ok(Env {
             workdir,
             home,
             tmpdir: std::env::temp_dir(),
             xdg_config_home,
+            xdg_cache_home,
         })
     }
 
@@ -59,6 +65,14 @@ impl Env {
             "HOME" => Some(self.home.clone()),
             "TMPDIR" => Some(self.tmpdir.clone()),
             "XDG_CONFIG_HOME" => Some(self.config_home()),
+            // nono's own caches for the tools it confines (never the user's own caches,
+            // which a confined agent could poison): `$XDG_CACHE_HOME/nono` or ~/.cache/nono.
+            "NONO_CACHE" => Some(
+                self.xdg_cache_home
+                    .clone()
+                    .unwrap_or_else(|| self.home.join(".cache"))
+                    .join("nono"),
+            ),
             _ => None,
         }
     }
@@ -138,6 +152,7 @@ mod tests {
             home: "/home/u".into(),
             tmpdir: "/tmp".into(),
             xdg_config_home: None,
+            xdg_cache_home: None,
         }
     }
 
@@ -164,6 +179,7 @@ mod tests {
         );
         let e2 = Env {
             xdg_config_home: Some("/cfg".into()),
+            xdg_cache_home: None,
             ..env()
         };
         assert_eq!(
@@ -179,7 +195,7 @@ mod tests {
     #[test]
     fn unknown_variable_is_an_error() {
         let m = expand("$WORKDIRX/a", &env()).unwrap_err();
-        assert_eq!(m, "`$WORKDIRX/a`: unknown variable $WORKDIRX; known: $WORKDIR, $HOME, $TMPDIR, $XDG_CONFIG_HOME");
+        assert_eq!(m, "`$WORKDIRX/a`: unknown variable $WORKDIRX; known: $WORKDIR, $HOME, $TMPDIR, $XDG_CONFIG_HOME, $NONO_CACHE");
         assert!(expand("${FOO}", &env())
             .unwrap_err()
             .contains("unknown variable $FOO"));
@@ -214,6 +230,7 @@ mod tests {
         );
         let e = Env {
             xdg_config_home: Some("/x".into()),
+            xdg_cache_home: None,
             ..env()
         };
         assert_eq!(e.user_profile_dir(), PathBuf::from("/x/nono/profiles"));
