@@ -1947,3 +1947,41 @@ fn the_agent_profiles_work_on_a_fresh_home_and_create_their_own_state() {
         assert_eq!(out.code, 0, "{name}: {}", out.dump());
     }
 }
+
+#[test]
+fn learn_opens_the_network_and_writes_the_hosts_reached_as_a_profile() {
+    let ns = NetNs::new("nonolearn", "10.211.9.1/24", "10.211.9.2/24").expect("network namespace");
+    let port = free_port();
+    let _server = tcp_banner_server(Some(&ns), &ns.ns_addr, port, "hello");
+    let dir = TempDir::new("learn");
+    let file = dir.path().join("learned.json");
+    let file_s = file.to_string_lossy().into_owned();
+    // The tunnel is what is learned; the banner is not HTTP, so curl itself fails after it.
+    let sh = format!(
+        "curl -s --max-time 5 -p -o /dev/null http://{}:{port}/; curl -s --max-time 5 -o /dev/null http://169.254.169.254/; true",
+        ns.ns_addr
+    );
+    let out = nono(
+        &["--learn", &file_s, "--allow-domain", "only.example"],
+        &["/bin/sh", "-c", &sh],
+    );
+    assert_eq!(out.code, 0, "{}", out.dump());
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}\n{}", out.dump()));
+    let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(v["extends"], "default", "{v}");
+    assert_eq!(
+        v["network"]["allow_domain"],
+        serde_json::json!([ns.ns_addr]),
+        "learned exactly the host reached (the deny list still held for metadata): {v}"
+    );
+    assert!(out.stderr.contains("cloud metadata"), "{}", out.dump());
+    let (code, _, err) = run_nono(&["profile", "validate", &file_s], T);
+    assert_eq!(code, 0, "the learned profile does not validate: {err}");
+    let blocked = nono(&["--learn", &file_s, "--block-net"], &["true"]);
+    assert_eq!(blocked.code, 125, "{}", blocked.dump());
+    assert!(
+        blocked.stderr.contains("--learn needs the network"),
+        "{}",
+        blocked.dump()
+    );
+}

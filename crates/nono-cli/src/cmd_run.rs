@@ -55,6 +55,10 @@ pub struct RunArgs {
     /// over a terminal UI; the one-line denial hints stay on stderr.
     #[arg(long, value_name = "PATH")]
     pub log_file: Option<PathBuf>,
+    /// Run with every host open that the deny list allows and write the hosts the command
+    /// reached to FILE, as a profile extending the one in use.
+    #[arg(long, value_name = "FILE")]
+    pub learn: Option<PathBuf>,
     /// Print nothing about what is enforced; only errors.
     #[arg(short, long, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -75,7 +79,11 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     )
     .map_err(|e| Failure::usage(format!("{e:#}")))?;
     let nono_err = |e: anyhow::Error| Failure::with_code(EXIT_NONO_FAILED, e);
-    let (resolved, upstream_proxy_spec) = resolve(&args)?;
+    let (mut resolved, upstream_proxy_spec) = resolve(&args)?;
+    let learning = match &args.learn {
+        Some(_) => Some(crate::learn::open_network(&mut resolved).map_err(Failure::usage)?),
+        None => None,
+    };
     nono_policy::check_ca_key_unreadable(&resolved).map_err(|e| Failure::usage(e.to_string()))?;
     // The tool's own state (a profile's create_dirs / create_files), so its first run works.
     for made in nono_policy::create_state(&resolved.filesystem)
@@ -228,6 +236,26 @@ pub fn run(args: RunArgs) -> Result<i32, Failure> {
     let code = rt
         .block_on(supervise(child, pid, signals))
         .map_err(nono_err)?;
+    if let (Some(path), Some(known), Some(d)) = (&args.learn, &learning, &denials) {
+        let entries = crate::learn::entries(&d.reached(), known);
+        // A built-in by name, a file by its path (`extends` takes either).
+        let base = resolved.profile.as_ref().map(|p| {
+            if p.source == "builtin" {
+                p.name.as_str()
+            } else {
+                p.source.as_str()
+            }
+        });
+        crate::learn::write(path, base, &entries, &args.command).map_err(nono_err)?;
+        if !args.quiet {
+            eprintln!(
+                "nono: learned {} host(s) into {}; use it with --profile {}",
+                entries.len(),
+                path.display(),
+                path.display()
+            );
+        }
+    }
     if let Some(line) = denials.as_ref().and_then(|d| d.summary()) {
         if !args.quiet {
             eprintln!("{line}");

@@ -1,15 +1,18 @@
 //! What the user of `nono run` sees of the proxy's refusals at the default level: one line per
-//! host (or request) with the fix, the first time only, and a summary when the command exits.
+//! host (or request) with the fix, the first time only, and a summary when the command exits;
+//! and, for `--learn`, every host the command reached.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
 
-use nono_proxy::audit::{explain, AuditEvent, AuditLog};
+use nono_proxy::audit::{explain, AuditEvent, AuditLog, Decision, Mode};
 
 /// Refusals seen so far, by subject.
 #[derive(Default)]
 pub struct Denials {
     seen: Mutex<BTreeMap<String, (u64, bool)>>,
+    /// Hosts and ports allowed through the proxy (not routes: those are named already).
+    reached: Mutex<BTreeSet<(String, u16)>>,
 }
 
 impl Denials {
@@ -25,6 +28,13 @@ impl Denials {
     }
 
     fn record(&self, ev: &AuditEvent, allowlist: Option<&str>, quiet: bool) {
+        let tunnel_or_forward = matches!(ev.mode, Mode::Connect | Mode::Forward | Mode::Intercept);
+        if ev.decision == Decision::Allow && tunnel_or_forward {
+            if let Ok(mut r) = self.reached.lock() {
+                r.insert((ev.target.clone(), ev.port));
+            }
+            return;
+        }
         let Some(x) = explain(ev, allowlist) else {
             return;
         };
@@ -36,6 +46,14 @@ impl Denials {
         if entry.0 == 1 && !quiet {
             eprintln!("nono: {}", x.text);
         }
+    }
+
+    /// Every host and port the command reached through the proxy.
+    pub fn reached(&self) -> Vec<(String, u16)> {
+        self.reached
+            .lock()
+            .map(|r| r.iter().cloned().collect())
+            .unwrap_or_default()
     }
 
     /// The summary line for the end of the run, when anything was refused.

@@ -13,6 +13,7 @@ mod denials;
 mod exit;
 #[cfg(target_os = "macos")]
 mod keychain;
+mod learn;
 mod limits;
 mod logging;
 mod netflags;

@@ -110,7 +110,8 @@ fn without_userinfo(target: &str) -> String {
     }
 }
 
-/// Called with every refusal as it is recorded (`nono run` prints a hint per host).
+/// Called with every event as it is recorded (`nono run` prints a hint per denied host and
+/// `--learn` collects the hosts reached).
 pub type DenyHook = Box<dyn Fn(&AuditEvent) + Send + Sync>;
 
 /// Bounded in-memory audit buffer.
@@ -233,7 +234,7 @@ impl AuditLog {
         Self::default()
     }
 
-    /// Installs the refusal hook (once; later calls are ignored).
+    /// Installs the event hook (once; later calls are ignored).
     pub fn set_deny_hook(&self, hook: DenyHook) {
         let _ = self.on_deny.set(hook);
     }
@@ -259,10 +260,8 @@ impl AuditLog {
                 r.as_deref().unwrap_or("-")
             ),
         }
-        if ev.decision == Decision::Deny {
-            if let Some(hook) = self.on_deny.get() {
-                hook(&ev);
-            }
+        if let Some(hook) = self.on_deny.get() {
+            hook(&ev);
         }
         let Ok(mut q) = self.events.lock() else {
             return;
@@ -319,7 +318,7 @@ mod tests {
     }
 
     #[test]
-    fn the_deny_hook_sees_each_refusal() {
+    fn the_hook_sees_each_event() {
         let log = AuditLog::new();
         let seen = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let s = seen.clone();
@@ -334,7 +333,7 @@ mod tests {
             443,
             200,
         ));
-        assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 1);
+        assert_eq!(seen.load(std::sync::atomic::Ordering::Relaxed), 2);
     }
 
     #[test]
