@@ -27,7 +27,7 @@ enum As {
 
 fn nono_command(who: As, flags: &[&str], cmd: &[&str], env: &[(&str, &str)]) -> Command {
     let mut c = match who {
-        As::Root => Command::new(nono_bin()),
+        As::Root => support::nono_command(),
         As::Nobody => {
             let mut c = Command::new("setpriv");
             c.args([
@@ -37,6 +37,7 @@ fn nono_command(who: As, flags: &[&str], cmd: &[&str], env: &[(&str, &str)]) -> 
                 "--",
             ])
             .arg(nono_bin());
+            support::default_signals(&mut c);
             c
         }
     };
@@ -459,7 +460,7 @@ fn other_terminals_are_invisible_and_the_sandbox_has_its_own_ptys() {
 fn interactive_programs_keep_their_terminal() {
     let pty = nix::pty::openpty(None, None).expect("openpty");
     let slave = || Stdio::from(pty.slave.try_clone().expect("dup slave"));
-    let mut child = Command::new(nono_bin())
+    let mut child = support::nono_command()
         .args(["run", "-q", "--block-net", "--", "sh", "-c"])
         .arg("tty; test -t 0 && test -t 1 && echo IS_A_TTY; stty -a >/dev/null && echo STTY_OK")
         .stdin(slave())

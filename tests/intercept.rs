@@ -153,8 +153,8 @@ fn write_profile(dir: &TempDir, name: &str, network: Value) -> String {
 }
 
 /// The `nono` binary with the ambient CA and proxy variables removed and `env` added.
-fn nono_command(env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(nono_bin());
+fn nono_env_command(env: &[(&str, &str)]) -> Command {
+    let mut cmd = support::nono_command();
     for var in AMBIENT {
         cmd.env_remove(var);
     }
@@ -164,14 +164,14 @@ fn nono_command(env: &[(&str, &str)]) -> Command {
 
 /// `nono proxy --json ARGS` with the route secret set (and `env`), no ambient CA variables.
 fn start_proxy(args: &[&str], env: &[(&str, &str)]) -> ProxyProcess {
-    let mut cmd = nono_command(env);
+    let mut cmd = nono_env_command(env);
     cmd.env(SECRET_VAR, SECRET);
     ProxyProcess::start_command(cmd, args)
 }
 
 /// Runs `nono ARGS` to completion (stdin closed) with the route secret set.
 fn run_nono_env(args: &[&str], env: &[(&str, &str)]) -> (i32, String, String) {
-    let mut cmd = nono_command(env);
+    let mut cmd = nono_env_command(env);
     cmd.env(SECRET_VAR, SECRET).args(args);
     run_command(cmd, T)
 }

@@ -786,7 +786,7 @@ fn a_pass_with_url_and_shell_metacharacters_gives_a_working_url_and_safe_exports
         .expect("run curl");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "url {}", p.url);
     // The text output's export lines, run by a shell, give back the secret unchanged.
-    let mut child = Command::new(support::nono_bin())
+    let mut child = support::nono_command()
         .args(["proxy", "--allow-domain", "127.0.0.1", "--pass", pass])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())

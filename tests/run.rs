@@ -59,7 +59,7 @@ fn run(cmd: Command) -> Out {
 
 /// `nono run FLAGS -- CMD...` with extra environment variables.
 fn nono_cmd(flags: &[&str], cmd: &[&str], env: &[(&str, &str)]) -> Command {
-    let mut c = Command::new(nono_bin());
+    let mut c = nono_command();
     c.arg("run")
         .args(flags)
         .arg("--")
@@ -1977,6 +1977,27 @@ fn learn_opens_the_network_and_writes_the_hosts_reached_as_a_profile() {
     assert!(out.stderr.contains("cloud metadata"), "{}", out.dump());
     let (code, _, err) = run_nono(&["profile", "validate", &file_s], T);
     assert_eq!(code, 0, "the learned profile does not validate: {err}");
+    // Used as a profile, it lets the same command reach the same host, and nothing else.
+    let again = nono(&["--profile", &file_s], &["/bin/sh", "-c", &sh]);
+    assert_eq!(again.code, 0, "{}", again.dump());
+    assert!(
+        !again.stderr.contains(&format!("denied {}", ns.ns_addr)),
+        "the learned host was refused:\n{}",
+        again.dump()
+    );
+    let other = nono(
+        &["--profile", &file_s],
+        &[
+            "/bin/sh",
+            "-c",
+            "curl -s --max-time 5 -o /dev/null https://elsewhere.example/; true",
+        ],
+    );
+    assert!(
+        other.stderr.contains("denied elsewhere.example:443"),
+        "{}",
+        other.dump()
+    );
     let blocked = nono(&["--learn", &file_s, "--block-net"], &["true"]);
     assert_eq!(blocked.code, 125, "{}", blocked.dump());
     assert!(

@@ -5,7 +5,6 @@ mod support;
 // own read-write grants — and a profile kept outside them cannot be changed from inside.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use support::*;
@@ -27,7 +26,7 @@ fn outside_dir(label: &str) -> PathBuf {
 }
 
 fn nono_in(dir: &Path, args: &[&str]) -> (i32, String, String) {
-    let mut c = Command::new(nono_bin());
+    let mut c = nono_command();
     c.args(args).current_dir(dir);
     run_command(c, T)
 }
@@ -41,7 +40,7 @@ fn work_real(dir: &TempDir) -> PathBuf {
 }
 
 fn nono_with(dir: &Path, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
-    let mut c = Command::new(nono_bin());
+    let mut c = nono_command();
     c.args(args).current_dir(dir).envs(env.iter().copied());
     run_command(c, T)
 }
@@ -188,7 +187,7 @@ fn a_user_profile_is_refused_when_its_config_directory_is_granted() {
         &profiles.join("mine.json"),
         &format!(r#"{{"filesystem": {{"allow": ["{grant}"]}}}}"#),
     );
-    let mut c = Command::new(nono_bin());
+    let mut c = nono_command();
     c.args(["run", "--profile", "mine", "--", "true"])
         .env("XDG_CONFIG_HOME", home.path())
         .current_dir("/");
@@ -200,7 +199,7 @@ fn a_user_profile_is_refused_when_its_config_directory_is_granted() {
         &profiles.join("mine.json"),
         &format!(r#"{{"filesystem": {{"read": ["{grant}"]}}}}"#),
     );
-    let mut c = Command::new(nono_bin());
+    let mut c = nono_command();
     c.args(["run", "-q", "--profile", "mine", "--", "true"])
         .env("XDG_CONFIG_HOME", home.path())
         .current_dir("/");

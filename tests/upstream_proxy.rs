@@ -22,7 +22,7 @@ const UPSTREAM_VARS: [&str; 2] = ["NONO_UPSTREAM_PROXY", "NONO_UPSTREAM_BYPASS"]
 
 /// `nono`, without arguments yet, with exactly the upstream variables in `env`.
 fn nono_cmd(env: &[(&str, &str)]) -> Command {
-    let mut cmd = Command::new(nono_bin());
+    let mut cmd = nono_command();
     for var in UPSTREAM_VARS {
         cmd.env_remove(var);
     }

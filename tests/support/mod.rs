@@ -50,6 +50,30 @@ pub fn nono_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_nono"))
 }
 
+/// Resets, in `cmd`'s child, the signals a harness may have started with ignored (`nohup`
+/// ignores SIGHUP, a background job SIGINT and SIGQUIT): an ignored signal survives exec, and
+/// a test of how nono handles one must see nono's own behaviour, not the harness's.
+pub fn default_signals(cmd: &mut Command) -> &mut Command {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: runs between fork and exec; signal(2) is async-signal-safe and touches only
+    // the child's dispositions.
+    unsafe {
+        cmd.pre_exec(|| {
+            for sig in [libc::SIGHUP, libc::SIGINT, libc::SIGQUIT] {
+                libc::signal(sig, libc::SIG_DFL);
+            }
+            Ok(())
+        })
+    }
+}
+
+/// `Command::new(nono_bin())` with default signal dispositions (see [`default_signals`]).
+pub fn nono_command() -> Command {
+    let mut cmd = Command::new(nono_bin());
+    default_signals(&mut cmd);
+    cmd
+}
+
 /// Runs `nono` with `args` (stdin closed) and returns (exit code, stdout, stderr).
 ///
 /// A process killed by a signal reports `128 + signal`, as a shell would. Panics, with the
@@ -71,6 +95,7 @@ pub fn run_nono_with_env(
 
 /// Runs `cmd` (stdin closed) and returns (exit code, stdout, stderr), as [`run_nono`] does.
 pub fn run_command(mut cmd: Command, timeout: Duration) -> (i32, String, String) {
+    default_signals(&mut cmd);
     let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())

@@ -39,12 +39,12 @@ impl ProxyProcess {
     /// and discarded. Panics, showing stderr, if the process exits or prints no JSON line within
     /// 10 s.
     pub fn start(args: &[&str]) -> ProxyProcess {
-        ProxyProcess::start_command(Command::new(nono_bin()), args)
+        ProxyProcess::start_command(super::nono_command(), args)
     }
 
     /// [`ProxyProcess::start`] with `env` added to the inherited environment.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> ProxyProcess {
-        let mut cmd = Command::new(nono_bin());
+        let mut cmd = super::nono_command();
         cmd.envs(env.iter().copied());
         ProxyProcess::start_command(cmd, args)
     }
@@ -55,6 +55,7 @@ impl ProxyProcess {
         let dir = TempDir::new("proxy");
         let stderr_path = dir.path().join("stderr.log");
         let stderr_file = std::fs::File::create(&stderr_path).expect("create stderr log");
+        super::default_signals(&mut cmd);
         let mut child = cmd
             .args(["proxy", "--json"])
             .args(args)
