@@ -13,6 +13,8 @@ command -v keyctl >/dev/null 2>&1 || need+=(keyutils)
 # TLS interception tests: git over HTTPS to a local git http-backend, Python requests.
 [ -x /usr/lib/git-core/git-http-backend ] || need+=(git)
 /usr/bin/python3 -c 'import requests' >/dev/null 2>&1 || need+=(python3-requests)
+# The Python bindings' suite builds in a virtualenv.
+python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
@@ -25,3 +27,5 @@ if command -v systemctl >/dev/null 2>&1; then systemctl stop tinyproxy >/dev/nul
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets -- -D warnings
 cargo test --workspace
+# The Python bindings (nono_py): built with maturin into a fresh virtualenv, then pytest.
+bash crates/nono-py/test.sh
