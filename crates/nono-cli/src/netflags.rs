@@ -27,7 +27,9 @@ pub struct NetFlags {
     /// Restrict a credential route (repeatable): `SERVICE:METHOD:/path/glob`.
     #[arg(long = "allow-endpoint", value_name = "RULE")]
     pub allow_endpoint: Vec<String>,
-    /// Chain through a corporate proxy: `HOST:PORT` or `http://user:pass@HOST:PORT`.
+    /// Chain through a corporate proxy: `HOST:PORT`. A proxy password goes in
+    /// NONO_UPSTREAM_PROXY (`http://user:pass@HOST:PORT`), never on the command line, where
+    /// `ps` (and, for `nono run`, the sandboxed command) can read it.
     #[arg(
         long,
         value_name = "PROXY",
