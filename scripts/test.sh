@@ -13,6 +13,9 @@ command -v keyctl >/dev/null 2>&1 || need+=(keyutils)
 # TLS interception tests: git over HTTPS to a local git http-backend, Python requests.
 [ -x /usr/lib/git-core/git-http-backend ] || need+=(git)
 /usr/bin/python3 -c 'import requests' >/dev/null 2>&1 || need+=(python3-requests)
+# pip and npm against a local index under the agent profiles.
+/usr/bin/python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 # The Python bindings' suite builds in a virtualenv.
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then

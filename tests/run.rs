@@ -2006,3 +2006,123 @@ fn learn_opens_the_network_and_writes_the_hosts_reached_as_a_profile() {
         blocked.dump()
     );
 }
+
+/// A package index the test serves itself: `simple/<name>/` (PEP 503) with one wheel, and an
+/// npm registry document plus tarball for the same name. Returns the server and its port.
+fn local_package_server(root: &std::path::Path) -> (Reaped, u16) {
+    let build = r#"
+import base64, hashlib, io, json, os, sys, tarfile, zipfile
+root = sys.argv[1]
+name = "nonodemo"
+os.makedirs(f"{root}/simple/{name}", exist_ok=True)
+whl = f"{name}-1.0-py3-none-any.whl"
+files = {f"{name}/__init__.py": "VALUE = 42\n",
+         f"{name}-1.0.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n",
+         f"{name}-1.0.dist-info/WHEEL": "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n"}
+record = []
+with zipfile.ZipFile(f"{root}/simple/{name}/{whl}", "w") as z:
+    for path, text in files.items():
+        data = text.encode()
+        z.writestr(path, data)
+        digest = base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
+        record.append(f"{path},sha256={digest},{len(data)}")
+    record.append(f"{name}-1.0.dist-info/RECORD,,")
+    z.writestr(f"{name}-1.0.dist-info/RECORD", "\n".join(record) + "\n")
+open(f"{root}/simple/{name}/index.html", "w").write(f'<a href="{whl}">{whl}</a>\n')
+buf = io.BytesIO()
+with tarfile.open(fileobj=buf, mode="w:gz") as t:
+    pj = json.dumps({"name": name, "version": "1.0.0", "main": "index.js"}).encode()
+    for path, data in (("package/package.json", pj), ("package/index.js", b"module.exports = 42;\n")):
+        info = tarfile.TarInfo(path); info.size = len(data); t.addfile(info, io.BytesIO(data))
+tgz = buf.getvalue()
+os.makedirs(f"{root}/npm/{name}/-", exist_ok=True)
+open(f"{root}/npm/{name}/-/{name}-1.0.0.tgz", "wb").write(tgz)
+port = sys.argv[2]
+doc = {"name": name, "dist-tags": {"latest": "1.0.0"}, "versions": {"1.0.0": {
+    "name": name, "version": "1.0.0",
+    "dist": {"tarball": f"http://127.0.0.1:{port}/npm/{name}/-/{name}-1.0.0.tgz",
+             "shasum": hashlib.sha1(tgz).hexdigest(),
+             "integrity": "sha512-" + base64.b64encode(hashlib.sha512(tgz).digest()).decode()}}}}
+open(f"{root}/npm/{name}/index.json", "w").write(json.dumps(doc))
+"#;
+    let port = free_port();
+    let root_s = root.to_string_lossy().into_owned();
+    let status = Command::new(PY)
+        .args(["-c", build, &root_s, &port.to_string()])
+        .status()
+        .expect("build the packages");
+    assert!(status.success(), "building the test packages failed");
+    // npm asks for /nonodemo; serve the document there, files elsewhere as they are.
+    let serve = r#"
+import http.server, os, sys
+root, port = sys.argv[1], int(sys.argv[2])
+class H(http.server.SimpleHTTPRequestHandler):
+    def __init__(self, *a, **k): super().__init__(*a, directory=root, **k)
+    def translate_path(self, path):
+        if path.rstrip("/") == "/npm/nonodemo" or path.rstrip("/") == "/nonodemo":
+            return os.path.join(root, "npm/nonodemo/index.json")
+        return super().translate_path(path)
+    def log_message(self, *a): pass
+s = http.server.ThreadingHTTPServer(("127.0.0.1", port), H)
+print("READY", flush=True)
+s.serve_forever()
+"#;
+    let mut child = Command::new(PY)
+        .args(["-c", serve, &root_s, &port.to_string()])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn the package server");
+    let mut out = BufReader::new(child.stdout.take().expect("stdout"));
+    assert_eq!(read_line(&mut out), "READY", "package server did not start");
+    (Reaped(child), port)
+}
+
+#[test]
+fn pip_and_npm_install_from_a_local_index_under_the_agent_profile_with_nonos_caches() {
+    let dir = TempDir::new("pkgs");
+    let home = dir.path().join("home");
+    let work = dir.path().join("work");
+    let index = dir.path().join("index");
+    for d in [&home, &work, &index] {
+        std::fs::create_dir_all(d).expect("mkdir");
+    }
+    let (_server, port) = local_package_server(&index);
+    let home_s = home.to_string_lossy().into_owned();
+    let sh = format!(
+        "cd {work} && {PY} -m pip install -q --no-deps --disable-pip-version-check \
+         --index-url http://127.0.0.1:{port}/simple --target {work}/pydeps nonodemo \
+         && {PY} -c 'import sys; sys.path.insert(0, \"{work}/pydeps\"); import nonodemo; print(\"PIP_OK\", nonodemo.VALUE)' \
+         && npm install --no-audit --no-fund --registry http://127.0.0.1:{port}/ nonodemo >/dev/null \
+         && node -e 'console.log(\"NPM_OK\", require(\"nonodemo\"))'",
+        work = work.display()
+    );
+    let out = run({
+        let mut c = nono_cmd(
+            &["--profile", "claude-code", "--allow-domain", "127.0.0.1"],
+            &["/bin/sh", "-c", &sh],
+            &[("HOME", &home_s)],
+        );
+        c.current_dir(&work);
+        c
+    });
+    assert_eq!(out.code, 0, "{}", out.dump());
+    assert!(out.stdout.contains("PIP_OK 42"), "{}", out.dump());
+    assert!(out.stdout.contains("NPM_OK 42"), "{}", out.dump());
+    // The tools wrote their caches into nono's cache, never the user's own.
+    let nono_cache = home.join(".cache/nono/tools");
+    let has_files = |p: std::path::PathBuf| {
+        std::fs::read_dir(&p)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(false)
+    };
+    assert!(
+        has_files(nono_cache.join("npm")),
+        "npm cache not in nono's cache"
+    );
+    assert!(!home.join(".npm").exists(), "npm used the user's own cache");
+    assert!(
+        !home.join(".cache/pip").exists(),
+        "pip used the user's own cache"
+    );
+}
