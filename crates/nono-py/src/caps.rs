@@ -8,8 +8,8 @@ use pyo3::exceptions::{PyFileNotFoundError, PyValueError};
 use pyo3::prelude::*;
 
 /// Read-only or read-write access beneath a path.
-#[pyclass(eq, eq_int, frozen, module = "nono_py")]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[pyclass(eq, eq_int, frozen, hash, module = "nono_py")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum AccessMode {
     /// Read, list and execute.
     #[pyo3(name = "READ")]
@@ -26,6 +26,8 @@ pub struct CapabilitySet {
     policy: SandboxPolicy,
     /// `allow_open_port` ports, kept across network-mode changes.
     open_ports: Vec<u16>,
+    /// Variables a profile sets in the child (`filesystem.path_env`: tools' caches).
+    env: Vec<(String, String)>,
 }
 
 #[pymethods]
@@ -40,6 +42,7 @@ impl CapabilitySet {
                 share_tmp: false,
             },
             open_ports: Vec::new(),
+            env: Vec::new(),
         }
     }
 
@@ -190,10 +193,22 @@ impl CapabilitySet {
         CapabilitySet {
             policy,
             open_ports: Vec::new(),
+            env: Vec::new(),
         }
     }
 
     /// The policy to enforce.
+    /// A profile's variables for the child.
+    pub fn with_env(mut self, env: Vec<(String, String)>) -> CapabilitySet {
+        self.env = env;
+        self
+    }
+
+    /// The profile's variables for the child; the caller's `env` is applied after them.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
     pub fn policy(&self) -> &SandboxPolicy {
         &self.policy
     }

@@ -95,7 +95,13 @@ pub fn sandboxed_exec(
     }
     let timeout = match timeout_secs {
         None => None,
-        Some(t) if t.is_finite() && t > 0.0 => Some(Duration::from_secs_f64(t)),
+        // try_: a value too large for a Duration is refused, never a panic (which would
+        // abort the interpreter).
+        Some(t) if t.is_finite() && t > 0.0 => Some(Duration::try_from_secs_f64(t).map_err(|_| {
+            PyValueError::new_err(format!(
+                "sandboxed_exec: timeout_secs `{t}` is too large; give at most a few years in seconds"
+            ))
+        })?),
         Some(t) => {
             return Err(PyValueError::new_err(format!(
                 "sandboxed_exec: timeout_secs `{t}` must be a positive number of seconds"
@@ -117,7 +123,12 @@ pub fn sandboxed_exec(
         argv: command.into_iter().map(OsString::from).collect(),
         cwd,
         timeout,
-        env: env.map(env_pairs).transpose()?.unwrap_or_default(),
+        env: {
+            // The profile's variables first, so the caller's own `env` wins.
+            let mut all = caps.env().to_vec();
+            all.extend(env.map(env_pairs).transpose()?.unwrap_or_default());
+            all
+        },
         inherit_env,
     };
     py.allow_threads(move || run(req))
@@ -165,7 +176,10 @@ fn run(req: Request) -> PyResult<ExecResult> {
         policy.fs.push(FsRule::read(dir.clone()));
     }
     let parent: Vec<(OsString, OsString)> = if req.inherit_env {
-        let secrets = proxy.as_ref().map(|p| p.secret_vars()).unwrap_or_default();
+        let mut secrets = crate::proxy_handle::all_credential_vars();
+        if let Some(p) = &proxy {
+            secrets.extend(p.secret_vars().iter().cloned());
+        }
         std::env::vars_os()
             .filter(|(k, _)| !secrets.iter().any(|s| k.as_os_str() == s.as_str()))
             .collect()

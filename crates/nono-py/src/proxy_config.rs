@@ -18,8 +18,8 @@ use crate::errors::value_error;
 const MAX_CONNECTIONS_LIMIT: i64 = 1_000_000;
 
 /// How the credential is put into the upstream request.
-#[pyclass(eq, eq_int, frozen, module = "nono_py")]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[pyclass(eq, eq_int, frozen, hash, module = "nono_py")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum InjectMode {
     /// An HTTP header (`inject_header: credential_format`).
     #[pyo3(name = "HEADER")]

@@ -122,6 +122,22 @@ impl Drop for ProxyInner {
     }
 }
 
+/// Every variable an `env://` credential of any proxy this process started was read from,
+/// for the life of the process: an inherited environment never carries one into a sandbox,
+/// whichever proxy (if any) the sandbox uses.
+fn credential_vars() -> &'static Mutex<std::collections::BTreeSet<String>> {
+    static VARS: OnceLock<Mutex<std::collections::BTreeSet<String>>> = OnceLock::new();
+    VARS.get_or_init(|| Mutex::new(std::collections::BTreeSet::new()))
+}
+
+/// The variables of [`credential_vars`].
+pub fn all_credential_vars() -> Vec<String> {
+    credential_vars()
+        .lock()
+        .map(|v| v.iter().cloned().collect())
+        .unwrap_or_default()
+}
+
 /// Running proxies by port, so `sandboxed_exec` can hand a listener bound in the child's
 /// network namespace to the proxy that `CapabilitySet.proxy_only(port)` names.
 fn registry() -> &'static Mutex<HashMap<u16, Weak<ProxyInner>>> {
@@ -242,7 +258,7 @@ fn mode_name(m: Mode) -> &'static str {
 #[pyfunction]
 pub fn start_proxy(py: Python<'_>, config: &ProxyConfig) -> PyResult<ProxyHandle> {
     let config = config.for_start();
-    let secret_vars = config
+    let secret_vars: Vec<String> = config
         .routes
         .iter()
         .filter_map(|r| match &r.source {
@@ -250,6 +266,9 @@ pub fn start_proxy(py: Python<'_>, config: &ProxyConfig) -> PyResult<ProxyHandle
             _ => None,
         })
         .collect();
+    if let Ok(mut all) = credential_vars().lock() {
+        all.extend(secret_vars.iter().cloned());
+    }
     let (inner, started) = py.allow_threads(move || spawn_proxy(config))?;
     let inner = Arc::new(ProxyInner {
         port: started.port,

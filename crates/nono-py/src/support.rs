@@ -82,5 +82,13 @@ pub fn load_profile(name_or_path: &str) -> PyResult<(CapabilitySet, Option<Proxy
     } else {
         None
     };
-    Ok((CapabilitySet::from_policy(policy), proxy))
+    // As `nono run` does before the run: the tool's own state, and its cache variables.
+    nono_policy::create_state(&resolved.filesystem).map_err(|e| value_error(&e))?;
+    let env = resolved
+        .filesystem
+        .path_env
+        .iter()
+        .map(|(k, v)| (k.clone(), v.display().to_string()))
+        .collect();
+    Ok((CapabilitySet::from_policy(policy).with_env(env), proxy))
 }

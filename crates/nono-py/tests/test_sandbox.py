@@ -203,3 +203,51 @@ def test_load_profile_resolves_like_the_cli(tmp_path, monkeypatch):
         load_profile(str(bad))
     with pytest.raises(ValueError):
         load_profile("no-such-profile-name")
+
+
+def test_huge_timeout_raises_instead_of_aborting():
+    _require_sandbox()
+    with pytest.raises(ValueError, match="too large"):
+        sandboxed_exec(CapabilitySet(), ["true"], timeout_secs=1e300)
+
+
+def test_env_credentials_never_reach_an_inheriting_child(monkeypatch):
+    """An `env://` credential of any proxy this process started stays out of an inherited
+    environment, whatever network the sandbox has."""
+    _require_sandbox()
+    monkeypatch.setenv("NONO_PY_REVIEW_SECRET", "sk-never-in-the-child")
+    from nono_py import RouteConfig
+
+    cfg = ProxyConfig(routes=[RouteConfig("/svc", "http://127.0.0.1:9", "env://NONO_PY_REVIEW_SECRET")])
+    with start_proxy(cfg):
+        for caps in (CapabilitySet(), _blocked()):
+            r = sandboxed_exec(caps, ["sh", "-c", "echo \"[$NONO_PY_REVIEW_SECRET]\""], inherit_env=True)
+            assert r.stdout == b"[]\n", r.stdout
+
+
+def _blocked():
+    c = CapabilitySet()
+    c.block_network()
+    return c
+
+
+def test_load_profile_brings_the_profiles_cache_variables_and_state(tmp_path, monkeypatch):
+    _require_sandbox()
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    caps, proxy = load_profile("claude-code")
+    assert (home / ".claude").is_dir() and (home / ".claude.json").read_text() == "{}\n"
+    with start_proxy(proxy) as p:
+        caps.proxy_only(p.port)
+        r = sandboxed_exec(caps, ["sh", "-c", "echo $PIP_CACHE_DIR"], env=list(p.env_vars().items()))
+    assert r.stdout.decode().strip() == str(home / ".cache/nono/tools/pip"), r
+
+
+def test_modes_are_hashable():
+    from nono_py import InjectMode
+
+    assert len({AccessMode.READ, AccessMode.READ_WRITE, AccessMode.READ}) == 2
+    assert len({InjectMode.HEADER, InjectMode.BASIC_AUTH}) == 2
