@@ -27,7 +27,7 @@ const VIA_UPSTREAM_KEY: &str = "via upstream proxy";
 /// The upstream connection a client connection keeps alive, keyed by `host:port`.
 pub(crate) struct CachedUpstream {
     key: String,
-    sender: SendRequest<Incoming>,
+    sender: SendRequest<Body>,
 }
 
 /// Forwards one absolute-form request.
@@ -216,14 +216,39 @@ pub(crate) async fn handle(
         }
     };
     parts.version = Version::HTTP_11;
-    let upstream_req = Request::from_parts(parts, body);
+    // A body-less idempotent request can be sent again even after it left: a kept-alive
+    // upstream that closes as it reads it (tinyproxy does) has not acted on it.
+    let resend = (reused
+        && http_body::Body::is_end_stream(&body)
+        && matches!(
+            parts.method,
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        ))
+    .then(|| {
+        (
+            parts.method.clone(),
+            parts.uri.clone(),
+            parts.headers.clone(),
+        )
+    });
+    let upstream_req = Request::from_parts(parts, body.boxed());
 
     let mut attempt = sender.try_send_request(upstream_req).await;
     if reused {
         // A kept-alive upstream may have closed just as we reused it; if the request never
-        // left, send it once more on a fresh connection.
+        // left (or can be sent again), send it once more on a fresh connection.
         if let Err(e) = &mut attempt {
-            if let Some(req) = e.take_message() {
+            let again = e.take_message().or_else(|| {
+                resend.map(|(method, uri, headers)| {
+                    let mut r = Request::new(respond::empty());
+                    *r.method_mut() = method;
+                    *r.uri_mut() = uri;
+                    *r.headers_mut() = headers;
+                    *r.version_mut() = Version::HTTP_11;
+                    r
+                })
+            });
+            if let Some(req) = again {
                 sender = match open_sender(&shared, chain, &host, port, info).await {
                     Ok(s) => s,
                     Err(resp) => return resp,
@@ -292,7 +317,7 @@ async fn open_sender(
     host: &Host,
     port: u16,
     info: Option<(&str, &str)>,
-) -> Result<SendRequest<Incoming>, Response<Body>> {
+) -> Result<SendRequest<Body>, Response<Body>> {
     let opened = match chain {
         Some(c) => {
             shared
@@ -325,7 +350,7 @@ async fn open_sender(
     }
 }
 
-async fn reuse(conn: &ConnState, key: &str) -> Option<SendRequest<Incoming>> {
+async fn reuse(conn: &ConnState, key: &str) -> Option<SendRequest<Body>> {
     let cached = conn.upstream.lock().await.take()?;
     if cached.key != key {
         return None;
@@ -356,7 +381,7 @@ fn keeps_alive<B>(resp: &Response<B>) -> bool {
     resp.version() != Version::HTTP_10 || has("keep-alive")
 }
 
-async fn store(conn: &ConnState, key: String, sender: SendRequest<Incoming>) {
+async fn store(conn: &ConnState, key: String, sender: SendRequest<Body>) {
     *conn.upstream.lock().await = Some(CachedUpstream { key, sender });
 }
 
