@@ -1078,3 +1078,61 @@ fn read_response(s: &mut TcpStream) -> String {
     buf.extend_from_slice(&body);
     String::from_utf8_lossy(&buf).into_owned()
 }
+
+#[test]
+fn a_deny_wins_over_every_allow() {
+    let p = ProxyProcess::start(&[
+        "--network-profile",
+        "developer",
+        "--allow-domain",
+        "*.example.com",
+        "--deny-domain",
+        "api.github.com",
+        "--deny-domain",
+        "*.bad.example.com",
+        "--deny-domain",
+        "ok.example.com:8443",
+    ]);
+    let auth = auth_header(&p);
+    for target in [
+        "api.github.com:443",
+        "x.bad.example.com:443",
+        "ok.example.com:8443",
+    ] {
+        let (status, body) = connect_tunnel(p.port, target, Some(&auth)).expect_err(target);
+        assert_eq!(status, 403, "{target}: {body}");
+        assert!(body.contains("denied_domain"), "{target}: {body}");
+    }
+    // Not denied: the allow applies (and the name then fails to resolve offline).
+    let (status, body) =
+        connect_tunnel(p.port, "ok.example.com:443", Some(&auth)).expect_err("no such host here");
+    assert_ne!(status, 403, "{body}");
+    let (status, body) = raw_request(
+        p.port,
+        format!("GET http://api.github.com/ HTTP/1.1\r\nHost: api.github.com\r\nProxy-Authorization: {auth}\r\n\r\n").as_bytes(),
+    );
+    assert_eq!(status, 403, "{body}");
+    assert!(body.contains("denied_domain"), "{body}");
+}
+
+#[test]
+fn a_deny_that_a_direct_entry_would_bypass_is_refused_at_start() {
+    let (code, out, err) = run_nono(
+        &[
+            "proxy",
+            "--allow-domain",
+            "db.corp.example:5432",
+            "--deny-domain",
+            "*.corp.example",
+        ],
+        T,
+    );
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(
+        err.contains("bypasses the proxy") && err.contains("*.corp.example"),
+        "{err}"
+    );
+    let (code, _, err) = run_nono(&["proxy", "--deny-domain", "https://x.example/a"], T);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("deny entry is a host pattern"), "{err}");
+}

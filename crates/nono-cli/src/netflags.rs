@@ -20,6 +20,10 @@ pub struct NetFlags {
     /// Allow a host (repeatable): `host`, `*.suffix`, `host:port`, IP, `[v6]:port`.
     #[arg(long = "allow-domain", value_name = "HOST")]
     pub allow_domain: Vec<String>,
+    /// Always refuse a host (repeatable): `host`, `*.suffix`, `host:port`; wins over every
+    /// allow, network-profile groups and wildcards included.
+    #[arg(long = "deny-domain", value_name = "HOST")]
+    pub deny_domain: Vec<String>,
     /// Inject this credential service (repeatable): openai, anthropic, gemini, github, gitlab,
     /// or a profile's custom credential.
     #[arg(long = "credential", value_name = "SERVICE")]
@@ -127,6 +131,7 @@ impl NetFlags {
             profile: self.profile.clone(),
             network_profile: self.network_profile.clone(),
             allow_domain: self.allow_domain.clone(),
+            deny_domain: self.deny_domain.clone(),
             credential: self.credential.clone(),
             allow_endpoint: self.allow_endpoint.clone(),
             upstream_proxy: upstream_host,

@@ -42,6 +42,8 @@ pub struct Layer {
     pub network_profile: Option<Option<String>>,
     /// Host patterns, normalised.
     pub allow_domain: Vec<String>,
+    /// Denied host patterns, normalised.
+    pub deny_domain: Vec<String>,
     /// Absent / cleared / names.
     pub credentials: Option<Vec<String>>,
     /// Custom services by name.
@@ -105,6 +107,12 @@ impl Layer {
             .iter()
             .enumerate()
             .map(|(i, d)| host_pattern(d).map_err(|m| bad(format!("network.allow_domain[{i}]"), m)))
+            .collect::<Result<_, _>>()?;
+        let deny_domain = net
+            .deny_domain
+            .iter()
+            .enumerate()
+            .map(|(i, d)| deny_pattern(d).map_err(|m| bad(format!("network.deny_domain[{i}]"), m)))
             .collect::<Result<_, _>>()?;
         if let Some(names) = &net.credentials {
             for (i, n) in names.iter().enumerate() {
@@ -216,6 +224,7 @@ impl Layer {
             block: net.block,
             network_profile: net.network_profile.clone(),
             allow_domain,
+            deny_domain,
             credentials: net.credentials.clone(),
             custom_credentials,
             allow_endpoint,
@@ -239,6 +248,19 @@ pub fn host_pattern(s: &str) -> Result<String, String> {
         return nono_proxy::intercept::url_rule::UrlRule::parse(s)
             .map(|r| r.to_string())
             .map_err(|e| e.to_string());
+    }
+    HostPattern::parse(s)
+        .map(|p| p.to_string())
+        .map_err(|e| e.to_string())
+}
+
+/// A deny entry: a host pattern (`host`, `*.suffix`, `host:port`, an IP); URL-scoped entries
+/// are for allowing paths, not for denying.
+pub fn deny_pattern(s: &str) -> Result<String, String> {
+    if nono_proxy::intercept::url_rule::is_url_entry(s) {
+        return Err(format!(
+            "`{s}`: a deny entry is a host pattern (host, *.suffix, host:port); to allow only some paths of a host use a URL-scoped --allow-domain"
+        ));
     }
     HostPattern::parse(s)
         .map(|p| p.to_string())

@@ -33,6 +33,7 @@ pub fn merge(base: Layer, child: Layer) -> Layer {
         block: base.block || child.block,
         network_profile: child.network_profile.or(base.network_profile),
         allow_domain: append(base.allow_domain, child.allow_domain),
+        deny_domain: append(base.deny_domain, child.deny_domain),
         credentials: match child.credentials {
             None => base.credentials,
             Some(c) if c.is_empty() => Some(c),

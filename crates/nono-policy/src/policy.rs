@@ -18,6 +18,8 @@ pub struct PolicyArgs {
     pub network_profile: Option<String>,
     /// `--allow-domain`: added to the profile's.
     pub allow_domain: Vec<String>,
+    /// `--deny-domain`: added to the profile's.
+    pub deny_domain: Vec<String>,
     /// `--credential`: added to the profile's.
     pub credential: Vec<String>,
     /// `--allow-endpoint SERVICE:METHOD:/path/glob`: added to the profile's.
@@ -110,6 +112,8 @@ pub struct ResolvedNetwork {
     pub allowed_hosts: Vec<String>,
     /// `allow_domain` entries with a port.
     pub direct: Vec<DirectEndpoint>,
+    /// Host patterns always refused (`deny_domain`), winning over every allow.
+    pub denied_hosts: Vec<String>,
     /// Credential services to inject, with defaults filled in.
     pub credentials: Vec<CredentialService>,
     /// Method + path restrictions per credential service.

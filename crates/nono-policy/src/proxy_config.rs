@@ -113,6 +113,7 @@ pub fn proxy_config(
     };
     let config = ProxyConfig {
         allowed_hosts: net.allowed_hosts.clone(),
+        denied_hosts: net.denied_hosts.clone(),
         bind_addr: opts.bind_addr,
         bind_port: opts.bind_port,
         max_connections: opts.max_connections,

@@ -89,6 +89,9 @@ pub struct RawNetwork {
     /// Extra host patterns to allow.
     #[serde(default)]
     pub allow_domain: Vec<String>,
+    /// Host patterns always refused, whatever allows them (exact, `*.suffix`, `host:port`).
+    #[serde(default)]
+    pub deny_domain: Vec<String>,
     /// Absent: inherit; `[]`: clear; names: merged with the base's.
     pub credentials: Option<Vec<String>>,
     /// Credential services defined by this profile, by name.

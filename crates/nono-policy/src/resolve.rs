@@ -135,6 +135,11 @@ fn cli_layer(args: &PolicyArgs, env: &Env, policy: &NetworkPolicy) -> Result<Lay
         block: args.block_net,
         network_profile: args.network_profile.clone().map(Some),
         allow_domain: each(&args.allow_domain, "--allow-domain", host_pattern)?,
+        deny_domain: each(
+            &args.deny_domain,
+            "--deny-domain",
+            crate::layer::deny_pattern,
+        )?,
         credentials: (!args.credential.is_empty()).then(|| args.credential.clone()),
         custom_credentials: Default::default(),
         allow_endpoint: args

@@ -36,6 +36,33 @@ impl Origin<'_> {
     }
 }
 
+/// The deny pattern that matches the direct entry `entry` on `port`, if any.
+fn denied_direct(deny: &[String], entry: &str, port: u16) -> Option<String> {
+    let host = entry.rsplit_once(':').map_or(entry, |(h, _)| h);
+    if let Some(suffix) = host.strip_prefix("*.") {
+        // A wildcard entry conflicts with any deny inside its domain.
+        let suffix = suffix.to_ascii_lowercase();
+        return deny
+            .iter()
+            .find(|d| {
+                HostPattern::parse(d).is_ok_and(|p| {
+                    let name = match &p.host {
+                        nono_proxy::filter::HostMatch::Exact(n)
+                        | nono_proxy::filter::HostMatch::Wildcard(n) => n.as_str(),
+                        nono_proxy::filter::HostMatch::Ip(_) => return false,
+                    };
+                    !matches!(p.port, Some(dp) if dp != port)
+                        && (name == suffix || name.ends_with(&format!(".{suffix}")))
+                })
+            })
+            .cloned();
+    }
+    let host = nono_proxy::filter::Host::parse(host).ok()?;
+    deny.iter()
+        .find(|d| HostPattern::parse(d).is_ok_and(|p| p.matches(&host, port)))
+        .cloned()
+}
+
 /// Resolves the network settings of the merged layer.
 pub(crate) fn resolve_network(
     m: &Layer,
@@ -61,6 +88,18 @@ pub(crate) fn resolve_network(
         let p = HostPattern::parse(d)
             .map_err(|e| PolicyError::flag("--allow-domain", e.to_string()))?;
         if let Some(port) = p.port {
+            // A direct entry never passes the proxy, so a deny there could not be enforced:
+            // say so instead of letting the allow win.
+            if let Some(deny) = denied_direct(&m.deny_domain, d, port) {
+                return Err(from.error(
+                    !args.allow_domain.is_empty(),
+                    "--allow-domain",
+                    "network.allow_domain",
+                    format!(
+                        "`{d}` is a direct connection (it bypasses the proxy), but `{deny}` denies it; remove one of the two"
+                    ),
+                ));
+            }
             direct.push(DirectEndpoint {
                 host: p.no_proxy_entry(),
                 port,
@@ -196,6 +235,7 @@ pub(crate) fn resolve_network(
         network_profile,
         allowed_hosts,
         direct,
+        denied_hosts: m.deny_domain.clone(),
         credentials,
         endpoint_rules,
         upstream_proxy: m.upstream_proxy.clone(),

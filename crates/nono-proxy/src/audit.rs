@@ -173,6 +173,11 @@ pub fn explain(ev: &AuditEvent, allowlist: Option<&str>) -> Option<Explanation> 
             ),
             true,
         ),
+        "denied_domain" => (
+            hostport.clone(),
+            format!("denied {hostport}: on the deny list (--deny-domain / deny_domain), which wins over every allow"),
+            true,
+        ),
         "denied_metadata" => (
             hostport.clone(),
             format!("denied {hostport}: cloud metadata endpoints are always denied"),

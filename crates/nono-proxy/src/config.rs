@@ -60,6 +60,9 @@ impl Default for Timeouts {
 pub struct ProxyConfig {
     /// Host allowlist patterns; empty allows every host not on the deny list.
     pub allowed_hosts: Vec<String>,
+    /// Host patterns always refused (`--deny-domain`), whatever allows them: the allowlist,
+    /// a wildcard, a network profile's group, a credential route.
+    pub denied_hosts: Vec<String>,
     /// Listening address.
     pub bind_addr: IpAddr,
     /// Listening port; 0 lets the OS choose.
@@ -93,6 +96,7 @@ impl Default for ProxyConfig {
     fn default() -> Self {
         ProxyConfig {
             allowed_hosts: Vec::new(),
+            denied_hosts: Vec::new(),
             bind_addr: IpAddr::V4(Ipv4Addr::LOCALHOST),
             bind_port: 0,
             max_connections: DEFAULT_MAX_CONNECTIONS,
@@ -113,6 +117,7 @@ impl std::fmt::Debug for ProxyConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProxyConfig")
             .field("allowed_hosts", &self.allowed_hosts)
+            .field("denied_hosts", &self.denied_hosts)
             .field("bind_addr", &self.bind_addr)
             .field("bind_port", &self.bind_port)
             .field("max_connections", &self.max_connections)

@@ -154,6 +154,11 @@ impl Shared {
         &self.routes
     }
 
+    /// Whether `host:port` is on the deny list (which wins over every allow).
+    pub(crate) fn deny_listed(&self, host: &Host, port: u16) -> bool {
+        self.gate.deny_listed(host, port)
+    }
+
     /// TLS interception, when configured.
     pub(crate) fn interceptor(&self) -> Option<&Interceptor> {
         self.intercept.as_ref()
@@ -568,12 +573,14 @@ fn serve_on(listener: TcpListener, config: ProxyConfig) -> Result<ProxyHandle, P
     let mut patterns = config.allowed_hosts.clone();
     patterns.extend(Interceptor::gate_patterns(&config.intercept));
     let filter = HostFilter::new(&patterns)?;
+    let denied = Arc::new(HostFilter::new(&config.denied_hosts)?);
     let gate = Gate::new(
         filter,
         Some(addr),
         config.resolver.clone(),
         config.timeouts.connect,
-    );
+    )
+    .with_denied(denied.clone());
     let upstream = config
         .upstream_proxy
         .clone()
@@ -585,7 +592,8 @@ fn serve_on(listener: TcpListener, config: ProxyConfig) -> Result<ProxyHandle, P
         Some(addr),
         config.resolver.clone(),
         config.timeouts.connect,
-    );
+    )
+    .with_denied(denied);
     let intercept_cfg = &config.intercept;
     let (interceptor, bundle) = if Interceptor::needed(intercept_cfg, &config.routes) {
         let prepared = Interceptor::prepare(intercept_cfg, &config.routes)?;

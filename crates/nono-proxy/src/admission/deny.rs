@@ -34,6 +34,8 @@ pub enum DenyReason {
     ConnectBypassesL7,
     /// The request did not match any endpoint rule of its route.
     EndpointRule,
+    /// On the operator's deny list (`--deny-domain`), which wins over every allow.
+    DenyListed,
 }
 
 impl DenyReason {
@@ -48,6 +50,7 @@ impl DenyReason {
             DenyReason::NotAllowlisted => "not_allowlisted",
             DenyReason::ConnectBypassesL7 => "connect_bypasses_l7",
             DenyReason::EndpointRule => "endpoint_rule",
+            DenyReason::DenyListed => "denied_domain",
         }
     }
 }

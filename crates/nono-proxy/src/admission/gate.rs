@@ -23,6 +23,8 @@ pub enum Refusal {
 /// Admission policy shared by every proxy path.
 pub struct Gate {
     filter: HostFilter,
+    /// `--deny-domain` patterns: checked before the allowlist, and win over it.
+    denied: Arc<HostFilter>,
     own_addr: Option<SocketAddr>,
     resolver: Arc<dyn Resolver>,
     /// A resolver that never answers must not hold the client (or a blocking thread slot
@@ -41,10 +43,26 @@ impl Gate {
     ) -> Self {
         Gate {
             filter,
+            denied: Arc::new(HostFilter::default()),
             own_addr,
             resolver,
             resolve_timeout,
         }
+    }
+
+    /// Adds the deny patterns (shared by every gate of one proxy).
+    pub fn with_denied(mut self, denied: Arc<HostFilter>) -> Self {
+        self.denied = denied;
+        self
+    }
+
+    /// Whether `host:port` is on the deny list.
+    pub fn deny_listed(&self, host: &Host, port: u16) -> bool {
+        !self.denied.patterns().is_empty()
+            && matches!(
+                self.denied.check(host, port),
+                AllowMatch::Explicit | AllowMatch::Wildcard
+            )
     }
 
     /// The allowlist.
@@ -56,6 +74,9 @@ impl Gate {
     pub fn precheck(&self, host: &Host, port: u16) -> Result<AllowMatch, DenyReason> {
         if let Some(r) = deny::check_host(host) {
             return Err(r);
+        }
+        if self.deny_listed(host, port) {
+            return Err(DenyReason::DenyListed);
         }
         match self.filter.check(host, port) {
             AllowMatch::NotListed => Err(DenyReason::NotAllowlisted),

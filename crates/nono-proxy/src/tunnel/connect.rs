@@ -65,6 +65,16 @@ pub(crate) async fn handle(
             )
         }
     };
+    if shared.deny_listed(&host, port) {
+        return shared.refuse(
+            Mode::Connect,
+            &host.to_string(),
+            port,
+            None,
+            StatusCode::FORBIDDEN,
+            crate::deny::DenyReason::DenyListed.as_str(),
+        );
+    }
     if shared.intercepts(&host, port) {
         return crate::intercept::start(req, shared, conn, host, port);
     }
