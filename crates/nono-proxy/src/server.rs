@@ -704,7 +704,7 @@ fn without_intercepted(no_proxy: &str, shared: &Shared) -> String {
             let intercepted = shared
                 .routes
                 .hosts_intercepted(shared)
-                .any(|r| crate::intercept::url_rule::same_host(r, &h))
+                .any(|r| r.same_as(&h))
                 || shared.interceptor().is_some_and(|i| i.has_url_rules_on(&h));
             let proxied_local = h.is_local()
                 && shared

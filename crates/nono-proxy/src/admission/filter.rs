@@ -29,6 +29,18 @@ impl Host {
         }
     }
 
+    /// Whether both name the same host once IP literals are canonical (an IPv4-mapped IPv6
+    /// address is its IPv4 address).
+    pub fn same_as(&self, other: &Host) -> bool {
+        match (self, other) {
+            (Host::Ip(a), Host::Ip(b)) => {
+                crate::deny::canonical_ip(*a) == crate::deny::canonical_ip(*b)
+            }
+            (Host::Name(a), Host::Name(b)) => a == b,
+            _ => false,
+        }
+    }
+
     /// Parses and normalises a request's host (no port). Brackets around IPv6 are accepted.
     ///
     /// IPv4 written in decimal, octal, hex or short form (`2852039166`, `0xA9FEA9FE`,
@@ -233,6 +245,12 @@ impl HostFilter {
     /// The parsed patterns.
     pub fn patterns(&self) -> &[HostPattern] {
         &self.patterns
+    }
+
+    /// Whether some pattern names `host:port` (an empty filter names nothing, unlike
+    /// [`HostFilter::check`], for which empty allows everything): for deny and exclusion lists.
+    pub fn names(&self, host: &Host, port: u16) -> bool {
+        self.patterns.iter().any(|p| p.matches(host, port))
     }
 
     /// Checks a target. Exact matches win over wildcards.

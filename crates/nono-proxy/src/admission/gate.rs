@@ -58,11 +58,7 @@ impl Gate {
 
     /// Whether `host:port` is on the deny list.
     pub fn deny_listed(&self, host: &Host, port: u16) -> bool {
-        !self.denied.patterns().is_empty()
-            && matches!(
-                self.denied.check(host, port),
-                AllowMatch::Explicit | AllowMatch::Wildcard
-            )
+        self.denied.names(host, port)
     }
 
     /// The allowlist.

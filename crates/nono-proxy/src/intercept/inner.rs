@@ -13,7 +13,6 @@ use crate::audit::{AuditEvent, Decision, Mode};
 use crate::endpoint::NormalPath;
 use crate::filter::Host;
 use crate::intercept::tunnel::TunnelCtx;
-use crate::intercept::url_rule::same_host;
 use crate::respond::Body;
 use crate::reverse::{self, RouteCall};
 use crate::server::{ConnState, Shared};
@@ -210,6 +209,5 @@ fn names_tunnel_host(req: &Request<Incoming>, ctx: &TunnelCtx) -> bool {
     let Ok((host, named_port)) = crate::filter::split_host_port(&named) else {
         return false;
     };
-    named_port.unwrap_or(443) == ctx.port
-        && Host::parse(host).is_ok_and(|h| same_host(&h, &ctx.host))
+    named_port.unwrap_or(443) == ctx.port && Host::parse(host).is_ok_and(|h| h.same_as(&ctx.host))
 }

@@ -28,7 +28,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls::ClientConfig;
 
 use crate::error::ProxyError;
-use crate::filter::{AllowMatch, Host, HostFilter};
+use crate::filter::{Host, HostFilter};
 use crate::reverse::conn::RouteConnector;
 use crate::reverse::RouteTable;
 use crate::server::Shared;
@@ -128,9 +128,7 @@ impl Interceptor {
         };
         routes.iter().any(|r| {
             r.upstream.scheme() == "https"
-                && r.upstream_host_port()
-                    .and_then(|(h, p)| Host::parse(&h).ok().map(|h| (h, p)))
-                    .is_some_and(|(h, p)| !excluded(&exclude, &h, p))
+                && route_target(r).is_some_and(|(h, p)| !exclude.names(&h, p))
         })
     }
 
@@ -141,17 +139,15 @@ impl Interceptor {
     ) -> Result<Prepared, ProxyError> {
         let exclude = HostFilter::new(&cfg.exclude)?;
         for rule in &cfg.url_rules {
-            if excluded(&exclude, &rule.host, rule.port) {
+            if exclude.names(&rule.host, rule.port) {
                 return Err(ProxyError::Config(format!(
                     "allow entry `{rule}` needs interception, but {} is excluded from interception; remove one of the two",
                     rule.host
                 )));
             }
-            let on_route = routes.iter().find(|r| {
-                r.upstream_host_port()
-                    .and_then(|(h, p)| Host::parse(&h).ok().map(|h| (h, p)))
-                    .is_some_and(|(h, p)| rule.is_for(&h, p))
-            });
+            let on_route = routes
+                .iter()
+                .find(|r| route_target(r).is_some_and(|(h, p)| rule.is_for(&h, p)));
             if let Some(r) = on_route {
                 return Err(ProxyError::Config(format!(
                     "allow entry `{rule}` is on the host of credential route `{}`; restrict the route with an endpoint rule (--allow-endpoint {}:METHOD:/path) instead",
@@ -193,7 +189,7 @@ impl Interceptor {
 
     /// Whether a CONNECT to `host:port` is intercepted.
     pub(crate) fn intercepts(&self, routes: &RouteTable, host: &Host, port: u16) -> bool {
-        if excluded(&self.exclude, host, port) {
+        if self.exclude.names(host, port) {
             return false;
         }
         routes.has_route_at(host, port) || self.url_rules.iter().any(|r| r.is_for(host, port))
@@ -210,9 +206,7 @@ impl Interceptor {
 
     /// Whether `host` has URL-scoped entries (on any port).
     pub(crate) fn has_url_rules_on(&self, host: &Host) -> bool {
-        self.url_rules
-            .iter()
-            .any(|r| url_rule::same_host(&r.host, host))
+        self.url_rules.iter().any(|r| r.host.same_as(host))
     }
 
     /// `host:port` entries admitting the URL-scoped targets.
@@ -261,10 +255,8 @@ impl Interceptor {
     }
 }
 
-fn excluded(exclude: &HostFilter, host: &Host, port: u16) -> bool {
-    !exclude.patterns().is_empty()
-        && matches!(
-            exclude.check(host, port),
-            AllowMatch::Explicit | AllowMatch::Wildcard
-        )
+/// A route's upstream host and port.
+fn route_target(r: &crate::route::RouteConfig) -> Option<(Host, u16)> {
+    let (h, p) = r.upstream_host_port()?;
+    Some((Host::parse(&h).ok()?, p))
 }

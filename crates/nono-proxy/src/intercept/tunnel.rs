@@ -17,7 +17,6 @@ use tokio_rustls::LazyConfigAcceptor;
 
 use crate::audit::{AuditEvent, Decision, Mode};
 use crate::filter::Host;
-use crate::intercept::url_rule::same_host;
 use crate::respond::{self, Body};
 use crate::server::{ConnState, Shared};
 
@@ -201,7 +200,7 @@ async fn serve<IO>(
     if let Some(sni) = hello.server_name() {
         // The leaf is for the CONNECT host; a different name would get a certificate for a
         // host the policy never checked, or have the client trust ours for it.
-        if !Host::parse(sni).is_ok_and(|s| same_host(&s, &host)) {
+        if !Host::parse(sni).is_ok_and(|s| s.same_as(&host)) {
             tracing::info!(target: "nono::audit", "DENY INTERCEPT {label}:{port} TLS server name `{sni}` is not the CONNECT host");
             deny("sni_mismatch");
             return;

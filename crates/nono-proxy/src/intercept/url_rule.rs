@@ -86,7 +86,7 @@ impl UrlRule {
 
     /// Whether this entry is for `host:port`.
     pub fn is_for(&self, host: &Host, port: u16) -> bool {
-        self.port == port && same_host(&self.host, host)
+        self.port == port && self.host.same_as(host)
     }
 
     /// Whether a request matches.
@@ -98,15 +98,6 @@ impl UrlRule {
     pub fn host_port(&self) -> String {
         format!("{}:{}", self.host, self.port)
     }
-}
-
-/// Two hosts are the same once IP literals are canonical (IPv4-mapped IPv6 as IPv4).
-pub(crate) fn same_host(a: &Host, b: &Host) -> bool {
-    let canon = |h: &Host| match h {
-        Host::Ip(ip) => Host::Ip(crate::deny::canonical_ip(*ip)),
-        Host::Name(n) => Host::Name(n.clone()),
-    };
-    canon(a) == canon(b)
 }
 
 impl fmt::Display for UrlRule {

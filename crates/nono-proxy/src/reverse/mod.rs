@@ -238,21 +238,21 @@ impl RouteTable {
     pub(crate) fn has_route_at(&self, host: &Host, port: u16) -> bool {
         self.routes
             .iter()
-            .any(|r| r.port == port && self.same_host(&r.host, host))
+            .any(|r| r.port == port && r.host.same_as(host))
     }
 
     /// The route at `host:port` whose base path covers `path` (the longest base wins).
     pub(crate) fn route_at(&self, host: &Host, port: u16, path: &NormalPath) -> Option<&Route> {
         self.routes
             .iter()
-            .filter(|r| r.port == port && self.same_host(&r.host, host))
+            .filter(|r| r.port == port && r.host.same_as(host))
             .filter(|r| path.segments.starts_with(&r.base.segments))
             .max_by_key(|r| r.base.segments.len())
     }
 
     /// Whether `host` is some route's upstream host (any port).
     pub(crate) fn is_route_host(&self, host: &Host) -> bool {
-        self.routes.iter().any(|r| self.same_host(&r.host, host))
+        self.routes.iter().any(|r| r.host.same_as(host))
     }
 
     /// `BASE_URL` and phantom variables for a client of the proxy at `base` (`http://h:p`).
@@ -311,21 +311,9 @@ impl RouteTable {
                 let s = s.to_ascii_lowercase();
                 *n == s || n.ends_with(&format!(".{s}"))
             }
-            (h, None) => Host::parse(bare).is_ok_and(|b| self.same_host(&b, h)),
+            (h, None) => Host::parse(bare).is_ok_and(|b| b.same_as(h)),
             _ => false,
         })
-    }
-
-    fn same_host(&self, a: &Host, b: &Host) -> bool {
-        canonical(a) == canonical(b)
-    }
-}
-
-/// A host with IP literals in canonical form (IPv4-mapped IPv6 as IPv4, ...).
-fn canonical(h: &Host) -> Host {
-    match h {
-        Host::Ip(ip) => Host::Ip(crate::deny::canonical_ip(*ip)),
-        Host::Name(n) => Host::Name(n.clone()),
     }
 }
 
